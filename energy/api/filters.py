@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import django_filters
+
+from energy.models import Gateway, Meter, MeterGroup, Reading, Site
+
+
+class SiteFilter(django_filters.FilterSet):
+    name = django_filters.CharFilter(lookup_expr="icontains")
+
+    class Meta:
+        model = Site
+        fields = ["name", "timezone"]
+
+
+# Foreign keys filter by number, not by a choice of every row: a choice field would tell a
+# tenant whether another tenant's id exists.
+class MeterFilter(django_filters.FilterSet):
+    name = django_filters.CharFilter(lookup_expr="icontains")
+    site = django_filters.NumberFilter(field_name="site_id")
+    group = django_filters.NumberFilter(field_name="groups")
+
+    class Meta:
+        model = Meter
+        fields = ["site", "kind", "serial", "is_active", "name", "group"]
+
+
+class MeterGroupFilter(django_filters.FilterSet):
+    name = django_filters.CharFilter(lookup_expr="icontains")
+    meter = django_filters.NumberFilter(field_name="meters")
+
+    class Meta:
+        model = MeterGroup
+        fields = ["name", "meter"]
+
+
+class GatewayFilter(django_filters.FilterSet):
+    site = django_filters.NumberFilter(field_name="site_id")
+
+    class Meta:
+        model = Gateway
+        fields = ["site", "is_active"]
+
+
+class ReadingFilter(django_filters.FilterSet):
+    start = django_filters.IsoDateTimeFilter(field_name="ts", lookup_expr="gte", label="From (inclusive)")
+    end = django_filters.IsoDateTimeFilter(field_name="ts", lookup_expr="lt", label="Until (exclusive)")
+    meter = django_filters.NumberFilter(field_name="meter_id")
+    site = django_filters.NumberFilter(field_name="meter__site_id")
+
+    class Meta:
+        model = Reading
+        fields = ["meter", "site", "start", "end"]

@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from rest_framework import serializers
+
+from energy.models import READING_FIELDS, Gateway, Meter, MeterGroup, Reading, Site
+from joulepoint.tenancy.serializers import TenantModelSerializer
+from joulepoint.tenancy.viewsets import TenantRelatedField
+
+
+class SiteSerializer(TenantModelSerializer):
+    class Meta:
+        model = Site
+        fields = ["id", "name", "timezone", "address", "latitude", "longitude", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+    def validate_timezone(self, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise serializers.ValidationError(f"{value!r} is not an IANA time zone such as Europe/Berlin.") from None
+        return value
+
+    def validate_latitude(self, value: float | None) -> float | None:
+        if value is not None and not -90 <= value <= 90:
+            raise serializers.ValidationError("Latitude is between -90 and 90.")
+        return value
+
+    def validate_longitude(self, value: float | None) -> float | None:
+        if value is not None and not -180 <= value <= 180:
+            raise serializers.ValidationError("Longitude is between -180 and 180.")
+        return value
+
+
+class MeterSerializer(TenantModelSerializer):
+    site = TenantRelatedField(queryset=Site.objects.all())
+    nominal_voltage = serializers.FloatField(min_value=1, max_value=100_000, default=230.0)
+
+    class Meta:
+        model = Meter
+        fields = [
+            "id", "site", "name", "serial", "kind", "nominal_voltage", "phases",
+            "device_key", "require_signature", "is_active", "key_rotated_at", "created_at",
+        ]  # fmt: skip
+        read_only_fields = ["id", "device_key", "key_rotated_at", "created_at"]
+
+
+class GatewaySerializer(TenantModelSerializer):
+    site = TenantRelatedField(queryset=Site.objects.all())
+
+    class Meta:
+        model = Gateway
+        fields = ["id", "site", "name", "device_key", "require_signature", "is_active", "key_rotated_at", "created_at"]
+        read_only_fields = ["id", "device_key", "key_rotated_at", "created_at"]
+
+
+class DeviceSecretSerializer(serializers.Serializer):
+    """The credential pair, shown only on creation and rotation."""
+
+    id = serializers.IntegerField()
+    device_key = serializers.UUIDField()
+    device_secret = serializers.CharField()
+
+
+class MeterCreatedSerializer(MeterSerializer):
+    device_secret = serializers.CharField(read_only=True)
+
+    class Meta(MeterSerializer.Meta):
+        fields = [*MeterSerializer.Meta.fields, "device_secret"]
+
+
+class GatewayCreatedSerializer(GatewaySerializer):
+    device_secret = serializers.CharField(read_only=True)
+
+    class Meta(GatewaySerializer.Meta):
+        fields = [*GatewaySerializer.Meta.fields, "device_secret"]
+
+
+class MeterGroupSerializer(TenantModelSerializer):
+    meters = TenantRelatedField(queryset=Meter.objects.all(), many=True, required=False)
+
+    class Meta:
+        model = MeterGroup
+        fields = ["id", "name", "description", "meters", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+
+class ReadingSerializer(serializers.ModelSerializer):
+    timestamp = serializers.DateTimeField(source="ts")
+
+    class Meta:
+        model = Reading
+        fields = ["id", "meter", "timestamp", *READING_FIELDS, "extra", "received_at"]
+        read_only_fields = fields
+
+
+class StoredReadingSerializer(ReadingSerializer):
+    """The answer to a single-reading POST: the stored row, and whether it was already there."""
+
+    duplicate = serializers.BooleanField(read_only=True)
+
+    class Meta(ReadingSerializer.Meta):
+        fields = [*ReadingSerializer.Meta.fields, "duplicate"]
+        read_only_fields = fields
+
+
+def _reading_input_fields() -> dict[str, serializers.Field]:
+    fields: dict[str, serializers.Field] = {
+        "timestamp": serializers.DateTimeField(help_text="ISO 8601 with offset, e.g. 2025-10-16T10:00:00Z"),
+        "meter_id": serializers.IntegerField(required=False, help_text="Gateways: the meter this reading is for"),
+        "meter_serial": serializers.CharField(required=False, help_text="Gateways: or the meter's serial"),
+    }
+    for name, (unit, _lower) in READING_FIELDS.items():
+        fields[name] = serializers.FloatField(required=False, allow_null=True, help_text=unit or None)
+    return fields
+
+
+# Documents the device payload in the OpenAPI schema; validation itself is energy.validation.
+ReadingInSerializer = type("ReadingInSerializer", (serializers.Serializer,), _reading_input_fields())
+
+
+class BulkResultSerializer(serializers.Serializer):
+    stored = serializers.IntegerField()
+    duplicates = serializers.IntegerField()
+
+
+class FieldErrorSerializer(serializers.Serializer):
+    index = serializers.IntegerField(allow_null=True)
+    field = serializers.CharField()
+    message = serializers.CharField()
+
+
+class IngestErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    errors = FieldErrorSerializer(many=True, required=False)

@@ -1,0 +1,23 @@
+"""Energy routes. Every path answers with and without a trailing slash (no redirects)."""
+
+from __future__ import annotations
+
+from django.urls import re_path
+
+from energy.api import views
+from joulepoint.api import OptionalSlashRouter
+
+router = OptionalSlashRouter()
+router.register("sites", views.SiteViewSet, basename="site")
+router.register("meters", views.MeterViewSet, basename="meter")
+router.register("groups", views.MeterGroupViewSet, basename="metergroup")
+router.register("gateways", views.GatewayViewSet, basename="gateway")
+
+readings = views.ReadingViewSet.as_view({"get": "list", "post": "create"})
+readings_bulk = views.ReadingViewSet.as_view({"post": "bulk"})
+
+urlpatterns = [
+    re_path(r"^energy-data/?$", readings, name="reading-list"),
+    re_path(r"^energy-data/bulk/?$", readings_bulk, name="reading-bulk"),
+    *router.urls,
+]

@@ -1,0 +1,116 @@
+"""Publishing and fan-out.
+
+Subscribers (Channels groups for dashboards, the automations engine, webhooks) register with
+`subscribe()` from their AppConfig.ready(). They are called only after the publishing
+transaction commits: transient events in the publishing process, outbox events in a Celery
+worker, which marks the row dispatched. A beat task re-dispatches rows left pending by a
+process that died between commit and enqueue.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from joulepoint.events.models import OutboxEvent
+from joulepoint.events.types import EVENT_KEYS, TRANSIENT_KEYS, Event
+
+logger = logging.getLogger(__name__)
+
+Subscriber = Callable[[Event], None]
+_subscribers: list[tuple[frozenset[str] | None, Subscriber]] = []
+
+
+def subscribe(handler: Subscriber, *, keys: Iterable[str] | None = None) -> Subscriber:
+    """Register `handler` for the given event keys (all keys when None). Idempotent."""
+    entry = (frozenset(keys) if keys is not None else None, handler)
+    if entry not in _subscribers:
+        _subscribers.append(entry)
+    return handler
+
+
+def unsubscribe(handler: Subscriber) -> None:
+    _subscribers[:] = [entry for entry in _subscribers if entry[1] is not handler]
+
+
+def subscribers_for(key: str) -> list[Subscriber]:
+    return [handler for keys, handler in _subscribers if keys is None or key in keys]
+
+
+def event_publish(*, org, key: str, payload: dict, source: str, occurred_at: datetime | None = None) -> Event:
+    """Announce an event of `org`. Must-not-lose keys are written to the outbox in the caller's
+    transaction; every key reaches subscribers once the transaction commits."""
+    if key not in EVENT_KEYS:
+        raise ValueError(f"unknown event key {key!r}")
+    org_id = getattr(org, "pk", org)
+    event = Event(
+        organization_id=org_id,
+        key=key,
+        payload=payload,
+        source=source,
+        occurred_at=occurred_at or timezone.now(),
+    )
+    if key in TRANSIENT_KEYS:
+        transaction.on_commit(lambda: event_fan_out(event=event))
+    else:
+        OutboxEvent.objects.create(
+            id=event.id,
+            organization_id=org_id,
+            key=key,
+            payload=payload,
+            source=source,
+            occurred_at=event.occurred_at,
+        )
+        from joulepoint.events.tasks import outbox_dispatch_one
+
+        transaction.on_commit(lambda: outbox_dispatch_one.delay(str(event.id)))
+    return event
+
+
+def event_fan_out(*, event: Event) -> None:
+    """Call every subscriber of the event's key; one failing subscriber does not stop the rest."""
+    for handler in subscribers_for(event.key):
+        try:
+            handler(event)
+        except Exception:
+            logger.exception("event subscriber %r failed for %s", handler, event.key)
+            if event.key not in TRANSIENT_KEYS:
+                raise
+
+
+def outbox_event_dispatch(*, event_id: str) -> bool:
+    """Deliver one outbox row to its subscribers and mark it dispatched; safe to run twice."""
+    with transaction.atomic():
+        row = OutboxEvent.objects.select_for_update().filter(pk=event_id).first()
+        if row is None or row.status == OutboxEvent.Status.DISPATCHED:
+            return False
+        row.attempts += 1
+        event = Event(
+            organization_id=row.organization_id,
+            key=row.key,
+            payload=row.payload,
+            source=row.source,
+            occurred_at=row.occurred_at,
+            id=row.id,
+        )
+        try:
+            event_fan_out(event=event)
+        except Exception as exc:
+            row.last_error = repr(exc)[:2000]
+            row.save(update_fields=["attempts", "last_error"])
+            raise
+        row.status = OutboxEvent.Status.DISPATCHED
+        row.dispatched_at = timezone.now()
+        row.last_error = ""
+        row.save(update_fields=["attempts", "status", "dispatched_at", "last_error"])
+        return True
+
+
+def outbox_pending_ids(*, older_than: timedelta = timedelta(seconds=10), limit: int = 500) -> list[str]:
+    cutoff = timezone.now() - older_than
+    rows = OutboxEvent.objects.filter(status=OutboxEvent.Status.PENDING, created_at__lte=cutoff)
+    return [str(pk) for pk in rows.values_list("pk", flat=True)[:limit]]

@@ -1,0 +1,70 @@
+"""Integrations → API access: scoped OAuth2 client credentials bound to an organization."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from oauth2_provider.admin import AccessTokenAdmin  # noqa: F401  (DOT registers its admins on import)
+from oauth2_provider.generators import generate_client_secret
+from oauth2_provider.models import get_application_model
+
+from joulepoint.integrations.models import ApiAccess
+from joulepoint.tenancy.admin import OrganizationScopedAdmin
+from joulepoint.tenancy.models import scope_choices
+
+# DOT registers its own admin for the swapped application model; API access replaces it.
+if admin.site.is_registered(get_application_model()):
+    admin.site.unregister(get_application_model())
+
+
+class ApiAccessForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(
+        choices=scope_choices, widget=forms.CheckboxSelectMultiple, help_text="What tokens of this credential may do."
+    )
+
+    class Meta:
+        model = ApiAccess
+        fields = [
+            "name",
+            "organization",
+            "client_type",
+            "authorization_grant_type",
+            "redirect_uris",
+            "skip_authorization",
+        ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["scopes"].initial = self.instance.scope_list
+
+    def save(self, commit: bool = True):
+        self.instance.allowed_scopes = " ".join(self.cleaned_data["scopes"])
+        return super().save(commit=commit)
+
+
+@admin.register(ApiAccess)
+class ApiAccessAdmin(OrganizationScopedAdmin):
+    form = ApiAccessForm
+    list_display = ["name", "organization", "client_id", "authorization_grant_type", "allowed_scopes", "created"]
+    list_filter = ["organization", "authorization_grant_type"]
+    readonly_fields = ["client_id"]
+    search_fields = ["name", "client_id"]
+
+    def get_changeform_initial_data(self, request):
+        return {
+            "client_type": ApiAccess.CLIENT_CONFIDENTIAL,
+            "authorization_grant_type": ApiAccess.GRANT_CLIENT_CREDENTIALS,
+            **super().get_changeform_initial_data(request),
+        }
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            # DOT stores only a hash of the secret: this is the one moment it can be shown.
+            secret = generate_client_secret()
+            obj.client_secret = secret
+            obj.user = request.user
+            super().save_model(request, obj, form, change)
+            messages.warning(request, f"Client ID {obj.client_id} — client secret (shown once, copy it now): {secret}")
+            return
+        super().save_model(request, obj, form, change)

@@ -1,0 +1,5 @@
+"""WebSocket routes of every app, mounted by joulepoint.asgi."""
+
+from __future__ import annotations
+
+websocket_urlpatterns: list = []

@@ -1,0 +1,109 @@
+"""Admin for facility managers: each sees and edits only the rows of their own organizations.
+
+`OrganizationScopedAdmin` is the base class for every tenant model's admin; it scopes the
+change list, the foreign-key choices and the organization of new rows through `for_orgs`.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db.models import QuerySet
+
+from joulepoint.tenancy.models import Membership, Organization
+
+WRITE_ROLES = {Membership.Role.ADMIN, Membership.Role.OPERATOR}
+
+
+def user_organization_ids(user, *, write: bool = False) -> list[int]:
+    memberships = Membership.objects.filter(user=user)
+    if write:
+        memberships = memberships.filter(role__in=WRITE_ROLES)
+    return list(memberships.values_list("organization_id", flat=True))
+
+
+class OrganizationScopedAdmin(admin.ModelAdmin):
+    """Superusers see everything; staff members see their organizations' rows, and write them
+    when their role is admin or operator."""
+
+    def _org_ids(self, request, *, write: bool = False) -> list[int]:
+        cache_attr = "_jp_write_org_ids" if write else "_jp_org_ids"
+        if not hasattr(request, cache_attr):
+            setattr(request, cache_attr, user_organization_ids(request.user, write=write))
+        return getattr(request, cache_attr)
+
+    def get_queryset(self, request) -> QuerySet:
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        return queryset.for_orgs(self._org_ids(request))
+
+    def _scoped_choices(self, request, queryset: QuerySet) -> QuerySet:
+        if request.user.is_superuser or not hasattr(queryset, "for_orgs"):
+            return queryset
+        return queryset.for_orgs(self._org_ids(request, write=True))
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        formfield = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        if formfield is not None and hasattr(formfield, "queryset"):
+            formfield.queryset = self._scoped_choices(request, formfield.queryset)
+            if db_field.name == "organization" and formfield.queryset.count() == 1:
+                formfield.initial = formfield.queryset.first()
+        return formfield
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        formfield = super().formfield_for_manytomany(db_field, request, **kwargs)
+        if formfield is not None and hasattr(formfield, "queryset"):
+            formfield.queryset = self._scoped_choices(request, formfield.queryset)
+        return formfield
+
+    def has_module_permission(self, request) -> bool:
+        return request.user.is_active and (request.user.is_superuser or bool(self._org_ids(request)))
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return self.has_module_permission(request)
+
+    def has_add_permission(self, request) -> bool:
+        return request.user.is_superuser or bool(self._org_ids(request, write=True))
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        if request.user.is_superuser:
+            return True
+        if not self._org_ids(request, write=True):
+            return False
+        return obj is None or type(obj).objects.for_orgs(self._org_ids(request, write=True)).filter(pk=obj.pk).exists()
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return self.has_change_permission(request, obj)
+
+
+class ReadOnlyScopedAdmin(OrganizationScopedAdmin):
+    """For rows written by the platform (readings, events): browse, never edit."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Organization)
+class OrganizationAdmin(OrganizationScopedAdmin):
+    list_display = ["name", "slug", "created_at"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+    inlines = [MembershipInline]
+
+    def has_add_permission(self, request) -> bool:
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser

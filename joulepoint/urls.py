@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from oauth2_provider import urls as oauth2_urls
+
+handler400 = "joulepoint.api.json_bad_request"
+handler404 = "joulepoint.api.json_not_found"
+handler500 = "joulepoint.api.json_server_error"
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("o/", include(oauth2_urls)),
+    re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
+    re_path(r"^api/docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/energy/", include("energy.api.urls")),
+]
