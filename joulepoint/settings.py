@@ -166,11 +166,6 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "APPEND_COMPONENTS": {
-        "securitySchemes": {
-            "deviceKey": {"type": "apiKey", "in": "header", "name": "X-Device-Key"},
-        }
-    },
 }
 
 OAUTH2_PROVIDER_APPLICATION_MODEL = "tenancy.Application"
