@@ -69,7 +69,10 @@ def parse_timestamp(value: object) -> datetime:
         raise ValueError(f"{value!r} is not an ISO 8601 timestamp") from None
     if ts.tzinfo is None:
         raise ValueError("needs a UTC offset, e.g. 2025-10-16T10:00:00Z")
-    return ts.astimezone(UTC)
+    try:
+        return ts.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise ValueError(f"{value!r} is out of range in UTC") from None
 
 
 def reading_parse(item: object, *, index: int, now: datetime, max_future: timedelta) -> ReadingInput:
