@@ -19,8 +19,9 @@ SIGNATURE_PREFIX = "sha256="
 
 
 def signature_is_valid(*, secret: str, body: bytes, signature: str) -> bool:
-    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, signature.lower())
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest().encode()
+    # Compare bytes: compare_digest raises TypeError on non-ASCII str, and headers may carry any.
+    return hmac.compare_digest(expected, signature.lower().encode("utf-8", "replace"))
 
 
 class DeviceKeyAuthentication(authentication.BaseAuthentication):
