@@ -3,6 +3,7 @@ from __future__ import annotations
 import django_filters
 
 from energy.models import Gateway, Meter, MeterGroup, Reading, Site
+from joulepoint.tenancy.filters import IdFilter
 
 
 class SiteFilter(django_filters.FilterSet):
@@ -13,12 +14,10 @@ class SiteFilter(django_filters.FilterSet):
         fields = ["name", "timezone"]
 
 
-# Foreign keys filter by number, not by a choice of every row: a choice field would tell a
-# tenant whether another tenant's id exists.
 class MeterFilter(django_filters.FilterSet):
     name = django_filters.CharFilter(lookup_expr="icontains")
-    site = django_filters.NumberFilter(field_name="site_id")
-    group = django_filters.NumberFilter(field_name="groups")
+    site = IdFilter(field_name="site_id")
+    group = IdFilter(field_name="groups")
 
     class Meta:
         model = Meter
@@ -27,7 +26,7 @@ class MeterFilter(django_filters.FilterSet):
 
 class MeterGroupFilter(django_filters.FilterSet):
     name = django_filters.CharFilter(lookup_expr="icontains")
-    meter = django_filters.NumberFilter(field_name="meters")
+    meter = IdFilter(field_name="meters")
 
     class Meta:
         model = MeterGroup
@@ -35,7 +34,7 @@ class MeterGroupFilter(django_filters.FilterSet):
 
 
 class GatewayFilter(django_filters.FilterSet):
-    site = django_filters.NumberFilter(field_name="site_id")
+    site = IdFilter(field_name="site_id")
 
     class Meta:
         model = Gateway
@@ -45,8 +44,8 @@ class GatewayFilter(django_filters.FilterSet):
 class ReadingFilter(django_filters.FilterSet):
     start = django_filters.IsoDateTimeFilter(field_name="ts", lookup_expr="gte", label="From (inclusive)")
     end = django_filters.IsoDateTimeFilter(field_name="ts", lookup_expr="lt", label="Until (exclusive)")
-    meter = django_filters.NumberFilter(field_name="meter_id")
-    site = django_filters.NumberFilter(field_name="meter__site_id")
+    meter = IdFilter(field_name="meter_id")
+    site = IdFilter(field_name="meter__site_id")
 
     class Meta:
         model = Reading

@@ -100,16 +100,30 @@ class ReadingViewSet(mixins.ListModelMixin, OrganizationViewSet):
     filterset_class = filters.ReadingFilter
     ordering_fields = ["ts", "meter", "id"]
     ordering = ["meter_id", "ts"]
-    authentication_classes = [DeviceKeyAuthentication, OAuth2Authentication]
     device_actions = frozenset({"create", "bulk"})
 
+    @property
+    def is_device_action(self) -> bool:
+        # DRF picks authenticators before it sets `self.action`, so look the action up here.
+        action = getattr(self, "action", None)
+        if action is None and getattr(self, "request", None) is not None:
+            action = self.action_map.get(self.request.method.lower())
+        return action in self.device_actions
+
+    def get_authenticators(self):
+        # Devices write with their key; integrators read with OAuth2. Choosing per action keeps
+        # a stray X-Device-Key header from hiding a valid bearer token on GET.
+        if self.is_device_action:
+            return [DeviceKeyAuthentication()]
+        return [OAuth2Authentication()]
+
     def get_permissions(self):
-        if self.action in self.device_actions:
+        if self.is_device_action:
             return [IsDevice()]
         return [OrganizationTokenHasScope()]
 
     def get_throttles(self):
-        if self.action in self.device_actions:
+        if self.is_device_action:
             return [DeviceRateThrottle()]
         return super().get_throttles()
 

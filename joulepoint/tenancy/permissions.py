@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from oauth2_provider.contrib.rest_framework import TokenHasScope
 from rest_framework import exceptions, permissions
 
 SAFE_METHODS = permissions.SAFE_METHODS
@@ -13,10 +14,11 @@ def token_organization(request):
     return getattr(application, "organization", None)
 
 
-class OrganizationTokenHasScope(permissions.BasePermission):
+class OrganizationTokenHasScope(TokenHasScope):
     """Requires `<scope_domain>:read` for safe methods and `<scope_domain>:write` otherwise.
 
     A view may name other scopes for one action in `action_scopes` (e.g. `relay:approve`).
+    A TokenHasScope, so the OpenAPI schema lists each operation's scopes.
     """
 
     def has_permission(self, request, view) -> bool:
@@ -25,13 +27,12 @@ class OrganizationTokenHasScope(permissions.BasePermission):
             raise exceptions.NotAuthenticated("An OAuth2 bearer token is required.")
         if token_organization(request) is None:
             raise exceptions.PermissionDenied("This token's application belongs to no organization.")
-        required = self.required_scopes(request, view)
+        required = self.get_scopes(request, view)
         if not token.is_valid(required):
             raise exceptions.PermissionDenied(f"This token lacks the scope(s): {' '.join(required)}.")
         return True
 
-    @staticmethod
-    def required_scopes(request, view) -> list[str]:
+    def get_scopes(self, request, view) -> list[str]:
         action = getattr(view, "action", None)
         action_scopes = getattr(view, "action_scopes", {})
         if action in action_scopes:

@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+import django_filters
+from django import forms
+
+BIGINT_MAX = 2**63 - 1
+
+
+class IdField(forms.IntegerField):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", BIGINT_MAX)
+        super().__init__(*args, **kwargs)
+
+
+class IdFilter(django_filters.Filter):
+    """Filters a foreign key by a positive 64-bit id.
+
+    Not a choice field over every row, which would tell a tenant whether another tenant's id
+    exists; and bounded, so an id too large for the database is a 400, not a driver overflow.
+    """
+
+    field_class = IdField
