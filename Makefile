@@ -3,7 +3,15 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv run test lint
+.PHONY: venv run demo demo-setup simulate test lint
+
+# `make run` serves on HOST:PORT with SERVER (swap it: make run SERVER='$(BIN)/daphne -b ...').
+HOST ?= 127.0.0.1
+PORT ?= 8000
+URL := http://$(HOST):$(PORT)
+SERVER ?= $(BIN)/uvicorn joulepoint.asgi:application --host $(HOST) --port $(PORT)
+SIM_INTERVAL ?= 5
+MANAGE := $(BIN)/python manage.py
 
 $(BIN)/activate: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,3 +27,26 @@ test: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# Demo database and credentials: migrate the SQLite default, collect static files (served by
+# WhiteNoise), create or reuse the demo tenant and print its logins (see docs/demo.md).
+demo-setup: venv
+	$(MANAGE) migrate --noinput -v 0
+	$(MANAGE) collectstatic --noinput -v 0
+	$(MANAGE) demo_setup --url $(URL)
+
+demo: demo-setup
+
+# The demo simulator in the foreground (a server must be running at URL).
+simulate: venv
+	$(MANAGE) simulate --url $(URL) --interval $(SIM_INTERVAL)
+
+# Everything: venv, migrations, demo tenant, the simulator in the background (log in
+# var/simulator.log) and the server in the foreground; stopping the server stops the simulator.
+run: demo-setup
+	@$(MANAGE) simulate --url $(URL) --interval $(SIM_INTERVAL) --stop-with-parent > var/simulator.log 2>&1 & \
+	sim=$$!; \
+	trap 'kill $$sim 2>/dev/null; wait $$sim 2>/dev/null' EXIT; \
+	trap 'exit 130' INT; trap 'exit 143' TERM; \
+	echo "Simulator running (pid $$sim, log var/simulator.log); serving $(URL) — Ctrl-C stops both."; \
+	$(SERVER)
