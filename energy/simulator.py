@@ -291,10 +291,12 @@ class DepotSimulator:
         for kind in KINDS:
             flow = flows[kind]
             phase_v = [round(voltage + offset + self.rng.gauss(0, 0.1), 1) for offset in offsets]
+            # Currents and power factor follow from the values as sent, so a reading is consistent.
+            power, reactive = round(flow.power_w, 1), round(flow.reactive_var, 1)
             reading = {
                 "timestamp": timestamp,
-                "total_power": round(flow.power_w, 1),
-                "reactive_power": round(flow.reactive_var, 1),
+                "total_power": power,
+                "reactive_power": reactive,
                 "total_energy": round(self.registers[kind], 4),
                 "voltage_a": phase_v[0],
                 "voltage_b": phase_v[1],
@@ -304,11 +306,11 @@ class DepotSimulator:
             }
             if kind in self.export_registers:
                 reading["export_energy"] = round(self.export_registers[kind], 4)
-            apparent = math.hypot(flow.power_w, flow.reactive_var)
+            apparent = math.hypot(power, reactive)
             for phase, weight, volts in zip("abc", flow.phase_weights, phase_v, strict=True):
                 reading[f"current_{phase}"] = round(apparent * weight / volts, 2)
             if apparent >= 1.0:
-                reading["power_factor"] = round(abs(flow.power_w) / apparent, 3)
+                reading["power_factor"] = round(abs(power) / apparent, 3)
                 reading["thd_i_pct"] = round(flow.thd_i_pct, 2)
             readings[kind] = reading
         readings["pv"]["irradiance_w_m2"] = round(irradiance, 1)
