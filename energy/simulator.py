@@ -403,6 +403,7 @@ class ReadingSender:
         self.client = client or httpx.Client(timeout=timeout)
         self.backlog: dict[str, deque[dict]] = {kind: deque(maxlen=max_backlog) for kind in self.meters}
         self.server_down = False
+        self.connected = False  # has the server ever answered?
 
     def close(self) -> None:
         self.client.close()
@@ -442,13 +443,17 @@ class ReadingSender:
         try:
             response = self.client.post(url, content=body, headers=headers)
         except httpx.HTTPError as exc:
-            if not self.server_down:
+            if not self.connected:
+                # Started beside the server (make run): it may still be booting.
+                logger.info("waiting for the server at %s (%s)", self.base_url, exc)
+            elif not self.server_down:
                 logger.warning("server unreachable at %s (%s); keeping readings and retrying", self.base_url, exc)
             self.server_down = True
             return PostResult(error=f"{type(exc).__name__}: {exc}")
-        if self.server_down:
+        if self.server_down and self.connected:
             logger.warning("server is back at %s", self.base_url)
-            self.server_down = False
+        self.server_down = False
+        self.connected = True
         status = response.status_code
         if status in (200, 201):
             for _ in batch:
