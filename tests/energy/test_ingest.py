@@ -26,6 +26,13 @@ from tests import factories
 
 pytestmark = pytest.mark.django_db
 
+
+@pytest.fixture(autouse=True)
+def _fast_hashing(settings):
+    # OAuth2 client secrets are hashed on creation; the production hasher costs ~1 s per token here.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 SINGLE = "/api/energy/energy-data/"
 BULK = "/api/energy/energy-data/bulk"
 SEED_BODY = b'{"total_power":3600.0,"total_energy":1500.0,"voltage_a":230.1,"timestamp":"2025-10-16T10:00:00Z"}'
