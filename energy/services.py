@@ -64,10 +64,10 @@ def device_credential_rotate(*, device: DeviceCredential) -> DeviceCredential:
 
 def device_for_key(*, device_key: uuid.UUID) -> Meter | Gateway | None:
     """The active meter or gateway holding this key."""
-    meter = Meter.objects.select_related("organization").filter(device_key=device_key, is_active=True).first()
+    meter = Meter.objects.filter(device_key=device_key, is_active=True).first()
     if meter is not None:
         return meter
-    return Gateway.objects.select_related("organization").filter(device_key=device_key, is_active=True).first()
+    return Gateway.objects.filter(device_key=device_key, is_active=True).first()
 
 
 def _bind_meters(device: Meter | Gateway, readings: list[ReadingInput]) -> list[int]:
@@ -83,7 +83,8 @@ def _bind_meters(device: Meter | Gateway, readings: list[ReadingInput]) -> list[
             raise ReadingsInvalid(errors)
         return [device.pk] * len(readings)
 
-    site_meters = Meter.objects.filter(site_id=device.site_id, organization_id=device.organization_id)
+    # A disabled meter is refused through a gateway just as its own key is.
+    site_meters = Meter.objects.filter(site_id=device.site_id, organization_id=device.organization_id, is_active=True)
     by_id: dict[int, int] = {}
     by_serial: dict[str, int] = {}
     for pk, serial in site_meters.values_list("pk", "serial"):
@@ -93,7 +94,9 @@ def _bind_meters(device: Meter | Gateway, readings: list[ReadingInput]) -> list[
     for reading in readings:
         if reading.meter_id is not None:
             pk = by_id.get(reading.meter_id)
-            if pk is None:
+            if pk is not None and reading.meter_serial is not None and by_serial.get(reading.meter_serial) != pk:
+                errors.append(FieldError(reading.index, METER_SERIAL, "names a different meter than meter_id"))
+            elif pk is None:
                 errors.append(
                     FieldError(reading.index, METER_ID, f"meter {reading.meter_id} is not at this gateway's site")
                 )
@@ -193,7 +196,7 @@ def reading_batch_ingest(*, device: Meter | Gateway, items: list, source: str) -
         stored_keys = [key for key in by_key if key in stored]
         if stored_keys:
             publish(
-                device.organization,
+                device.organization_id,
                 DATA_INGESTED,
                 _ingested_payload(device, stored_keys, by_key),
                 source=source,
