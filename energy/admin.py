@@ -1,9 +1,48 @@
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin
 
-from energy.models import Gateway, Meter, MeterGroup, Reading, Site
+from energy.models import Gateway, Meter, MeterGroup, MeterPQState, PQConfig, PQEvent, ProtectionEvent, Reading, Site
+from energy.pq_services import CONFIG_DEFAULTS, CONFIG_FIELDS, pq_config_validate
 from joulepoint.tenancy.admin import OrganizationScopedAdmin, ReadOnlyScopedAdmin
+
+
+class PQConfigForm(forms.ModelForm):
+    """The same physical-range rules as the API (energy.pq_services.pq_config_validate)."""
+
+    class Meta:
+        model = PQConfig
+        fields = list(CONFIG_FIELDS)
+
+    def clean(self):
+        cleaned = super().clean()
+        values = {name: cleaned.get(name, CONFIG_DEFAULTS[name]) for name in CONFIG_FIELDS}
+        if all(isinstance(v, (int, float)) for v in values.values()):
+            for field, message in pq_config_validate({k: float(v) for k, v in values.items()}).items():
+                self.add_error(field, message)
+        return cleaned
+
+
+class PQConfigInline(admin.StackedInline):
+    """A meter's PQ thresholds on its page; without a row the defaults apply."""
+
+    model = PQConfig
+    form = PQConfigForm
+    extra = 0
+    max_num = 1
+    can_delete = True
+    verbose_name = "PQ configuration (defaults apply when none is set)"
+
+
+class MeterPQStateInline(admin.StackedInline):
+    model = MeterPQState
+    extra = 0
+    max_num = 0
+    can_delete = False
+    verbose_name = "Protection state"
+    fields = ["breaker_state", "breaker_state_at", "breaker_state_origin", "last_reading_at"]
+    readonly_fields = fields
 
 
 @admin.register(Site)
@@ -20,10 +59,18 @@ class MeterAdmin(OrganizationScopedAdmin):
     search_fields = ["name", "serial"]
     readonly_fields = ["device_key", "key_rotated_at"]
     exclude = ["organization"]
+    inlines = [PQConfigInline, MeterPQStateInline]
 
     def save_model(self, request, obj, form, change):
         obj.organization_id = obj.site.organization_id
         super().save_model(request, obj, form, change)
+
+    def save_formset(self, request, form, formset, change):
+        # Inline rows (PQ configuration) belong to the meter's organization.
+        for inline_form in formset.forms:
+            if hasattr(inline_form.instance, "organization_id") and inline_form.has_changed():
+                inline_form.instance.organization_id = form.instance.organization_id
+        super().save_formset(request, form, formset, change)
 
 
 @admin.register(Gateway)
@@ -52,3 +99,21 @@ class ReadingAdmin(ReadOnlyScopedAdmin):
     list_select_related = ["meter"]
     date_hierarchy = "ts"
     show_full_result_count = False
+
+
+@admin.register(PQEvent)
+class PQEventAdmin(ReadOnlyScopedAdmin):
+    list_display = ["kind", "meter", "start", "end", "duration_s", "ieee_category", "worst_value", "unit", "phases"]
+    list_filter = ["kind", "duration_class", ("end", admin.EmptyFieldListFilter), "meter__site"]
+    list_select_related = ["meter"]
+    date_hierarchy = "start"
+    search_fields = ["meter__name", "meter__serial"]
+
+
+@admin.register(ProtectionEvent)
+class ProtectionEventAdmin(ReadOnlyScopedAdmin):
+    list_display = ["kind", "meter", "occurred_at", "earth_leakage_ma", "origin"]
+    list_filter = ["kind", "origin", "meter__site"]
+    list_select_related = ["meter"]
+    date_hierarchy = "occurred_at"
+    search_fields = ["meter__name", "meter__serial"]

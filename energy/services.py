@@ -98,6 +98,10 @@ def _bind_meters(device: Meter | Gateway, readings: list[ReadingInput]) -> list[
     return meter_ids
 
 
+# Public name for other doors that bind a device's payload to meters (protection events).
+bind_meters = _bind_meters
+
+
 def _insert_readings(rows: list[tuple]) -> set[tuple[int, datetime]]:
     """Insert rows (in COLUMNS order), skipping (meter, ts) already stored; returns what was stored.
 

@@ -173,6 +173,12 @@ SPECTACULAR_SETTINGS = {
     "OAUTH2_FLOWS": ["clientCredentials", "authorizationCode"],
     "OAUTH2_TOKEN_URL": "/o/token/",
     "OAUTH2_AUTHORIZATION_URL": "/o/authorize/",
+    # Several models have a `kind`; name each choice set after its model.
+    "ENUM_NAME_OVERRIDES": {
+        "MeterKindEnum": "energy.models.Meter.Kind",
+        "PQEventKindEnum": "energy.pq_models.PQEvent.Kind",
+        "ProtectionEventKindEnum": "energy.pq_models.ProtectionEvent.Kind",
+    },
 }
 
 OAUTH2_PROVIDER_APPLICATION_MODEL = "tenancy.Application"
