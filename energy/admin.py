@@ -5,7 +5,7 @@ from django.contrib import admin
 
 from energy.models import Gateway, Meter, MeterGroup, MeterPQState, PQConfig, PQEvent, ProtectionEvent, Reading, Site
 from energy.pq_services import CONFIG_DEFAULTS, CONFIG_FIELDS, pq_config_validate
-from joulepoint.tenancy.admin import OrganizationScopedAdmin, ReadOnlyScopedAdmin
+from joulepoint.tenancy.admin import OrganizationScopedAdmin, ReadOnlyScopedAdmin, user_organization_ids
 
 
 class PQConfigForm(forms.ModelForm):
@@ -24,7 +24,31 @@ class PQConfigForm(forms.ModelForm):
         return cleaned
 
 
-class PQConfigInline(admin.StackedInline):
+class MemberInlinePermissions:
+    """Inlines ask Django's model permissions by default, which facility managers (members,
+    not superusers) lack; the parent admin has already scoped the meter to their
+    organizations, so membership with a write role is what decides here."""
+
+    def _can_write(self, request, obj=None) -> bool:
+        if request.user.is_superuser:
+            return True
+        org_ids = user_organization_ids(request.user, write=True)
+        return bool(org_ids) and (obj is None or obj.organization_id in org_ids)
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser or bool(user_organization_ids(request.user))
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return self._can_write(request, obj)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return self._can_write(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return self._can_write(request, obj)
+
+
+class PQConfigInline(MemberInlinePermissions, admin.StackedInline):
     """A meter's PQ thresholds on its page; without a row the defaults apply."""
 
     model = PQConfig
@@ -35,12 +59,22 @@ class PQConfigInline(admin.StackedInline):
     verbose_name = "PQ configuration (defaults apply when none is set)"
 
 
-class MeterPQStateInline(admin.StackedInline):
+class MeterPQStateInline(MemberInlinePermissions, admin.StackedInline):
     model = MeterPQState
     extra = 0
     max_num = 0
     can_delete = False
     verbose_name = "Protection state"
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False  # written by detection only
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
     fields = ["breaker_state", "breaker_state_at", "breaker_state_origin", "last_reading_at"]
     readonly_fields = fields
 
