@@ -131,6 +131,11 @@ class MeterAdmin(DeviceCredentialAdmin):
     search_fields = ["name", "serial"]
     inlines = [PQConfigInline, MeterPQStateInline]
 
+    def get_inlines(self, request, obj):
+        # On the change page only: a new meter starts with the defaults, and the add form
+        # stays the plain form that scripts and tests post.
+        return self.inlines if obj is not None else []
+
     def save_formset(self, request, form, formset, change):
         # Inline rows (PQ configuration) belong to the meter's organization.
         for inline_form in formset.forms:
