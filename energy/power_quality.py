@@ -88,31 +88,36 @@ class Sample:
     thd_v_pct: float | None
     earth_leakage_ma: float | None
     breaker_state: str | None
+    carries_pq: bool
+    carries_protection: bool
 
-    @property
-    def carries_pq(self) -> bool:
-        return self.thd_v_pct is not None or any(v is not None for v in self.voltages + self.line_voltages)
 
-    @property
-    def carries_protection(self) -> bool:
-        return self.earth_leakage_ma is not None or self.breaker_state is not None
+_NONE3 = (None, None, None)
 
 
 def sample_from(ts: datetime, values: Mapping[str, object], extra: Mapping[str, object]) -> Sample:
-    """Build a Sample from a reading's typed values and its `extra` (validated or stored)."""
+    """Build a Sample from a reading's typed values and its `extra` (validated or stored).
 
-    def number(source: Mapping[str, object], name: str) -> float | None:
-        value = source.get(name)
-        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-    breaker = extra.get("breaker_state")
+    On the ingest hot path (one call per stored reading): plain lookups, no conversions;
+    validation has already made every measurement a float.
+    """
+    get, eget = values.get, extra.get
+    voltages = (get("voltage_a"), get("voltage_b"), get("voltage_c"))
+    line_voltages = (eget("voltage_ab"), eget("voltage_bc"), eget("voltage_ca"))
+    thd = get("thd_v_pct")
+    leakage = eget("earth_leakage_ma")
+    breaker = eget("breaker_state")
+    if not isinstance(breaker, str):
+        breaker = None
     return Sample(
-        ts=ts,
-        voltages=tuple(number(values, name) for _phase, name in PHASE_FIELDS),
-        line_voltages=tuple(number(extra, name) for _pair, name in LINE_FIELDS),
-        thd_v_pct=number(values, "thd_v_pct"),
-        earth_leakage_ma=number(extra, "earth_leakage_ma"),
-        breaker_state=breaker if isinstance(breaker, str) else None,
+        ts,
+        voltages,
+        line_voltages,
+        thd,
+        leakage,
+        breaker,
+        thd is not None or voltages != _NONE3 or line_voltages != _NONE3,
+        leakage is not None or breaker is not None,
     )
 
 
@@ -228,20 +233,77 @@ def scan(kind: str, samples: Iterable[Sample], limits: Thresholds, open_span: Sp
     open (the last). An event opens at the first violating reading and closes at the first
     normal reading after it; readings without the measurement are skipped.
     """
-    spans: list[Span] = [open_span] if open_span is not None else []
-    current = open_span
+    opened = {kind: open_span} if open_span is not None else {}
+    return scan_all(samples, limits, opened, kinds=(kind,))[kind]
+
+
+def scan_all(
+    samples: Iterable[Sample], limits: Thresholds, open_spans: dict[str, Span], kinds: Iterable[str] = PQ_KINDS
+) -> dict[str, list[Span]]:
+    """`scan` for several rules in one pass over the samples (the ingest hot path).
+
+    Each reading is first screened with plain arithmetic on its lowest and highest phase
+    voltage, its THD and its unbalance, which decides "violating or not" exactly as `check`
+    does (the comparisons are monotonic in those extremes); `check` itself, which finds the
+    phases and magnitudes, runs only on violating readings.
+    """
+    kinds = tuple(kinds)
+    spans: dict[str, list[Span]] = {k: ([open_spans[k]] if k in open_spans else []) for k in kinds}
+    current: dict[str, Span | None] = {k: open_spans.get(k) for k in kinds}
+    want_sag, want_swell, want_interruption = SAG in kinds, SWELL in kinds, INTERRUPTION in kinds
+    want_voltage = want_sag or want_swell or want_interruption
+    want_thd = THD in kinds
+    want_imbalance = IMBALANCE in kinds and limits.phases == 3
+    single_phase = limits.phases == 1
+    nominal = limits.nominal_voltage
+    sag_pu, swell_pu, thd_pct, imbalance_pct = limits.sag_pu, limits.swell_pu, limits.thd_pct, limits.imbalance_pct
+
+    def step(kind: str, violating: bool, sample: Sample) -> None:
+        span = current[kind]
+        if violating:
+            result = check(kind, sample, limits)
+            if span is None:
+                span = current[kind] = Span(kind=kind, start=sample.ts, last_violation_at=sample.ts, worst=result.value)
+                spans[kind].append(span)
+            span.absorb(result, sample.ts)
+        elif span is not None:
+            span.end = sample.ts
+            current[kind] = None
+
     for sample in samples:
-        result = check(kind, sample, limits)
-        if result is None:
+        if not sample.carries_pq:
             continue
-        if result.violating:
-            if current is None:
-                current = Span(kind=kind, start=sample.ts, last_violation_at=sample.ts, worst=result.value)
-                spans.append(current)
-            current.absorb(result, sample.ts)
-        elif current is not None:
-            current.end = sample.ts
-            current = None
+        if want_voltage:
+            va, vb, vc = sample.voltages
+            if single_phase:
+                present = (va,) if va is not None else ()
+            elif va is not None and vb is not None and vc is not None:
+                present = sample.voltages
+            else:
+                present = tuple(v for v in (va, vb, vc) if v is not None)
+            if present:
+                low, high = min(present) / nominal, max(present) / nominal
+                if want_sag:
+                    step(SAG, _below(low, sag_pu), sample)
+                if want_interruption:
+                    step(INTERRUPTION, _below(low, INTERRUPTION_PU), sample)
+                if want_swell:
+                    step(SWELL, _above(high, swell_pu), sample)
+        if want_thd and sample.thd_v_pct is not None:
+            step(THD, _above(sample.thd_v_pct, thd_pct), sample)
+        if want_imbalance:
+            # NEMA on line-line voltages when all three are sent, else IEEE on phase voltages.
+            if None not in sample.line_voltages:
+                triple = sample.line_voltages
+            elif None not in sample.voltages:
+                triple = sample.voltages
+            else:
+                continue
+            # unbalance_pct inlined, with the same arithmetic so the screen agrees with check().
+            a, b, c = triple
+            average = (a + b + c) / 3
+            pct = max(abs(a - average), abs(b - average), abs(c - average)) / average * 100.0 if average > 0 else 0.0
+            step(IMBALANCE, _above(pct, imbalance_pct), sample)
     return spans
 
 

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import transaction
 from django.db.models import Q
 
@@ -243,22 +244,24 @@ def readings_detect(*, samples_by_meter: dict[int, list[pq.Sample]], source: str
         return
     meter_ids = sorted(relevant)
     # The lock serializes detection per meter across processes; id order avoids deadlocks.
+    # FOR UPDATE OF the meter only: PostgreSQL refuses to lock the nullable side of the
+    # outer joins that bring the configuration and the state along in the same query.
     meters = list(
-        Meter.objects.select_for_update()
+        Meter.objects.select_for_update(of=("self",))
+        .select_related("pq_config", "pq_state")
         .filter(pk__in=meter_ids)
         .order_by("pk")
-        .only("pk", "organization_id", "site_id", "nominal_voltage", "phases")
     )
-    configs = {c.meter_id: c for c in PQConfig.objects.filter(meter_id__in=meter_ids)}
-    states = {s.meter_id: s for s in MeterPQState.objects.filter(meter_id__in=meter_ids)}
     open_events: dict[int, dict[str, PQEvent]] = {}
-    for event in PQEvent.objects.filter(meter_id__in=meter_ids, end__isnull=True):
-        open_events.setdefault(event.meter_id, {})[event.kind] = event
+    known = [m.pk for m in meters if _related(m, "pq_state") is not None]
+    if known:
+        for event in PQEvent.objects.filter(meter_id__in=known, end__isnull=True):
+            open_events.setdefault(event.meter_id, {})[event.kind] = event
     for meter in meters:
-        state = states.get(meter.pk)
+        state = _related(meter, "pq_state")
         if state is None:
             state = MeterPQState(meter=meter, organization_id=meter.organization_id)
-        context = _MeterContext(meter, thresholds_for(meter, configs.get(meter.pk)), state, source)
+        context = _MeterContext(meter, thresholds_for(meter, _related(meter, "pq_config")), state, source)
         samples = relevant[meter.pk]
         # Before the rules run, so announcements report the position after this batch.
         _breaker_observe(
@@ -273,6 +276,14 @@ def readings_detect(*, samples_by_meter: dict[int, list[pq.Sample]], source: str
         if state.last_reading_at is None or samples[-1].ts > state.last_reading_at:
             state.last_reading_at = samples[-1].ts
         state.save()
+
+
+def _related(meter: Meter, name: str):
+    """A reverse one-to-one loaded by select_related, or None when the meter has none."""
+    try:
+        return getattr(meter, name)
+    except ObjectDoesNotExist:
+        return None
 
 
 def _span_of(event: PQEvent) -> pq.Span:
@@ -323,9 +334,9 @@ def _new_event(context: _MeterContext, span: pq.Span) -> PQEvent:
 def _detect_in_order(context: _MeterContext, samples: list[pq.Sample], open_events: dict[str, PQEvent]) -> None:
     """Every sample is after the watermark: continue the open events from where they are."""
     if any(s.carries_pq for s in samples):
-        for kind in pq.PQ_KINDS:
+        opened = {kind: _span_of(event) for kind, event in open_events.items()}
+        for kind, spans in pq.scan_all(samples, context.limits, opened).items():
             existing = open_events.get(kind)
-            spans = pq.scan(kind, samples, context.limits, _span_of(existing) if existing else None)
             for span in spans:
                 if existing is not None and span.start == existing.start:
                     if span.count == existing.reading_count and span.end is None:
