@@ -42,7 +42,7 @@ from energy.models import (
     ProtectionEvent,
     Reading,
 )
-from joulepoint.events import publish
+from joulepoint.events import publish_many
 from joulepoint.events.types import PQ_EVENT, PROTECTION_EVENT
 
 CONFIG_FIELDS = (
@@ -180,14 +180,14 @@ def pq_event_payload(event: PQEvent, *, action: str, site_id: int) -> dict:
     }
 
 
-def _announce_pq(event: PQEvent, action: str, *, site_id: int, source: str) -> None:
+Outbox = list[tuple[int, str, dict, datetime]]
+
+
+def _announce_pq(event: PQEvent, action: str, *, site_id: int, outbox: Outbox) -> None:
+    """Queue a `pq.event`; readings_detect publishes the batch's queue in one outbox INSERT."""
     occurred_at = event.end if action == "closed" and event.end is not None else event.start
-    publish(
-        event.organization_id,
-        PQ_EVENT,
-        pq_event_payload(event, action=action, site_id=site_id),
-        source=source,
-        occurred_at=occurred_at,
+    outbox.append(
+        (event.organization_id, PQ_EVENT, pq_event_payload(event, action=action, site_id=site_id), occurred_at)
     )
 
 
@@ -206,14 +206,11 @@ def protection_event_payload(event: ProtectionEvent, *, action: str, site_id: in
     }
 
 
-def _announce_protection(event: ProtectionEvent, action: str, *, site_id: int, breaker_state: str, source: str) -> None:
-    publish(
-        event.organization_id,
-        PROTECTION_EVENT,
-        protection_event_payload(event, action=action, site_id=site_id, breaker_state=breaker_state),
-        source=source,
-        occurred_at=event.occurred_at,
-    )
+def _announce_protection(
+    event: ProtectionEvent, action: str, *, site_id: int, breaker_state: str, outbox: Outbox
+) -> None:
+    payload = protection_event_payload(event, action=action, site_id=site_id, breaker_state=breaker_state)
+    outbox.append((event.organization_id, PROTECTION_EVENT, payload, event.occurred_at))
 
 
 # Detection in the ingest path -------------------------------------------------------------------
@@ -224,7 +221,7 @@ class _MeterContext:
     meter: Meter
     limits: pq.Thresholds
     state: MeterPQState
-    source: str
+    outbox: Outbox
 
 
 def readings_detect(*, samples_by_meter: dict[int, list[pq.Sample]], source: str) -> None:
@@ -243,6 +240,7 @@ def readings_detect(*, samples_by_meter: dict[int, list[pq.Sample]], source: str
     if not relevant:
         return
     meter_ids = sorted(relevant)
+    outbox: Outbox = []
     # The lock serializes detection per meter across processes; id order avoids deadlocks.
     # FOR UPDATE OF the meter only: PostgreSQL refuses to lock the nullable side of the
     # outer joins that bring the configuration and the state along in the same query.
@@ -261,7 +259,7 @@ def readings_detect(*, samples_by_meter: dict[int, list[pq.Sample]], source: str
         state = _related(meter, "pq_state")
         if state is None:
             state = MeterPQState(meter=meter, organization_id=meter.organization_id)
-        context = _MeterContext(meter, thresholds_for(meter, _related(meter, "pq_config")), state, source)
+        context = _MeterContext(meter, thresholds_for(meter, _related(meter, "pq_config")), state, outbox)
         samples = relevant[meter.pk]
         # Before the rules run, so announcements report the position after this batch.
         _breaker_observe(
@@ -276,6 +274,8 @@ def readings_detect(*, samples_by_meter: dict[int, list[pq.Sample]], source: str
         if state.last_reading_at is None or samples[-1].ts > state.last_reading_at:
             state.last_reading_at = samples[-1].ts
         state.save()
+    if outbox:
+        publish_many(outbox, source=source)
 
 
 def _related(meter: Meter, name: str):
@@ -321,20 +321,25 @@ def _fill(event: PQEvent, span: pq.Span, limits: pq.Thresholds) -> PQEvent:
     return event
 
 
-def _new_event(context: _MeterContext, span: pq.Span) -> PQEvent:
+def _new_events(context: _MeterContext, spans: list[pq.Span]) -> list[PQEvent]:
+    """Create events for new spans in one INSERT and queue their openings (and closings)."""
     meter = context.meter
-    event = _fill(PQEvent(organization_id=meter.organization_id, meter_id=meter.pk), span, context.limits)
-    event.save()
-    _announce_pq(event, "opened", site_id=meter.site_id, source=context.source)
-    if event.end is not None:
-        _announce_pq(event, "closed", site_id=meter.site_id, source=context.source)
-    return event
+    events = [
+        _fill(PQEvent(organization_id=meter.organization_id, meter_id=meter.pk), span, context.limits) for span in spans
+    ]
+    PQEvent.objects.bulk_create(events)
+    for event in events:
+        _announce_pq(event, "opened", site_id=meter.site_id, outbox=context.outbox)
+        if event.end is not None:
+            _announce_pq(event, "closed", site_id=meter.site_id, outbox=context.outbox)
+    return events
 
 
 def _detect_in_order(context: _MeterContext, samples: list[pq.Sample], open_events: dict[str, PQEvent]) -> None:
     """Every sample is after the watermark: continue the open events from where they are."""
     if any(s.carries_pq for s in samples):
         opened = {kind: _span_of(event) for kind, event in open_events.items()}
+        new: list[pq.Span] = []
         for kind, spans in pq.scan_all(samples, context.limits, opened).items():
             existing = open_events.get(kind)
             for span in spans:
@@ -343,17 +348,19 @@ def _detect_in_order(context: _MeterContext, samples: list[pq.Sample], open_even
                         continue  # no reading of this batch carried the measurement
                     _fill(existing, span, context.limits).save()
                     if span.end is not None:
-                        _announce_pq(existing, "closed", site_id=context.meter.site_id, source=context.source)
+                        _announce_pq(existing, "closed", site_id=context.meter.site_id, outbox=context.outbox)
                 else:
-                    _new_event(context, span)
+                    new.append(span)
+        if new:
+            _new_events(context, sorted(new, key=lambda span: span.start))
     if any(s.carries_protection for s in samples):
         state = context.state
         breaker, state.reading_breaker = pq.breaker_transitions(samples, state.reading_breaker)
         leakage, over = pq.leakage_transitions(samples, context.limits.earth_leakage_ma, bool(state.leakage_over))
         if any(s.earth_leakage_ma is not None for s in samples):
             state.leakage_over = over
-        for transition in breaker + leakage:
-            _derived_protection_create(context, transition)
+        if breaker or leakage:
+            _derived_protection_create(context, sorted(breaker + leakage, key=lambda t: t.ts))
 
 
 def _detect_late(context: _MeterContext, samples: list[pq.Sample]) -> None:
@@ -391,7 +398,7 @@ def _overlaps(event: PQEvent, span: pq.Span) -> bool:
 
 
 def _reconcile_pq(context: _MeterContext, old: list[PQEvent], spans: list[pq.Span]) -> None:
-    site_id, source = context.meter.site_id, context.source
+    site_id = context.meter.site_id
     matches: dict[int, PQEvent] = {}
     used: set[int] = set()
     by_start = {event.start: event for event in old}
@@ -410,38 +417,46 @@ def _reconcile_pq(context: _MeterContext, old: list[PQEvent], spans: list[pq.Spa
                 break
     for event in old:  # deleted first: their starts may be reused by the updates below
         if event.pk not in used:
-            _announce_pq(event, "retracted", site_id=site_id, source=source)
+            _announce_pq(event, "retracted", site_id=site_id, outbox=context.outbox)
             event.delete()
+    unmatched: list[pq.Span] = []
     for index, span in enumerate(spans):
         event = matches.get(index)
         if event is None:
-            _new_event(context, span)
+            unmatched.append(span)  # created after the updates, whose old starts they may take
             continue
         before = (event.start, event.end, event.worst_value, sorted(event.phases))
         was_open = event.end is None
         _fill(event, span, context.limits).save()
         if was_open and event.end is not None:
-            _announce_pq(event, "closed", site_id=site_id, source=source)
+            _announce_pq(event, "closed", site_id=site_id, outbox=context.outbox)
         elif not was_open and before != (event.start, event.end, event.worst_value, event.phases):
-            _announce_pq(event, "updated", site_id=site_id, source=source)
+            _announce_pq(event, "updated", site_id=site_id, outbox=context.outbox)
+    if unmatched:
+        _new_events(context, unmatched)
 
 
-def _derived_protection_create(context: _MeterContext, transition: pq.Transition) -> ProtectionEvent:
+def _derived_protection_create(context: _MeterContext, transitions: list[pq.Transition]) -> list[ProtectionEvent]:
+    """Store protection events derived from readings in one INSERT and queue their announcements."""
     meter = context.meter
-    details = {"limit_ma": context.limits.earth_leakage_ma} if transition.kind == pq.EARTH_LEAKAGE else {}
-    event = ProtectionEvent.objects.create(
-        organization_id=meter.organization_id,
-        meter_id=meter.pk,
-        kind=transition.kind,
-        occurred_at=transition.ts,
-        earth_leakage_ma=transition.earth_leakage_ma,
-        details=details,
-        origin=ProtectionEvent.Origin.READING,
-    )
-    _announce_protection(
-        event, "recorded", site_id=meter.site_id, breaker_state=context.state.breaker_state, source=context.source
-    )
-    return event
+    events = [
+        ProtectionEvent(
+            organization_id=meter.organization_id,
+            meter_id=meter.pk,
+            kind=transition.kind,
+            occurred_at=transition.ts,
+            earth_leakage_ma=transition.earth_leakage_ma,
+            details={"limit_ma": context.limits.earth_leakage_ma} if transition.kind == pq.EARTH_LEAKAGE else {},
+            origin=ProtectionEvent.Origin.READING,
+        )
+        for transition in transitions
+    ]
+    ProtectionEvent.objects.bulk_create(events)
+    for event in events:
+        _announce_protection(
+            event, "recorded", site_id=meter.site_id, breaker_state=context.state.breaker_state, outbox=context.outbox
+        )
+    return events
 
 
 def _anchor(meter_id: int, before: datetime, key: str) -> object | None:
@@ -501,14 +516,17 @@ def _reconcile_protection(context: _MeterContext, window: list[pq.Sample], t_min
                 "retracted",
                 site_id=meter.site_id,
                 breaker_state=state.breaker_state,
-                source=context.source,
+                outbox=context.outbox,
             )
             event.delete()
+    missing = [transition for key, transition in new.items() if key not in old]
+    if missing:
+        _derived_protection_create(context, missing)
     for key, transition in new.items():
         event = old.get(key)
         if event is None:
-            _derived_protection_create(context, transition)
-        elif event.earth_leakage_ma != transition.earth_leakage_ma:
+            continue
+        if event.earth_leakage_ma != transition.earth_leakage_ma:
             event.earth_leakage_ma = transition.earth_leakage_ma
             event.save(update_fields=["earth_leakage_ma"])
 
@@ -562,5 +580,7 @@ def protection_event_record(
     if kind in BREAKER_AFTER:
         _breaker_observe(state, [(occurred_at, BREAKER_AFTER[kind])], ProtectionEvent.Origin.DEVICE)
         state.save(update_fields=["breaker_state", "breaker_state_at", "breaker_state_origin"])
-    _announce_protection(event, "recorded", site_id=meter.site_id, breaker_state=state.breaker_state, source=source)
+    outbox: Outbox = []
+    _announce_protection(event, "recorded", site_id=meter.site_id, breaker_state=state.breaker_state, outbox=outbox)
+    publish_many(outbox, source=source)
     return event, True
