@@ -242,14 +242,11 @@ def readings_detect(*, samples_by_meter: dict[int, list[pq.Sample]], source: str
     meter_ids = sorted(relevant)
     outbox: Outbox = []
     # The lock serializes detection per meter across processes; id order avoids deadlocks.
-    # FOR UPDATE OF the meter only: PostgreSQL refuses to lock the nullable side of the
-    # outer joins that bring the configuration and the state along in the same query.
-    meters = list(
-        Meter.objects.select_for_update(of=("self",))
-        .select_related("pq_config", "pq_state")
-        .filter(pk__in=meter_ids)
-        .order_by("pk")
-    )
+    # It is its own statement: in READ COMMITTED a statement sees the snapshot taken when it
+    # started, so rows the previous lock holder committed (a first MeterPQState, closed
+    # events) are only visible to statements issued after the lock is granted.
+    list(Meter.objects.select_for_update().filter(pk__in=meter_ids).order_by("pk").values_list("pk", flat=True))
+    meters = list(Meter.objects.select_related("pq_config", "pq_state").filter(pk__in=meter_ids).order_by("pk"))
     open_events: dict[int, dict[str, PQEvent]] = {}
     known = [m.pk for m in meters if _related(m, "pq_state") is not None]
     if known:

@@ -343,3 +343,36 @@ def test_events_belong_to_the_meters_organization(meter, other_org):
     assert set(PQEvent.objects.values_list("organization_id", flat=True)) == {meter.organization_id}
     assert PQEvent.objects.for_org(other_org).count() == 0
     assert Meter.objects.for_org(other_org).count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_batches_of_one_meter_serialize_and_agree_with_one_by_one(site):
+    import threading
+
+    from django.db import connection
+
+    meter, reference = factories.MeterFactory(site=site), factories.MeterFactory(site=site)
+    items = _timeline()
+    halves = [items[i::2] for i in range(2)]  # interleaved: each batch is "late" for the other
+    for item in items:
+        ingest(reference, [item])
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(2)
+
+    def post(batch):
+        try:
+            barrier.wait()
+            ingest(meter, batch)
+        except BaseException as exc:  # reported below: a thread's exception is otherwise lost
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=post, args=(half,)) for half in halves]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert MeterPQState.objects.filter(meter=meter).count() == 1
+    assert event_shapes(meter) == event_shapes(reference)
