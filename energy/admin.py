@@ -3,8 +3,80 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 
-from energy.models import Gateway, Meter, MeterGroup, Reading, Site
-from joulepoint.tenancy.admin import OrganizationScopedAdmin, ReadOnlyScopedAdmin
+from energy.models import Gateway, Meter, MeterGroup, MeterPQState, PQConfig, PQEvent, ProtectionEvent, Reading, Site
+from energy.pq_services import CONFIG_DEFAULTS, CONFIG_FIELDS, pq_config_validate
+from joulepoint.tenancy.admin import OrganizationScopedAdmin, ReadOnlyScopedAdmin, user_organization_ids
+
+
+class PQConfigForm(forms.ModelForm):
+    """The same physical-range rules as the API (energy.pq_services.pq_config_validate)."""
+
+    class Meta:
+        model = PQConfig
+        fields = list(CONFIG_FIELDS)
+
+    def clean(self):
+        cleaned = super().clean()
+        values = {name: cleaned.get(name, CONFIG_DEFAULTS[name]) for name in CONFIG_FIELDS}
+        if all(isinstance(v, (int, float)) for v in values.values()):
+            for field, message in pq_config_validate({k: float(v) for k, v in values.items()}).items():
+                self.add_error(field, message)
+        return cleaned
+
+
+class MemberInlinePermissions:
+    """Inlines ask Django's model permissions by default, which facility managers (members,
+    not superusers) lack; the parent admin has already scoped the meter to their
+    organizations, so membership with a write role is what decides here."""
+
+    def _can_write(self, request, obj=None) -> bool:
+        if request.user.is_superuser:
+            return True
+        org_ids = user_organization_ids(request.user, write=True)
+        return bool(org_ids) and (obj is None or obj.organization_id in org_ids)
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser or bool(user_organization_ids(request.user))
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return self._can_write(request, obj)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return self._can_write(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return self._can_write(request, obj)
+
+
+class PQConfigInline(MemberInlinePermissions, admin.StackedInline):
+    """A meter's PQ thresholds on its page; without a row the defaults apply."""
+
+    model = PQConfig
+    form = PQConfigForm
+    extra = 0
+    max_num = 1
+    can_delete = True
+    verbose_name = "PQ configuration (defaults apply when none is set)"
+
+
+class MeterPQStateInline(MemberInlinePermissions, admin.StackedInline):
+    model = MeterPQState
+    extra = 0
+    max_num = 0
+    can_delete = False
+    verbose_name = "Protection state"
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False  # written by detection only
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    fields = ["breaker_state", "breaker_state_at", "breaker_state_origin", "last_reading_at"]
+    readonly_fields = fields
 
 
 @admin.register(Site)
@@ -57,6 +129,19 @@ class MeterAdmin(DeviceCredentialAdmin):
     list_display = ["name", "serial", "kind", "site", "organization", "is_active", "require_signature"]
     list_filter = ["kind", "is_active", "site"]
     search_fields = ["name", "serial"]
+    inlines = [PQConfigInline, MeterPQStateInline]
+
+    def get_inlines(self, request, obj):
+        # On the change page only: a new meter starts with the defaults, and the add form
+        # stays the plain form that scripts and tests post.
+        return self.inlines if obj is not None else []
+
+    def save_formset(self, request, form, formset, change):
+        # Inline rows (PQ configuration) belong to the meter's organization.
+        for inline_form in formset.forms:
+            if hasattr(inline_form.instance, "organization_id") and inline_form.has_changed():
+                inline_form.instance.organization_id = form.instance.organization_id
+        super().save_formset(request, form, formset, change)
 
 
 @admin.register(Gateway)
@@ -79,3 +164,21 @@ class ReadingAdmin(ReadOnlyScopedAdmin):
     list_select_related = ["meter"]
     date_hierarchy = "ts"
     show_full_result_count = False
+
+
+@admin.register(PQEvent)
+class PQEventAdmin(ReadOnlyScopedAdmin):
+    list_display = ["kind", "meter", "start", "end", "duration_s", "ieee_category", "worst_value", "unit", "phases"]
+    list_filter = ["kind", "duration_class", ("end", admin.EmptyFieldListFilter), "meter__site"]
+    list_select_related = ["meter"]
+    date_hierarchy = "start"
+    search_fields = ["meter__name", "meter__serial"]
+
+
+@admin.register(ProtectionEvent)
+class ProtectionEventAdmin(ReadOnlyScopedAdmin):
+    list_display = ["kind", "meter", "occurred_at", "earth_leakage_ma", "origin"]
+    list_filter = ["kind", "origin", "meter__site"]
+    list_select_related = ["meter"]
+    date_hierarchy = "occurred_at"
+    search_fields = ["meter__name", "meter__serial"]

@@ -165,3 +165,20 @@ class Reading(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.meter_id}@{self.ts.isoformat()}"
+
+
+# Power quality and protection models live in their own module; importing them here makes
+# them models of this app (Django loads energy.models).
+from energy.pq_models import (  # noqa: E402, F401
+    DEFAULT_EARTH_LEAKAGE_MA,
+    DEFAULT_IMBALANCE_PCT,
+    DEFAULT_NOMINAL_FREQUENCY_HZ,
+    DEFAULT_SAG_PU,
+    DEFAULT_SWELL_PU,
+    DEFAULT_THD_PCT,
+    BreakerState,
+    MeterPQState,
+    PQConfig,
+    PQEvent,
+    ProtectionEvent,
+)

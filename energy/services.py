@@ -15,7 +15,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from energy import pq_services
 from energy.models import READING_FIELDS, DeviceCredential, Gateway, Meter, Reading, new_device_secret
+from energy.power_quality import sample_from
 from energy.validation import METER_ID, METER_SERIAL, FieldError, ReadingInput, ReadingsInvalid, readings_parse
 from joulepoint.events import publish
 from joulepoint.events.types import DATA_INGESTED
@@ -119,6 +121,10 @@ def _bind_meters(device: Meter | Gateway, readings: list[ReadingInput]) -> list[
     return meter_ids
 
 
+# Public name for other doors that bind a device's payload to meters (protection events).
+bind_meters = _bind_meters
+
+
 def _insert_readings(rows: list[dict]) -> dict[tuple[int, datetime], int]:
     """Insert rows (dicts keyed by COLUMNS; a missing measurement is NULL), skipping (meter, ts)
     already stored; returns the id of each (meter, ts) stored.
@@ -166,7 +172,9 @@ def reading_batch_ingest(*, device: Meter | Gateway, items: list, source: str) -
     Invalid items reject the whole batch (ReadingsInvalid lists every bad index and field) and
     nothing is written. A reading whose (meter, timestamp) is already stored, or repeats an
     earlier item of the batch, counts as a duplicate. One `data.ingested` event announces the
-    readings stored by this call, after commit.
+    readings stored by this call, after commit. Power quality and protection detection
+    (energy.pq_services, when PQ_DETECTION_ENABLED) runs on the stored readings in the same
+    transaction.
     """
     now = timezone.now()
     readings = readings_parse(items, now=now, max_future=timedelta(seconds=settings.INGEST_MAX_FUTURE_SECONDS))
@@ -194,6 +202,13 @@ def reading_batch_ingest(*, device: Meter | Gateway, items: list, source: str) -
     with transaction.atomic():
         stored = _insert_readings(rows) if rows else {}
         stored_keys = [key for key in by_key if key in stored]
+        if stored_keys and settings.PQ_DETECTION_ENABLED:
+            # Same transaction: PQ and protection events stand or fall with their readings.
+            samples: dict[int, list] = {}
+            for meter_id, ts in stored_keys:
+                reading = by_key[(meter_id, ts)]
+                samples.setdefault(meter_id, []).append(sample_from(ts, reading.values, reading.extra))
+            pq_services.readings_detect(samples_by_meter=samples, source=source)
         if stored_keys:
             publish(
                 device.organization_id,

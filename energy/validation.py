@@ -21,6 +21,20 @@ RESERVED = frozenset({TIMESTAMP, METER_ID, METER_SERIAL})
 MAX_EXTRA_FIELDS = 64
 MAX_EXTRA_NAME = 64
 
+# Fields without a typed column that the platform still understands (power quality and
+# protection, docs/power-quality.md). They are stored in `extra` under the same name, so the
+# readings table keeps one shape; these bounds are checked like a typed column's.
+KNOWN_EXTRA_NUMERIC: dict[str, tuple[str, float | None]] = {
+    "voltage_ab": ("V", 0.0),  # line-line voltages: imbalance uses NEMA's LVUR when all three are sent
+    "voltage_bc": ("V", 0.0),
+    "voltage_ca": ("V", 0.0),
+    "earth_leakage_ma": ("mA", 0.0),  # residual (earth leakage) current
+}
+# The one non-numeric reading field: the breaker position the meter reports. "tripped" is an
+# open breaker that protection opened (a trip), as distinct from an operator opening it.
+BREAKER_STATE = "breaker_state"
+BREAKER_STATES = frozenset({"open", "closed", "tripped"})
+
 
 @dataclass(frozen=True, slots=True)
 class ReadingInput:
@@ -29,7 +43,7 @@ class ReadingInput:
     index: int
     ts: datetime
     values: dict[str, float]
-    extra: dict[str, float]
+    extra: dict[str, float | str]
     meter_id: int | None = None
     meter_serial: str | None = None
 
@@ -81,7 +95,7 @@ def reading_parse(item: object, *, index: int, now: datetime, max_future: timede
         raise ReadingsInvalid([FieldError(index, "", "each reading must be a JSON object")])
     errors: list[FieldError] = []
     values: dict[str, float] = {}
-    extra: dict[str, float] = {}
+    extra: dict[str, float | str] = {}
     ts = None
     if TIMESTAMP not in item:
         errors.append(FieldError(index, TIMESTAMP, "is required"))
@@ -106,6 +120,13 @@ def reading_parse(item: object, *, index: int, now: datetime, max_future: timede
             continue
         if raw is None:
             continue
+        if name == BREAKER_STATE:
+            state = raw.strip().lower() if isinstance(raw, str) else None
+            if state not in BREAKER_STATES:
+                errors.append(FieldError(index, name, f"must be one of {', '.join(sorted(BREAKER_STATES))}"))
+            else:
+                extra[name] = state
+            continue
         # orjson gives a JSON number as an exact float or int; finite floats need no more checks.
         number = raw if type(raw) is float and math.isfinite(raw) else _number(raw)
         if number is None:
@@ -113,6 +134,10 @@ def reading_parse(item: object, *, index: int, now: datetime, max_future: timede
             continue
         spec = READING_FIELDS.get(name)
         if spec is None:
+            known = KNOWN_EXTRA_NUMERIC.get(name)
+            if known is not None and known[1] is not None and number < known[1]:
+                errors.append(FieldError(index, name, f"must be at least {known[1]:g}"))
+                continue
             if len(name) > MAX_EXTRA_NAME:
                 errors.append(FieldError(index, name, f"field names are at most {MAX_EXTRA_NAME} characters"))
             elif not name.isprintable():

@@ -176,6 +176,12 @@ SPECTACULAR_SETTINGS = {
     "OAUTH2_FLOWS": ["clientCredentials", "authorizationCode"],
     "OAUTH2_TOKEN_URL": "/o/token/",
     "OAUTH2_AUTHORIZATION_URL": "/o/authorize/",
+    # Several models have a `kind`; name each choice set after its model.
+    "ENUM_NAME_OVERRIDES": {
+        "MeterKindEnum": "energy.models.Meter.Kind",
+        "PQEventKindEnum": "energy.pq_models.PQEvent.Kind",
+        "ProtectionEventKindEnum": "energy.pq_models.ProtectionEvent.Kind",
+    },
 }
 
 OAUTH2_PROVIDER_APPLICATION_MODEL = "tenancy.Application"
@@ -203,6 +209,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_BODY_BYTES
 INGEST_MAX_BATCH = envint("INGEST_MAX_BATCH", 5000)
 INGEST_MAX_FUTURE_SECONDS = envint("INGEST_MAX_FUTURE_SECONDS", 300)
 DEVICE_RATE_LIMIT_PER_MINUTE = envint("DEVICE_RATE_LIMIT_PER_MINUTE", 600)
+# Power quality and protection detection in the ingest path (docs/power-quality.md). On by
+# default; off only to measure its cost (bench/pq.py) or to shed load in an emergency.
+PQ_DETECTION_ENABLED = envbool("PQ_DETECTION_ENABLED", "True")
 
 LOGGING = {
     "version": 1,

@@ -13,7 +13,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
-from energy.models import Gateway, Meter, MeterGroup, Reading, Site
+from energy.models import Gateway, Meter, MeterGroup, PQConfig, PQEvent, ProtectionEvent, Reading, Site
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -65,7 +65,30 @@ def _rows(org, marker: str) -> dict:
     gateway = factories.GatewayFactory(site=site, name=f"{marker} gateway")
     group = factories.MeterGroupFactory(organization=org, name=f"{marker} group", meters=[meter])
     reading = Reading.objects.create(meter=meter, ts=T0, total_power=4242.0, received_at=timezone.now())
-    return {Site: site, Meter: meter, Gateway: gateway, MeterGroup: group, Reading: reading}
+    config = PQConfig.objects.create(organization=org, meter=meter, thd_pct_threshold=4.2)
+    pq_event = PQEvent.objects.create(
+        organization=org,
+        meter=meter,
+        kind="sag",
+        start=T0,
+        last_violation_at=T0,
+        worst_value=0.5,
+        unit="pu",
+        threshold=0.9,
+    )
+    protection_event = ProtectionEvent.objects.create(
+        organization=org, meter=meter, kind="trip", occurred_at=T0, details={"note": f"{marker} trip"}
+    )
+    return {
+        Site: site,
+        Meter: meter,
+        Gateway: gateway,
+        MeterGroup: group,
+        Reading: reading,
+        PQConfig: config,
+        PQEvent: pq_event,
+        ProtectionEvent: protection_event,
+    }
 
 
 @pytest.fixture(autouse=True)
@@ -188,7 +211,8 @@ def _list_has_no_foreign_rows(client, url: str, model, pattern: URLPattern, firs
     body = response.json()
     rows = body["results"] if isinstance(body, dict) and "results" in body else body
     if model is not None:
-        listed = {row["id"] for row in rows}
+        # Per-meter views (PQ configuration, breaker state) key their rows by meter_id.
+        listed = {row["id"] if "id" in row else row["meter_id"] for row in rows}
         assert first[model].pk not in listed
         assert own[model].pk in listed, "the outsider's own row is missing: the walk would prove nothing"
 

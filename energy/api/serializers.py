@@ -5,6 +5,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from rest_framework import serializers
 
 from energy.models import READING_FIELDS, Gateway, Meter, MeterGroup, Reading, Site
+from energy.validation import BREAKER_STATE, BREAKER_STATES, KNOWN_EXTRA_NUMERIC
 from joulepoint.tenancy.serializers import TenantModelSerializer
 from joulepoint.tenancy.viewsets import TenantRelatedField
 
@@ -113,6 +114,12 @@ def _reading_input_fields() -> dict[str, serializers.Field]:
     }
     for name, (unit, _lower) in READING_FIELDS.items():
         fields[name] = serializers.FloatField(required=False, allow_null=True, help_text=unit or None)
+    # Kept in `extra`, read by power quality and protection (docs/power-quality.md).
+    for name, (unit, _lower) in KNOWN_EXTRA_NUMERIC.items():
+        fields[name] = serializers.FloatField(required=False, allow_null=True, help_text=f"{unit}, stored in extra")
+    fields[BREAKER_STATE] = serializers.ChoiceField(
+        choices=sorted(BREAKER_STATES), required=False, allow_null=True, help_text="Breaker position, stored in extra"
+    )
     return fields
 
 

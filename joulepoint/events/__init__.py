@@ -12,3 +12,10 @@ def publish(org: Any, key: str, payload: dict, *, source: str, occurred_at: Any 
     from joulepoint.events.services import event_publish
 
     return event_publish(org=org, key=key, payload=payload, source=source, occurred_at=occurred_at)
+
+
+def publish_many(events: list[tuple[Any, str, dict, Any]], *, source: str) -> list[Any]:
+    """Several events of one cause: (org, key, payload, occurred_at) each, one outbox INSERT."""
+    from joulepoint.events.services import event_publish_many
+
+    return event_publish_many(events=events, source=source)

@@ -1,0 +1,583 @@
+"""Power quality and protection: configuration, detection in the ingest path, device-posted
+protection events, and the `pq.event` / `protection.event` announcements.
+
+Detection runs inside `reading_batch_ingest`'s transaction on the readings that call stored,
+holding each affected meter's row lock (SELECT … FOR UPDATE, taken in meter-id order so
+gateway batches never deadlock), so concurrent batches of one meter are evaluated one after
+the other and each sees every reading committed before it.
+
+Arrival order does not change the result. Events are a function of the meter's readings in
+timestamp order. A batch whose readings all lie after the meter's watermark (the latest
+reading evaluated) extends the open events incrementally; that is the common case, and it
+reads no readings back. A batch with an earlier reading re-evaluates the affected window from
+stored readings (for each rule, from the start of the event that spanned the earliest new
+reading, else from that reading) and reconciles the stored events with the result: changed
+events are updated (`updated`), vanished ones deleted (`retracted`), new ones created.
+Every opening and closing is announced once, through the outbox (must not be lost).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.core.exceptions import ObjectDoesNotExist
+from django.db import transaction
+from django.db.models import Q
+
+from energy import power_quality as pq
+from energy.models import (
+    DEFAULT_EARTH_LEAKAGE_MA,
+    DEFAULT_IMBALANCE_PCT,
+    DEFAULT_NOMINAL_FREQUENCY_HZ,
+    DEFAULT_SAG_PU,
+    DEFAULT_SWELL_PU,
+    DEFAULT_THD_PCT,
+    BreakerState,
+    Meter,
+    MeterPQState,
+    PQConfig,
+    PQEvent,
+    ProtectionEvent,
+    Reading,
+)
+from joulepoint.events import publish_many
+from joulepoint.events.types import PQ_EVENT, PROTECTION_EVENT
+
+CONFIG_FIELDS = (
+    "sag_v_threshold",
+    "swell_v_threshold",
+    "thd_pct_threshold",
+    "imbalance_pct_threshold",
+    "earth_leakage_ma_threshold",
+    "nominal_frequency_hz",
+)
+CONFIG_DEFAULTS: dict[str, float] = {
+    "sag_v_threshold": DEFAULT_SAG_PU,
+    "swell_v_threshold": DEFAULT_SWELL_PU,
+    "thd_pct_threshold": DEFAULT_THD_PCT,
+    "imbalance_pct_threshold": DEFAULT_IMBALANCE_PCT,
+    "earth_leakage_ma_threshold": DEFAULT_EARTH_LEAKAGE_MA,
+    "nominal_frequency_hz": DEFAULT_NOMINAL_FREQUENCY_HZ,
+}
+BREAKER_KINDS = (ProtectionEvent.Kind.TRIP, ProtectionEvent.Kind.BREAKER_OPEN, ProtectionEvent.Kind.BREAKER_CLOSED)
+# The breaker position each protection event leaves behind.
+BREAKER_AFTER = {
+    ProtectionEvent.Kind.TRIP: BreakerState.OPEN,
+    ProtectionEvent.Kind.BREAKER_OPEN: BreakerState.OPEN,
+    ProtectionEvent.Kind.BREAKER_CLOSED: BreakerState.CLOSED,
+}
+
+
+class ConfigInvalid(ValueError):
+    """Thresholds outside their physical range; `errors` maps field → message."""
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+# Configuration --------------------------------------------------------------------------------
+
+
+def pq_config_validate(values: dict[str, float]) -> dict[str, str]:
+    """The physical-range rules for a complete set of thresholds; returns field → problem."""
+    errors: dict[str, str] = {}
+    sag, swell = values["sag_v_threshold"], values["swell_v_threshold"]
+    # A sag threshold at or under 0.1 pu would make every sag an interruption (IEEE 1159).
+    if not 0.1 < sag < 1.0:
+        errors["sag_v_threshold"] = "must be above 0.1 and below 1.0 (per-unit of nominal voltage)"
+    if not 1.0 < swell <= 2.0:
+        errors["swell_v_threshold"] = "must be above 1.0 and at most 2.0 (per-unit of nominal voltage)"
+    if sag >= swell and "sag_v_threshold" not in errors:
+        errors["sag_v_threshold"] = "must be below swell_v_threshold"
+    if not 0.0 < values["thd_pct_threshold"] <= 100.0:
+        errors["thd_pct_threshold"] = "must be above 0 and at most 100 (%)"
+    if not 0.0 < values["imbalance_pct_threshold"] <= 100.0:
+        errors["imbalance_pct_threshold"] = "must be above 0 and at most 100 (%)"
+    if not 0.0 < values["earth_leakage_ma_threshold"] <= 100_000.0:
+        errors["earth_leakage_ma_threshold"] = "must be above 0 and at most 100000 (mA)"
+    if values["nominal_frequency_hz"] not in (50.0, 60.0):
+        errors["nominal_frequency_hz"] = "must be 50 or 60"
+    return errors
+
+
+@transaction.atomic
+def pq_config_set(*, meter: Meter, values: dict[str, float]) -> tuple[PQConfig, bool]:
+    """Create or replace a meter's PQ configuration; omitted fields take their defaults.
+
+    Raises ConfigInvalid (nothing written) when a value is out of range. Returns the row and
+    whether it was created. Tenant: the meter's organization. New thresholds apply from the
+    next evaluated reading (open events are judged by them from then on).
+    """
+    unknown = set(values) - set(CONFIG_FIELDS)
+    if unknown:
+        raise ConfigInvalid({name: "is not a PQ configuration field" for name in sorted(unknown)})
+    complete = {**CONFIG_DEFAULTS, **{k: float(v) for k, v in values.items()}}
+    errors = pq_config_validate(complete)
+    if errors:
+        raise ConfigInvalid(errors)
+    config, created = PQConfig.objects.update_or_create(
+        meter=meter, defaults={"organization_id": meter.organization_id, **complete}
+    )
+    return config, created
+
+
+def pq_config_reset(*, meter: Meter) -> bool:
+    """Drop a meter's configuration so the defaults apply again; True if there was one."""
+    deleted, _ = PQConfig.objects.filter(meter=meter).delete()
+    return bool(deleted)
+
+
+def pq_config_effective(*, meter: Meter, config: PQConfig | None) -> dict[str, float]:
+    """The thresholds in force for a meter: its stored row, or the defaults."""
+    if config is None:
+        return dict(CONFIG_DEFAULTS)
+    return {name: getattr(config, name) for name in CONFIG_FIELDS}
+
+
+def thresholds_for(meter: Meter, config: PQConfig | None) -> pq.Thresholds:
+    values = pq_config_effective(meter=meter, config=config)
+    return pq.Thresholds(
+        nominal_voltage=meter.nominal_voltage,
+        phases=meter.phases,
+        sag_pu=values["sag_v_threshold"],
+        swell_pu=values["swell_v_threshold"],
+        thd_pct=values["thd_pct_threshold"],
+        imbalance_pct=values["imbalance_pct_threshold"],
+        earth_leakage_ma=values["earth_leakage_ma_threshold"],
+        nominal_frequency_hz=values["nominal_frequency_hz"],
+    )
+
+
+# Announcements ------------------------------------------------------------------------------
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def pq_event_payload(event: PQEvent, *, action: str, site_id: int) -> dict:
+    """What automations and dashboards get with `pq.event` (JsonLogic: `event.kind` …)."""
+    return {
+        "action": action,
+        "event_id": event.pk,
+        "meter_id": event.meter_id,
+        "site_id": site_id,
+        "kind": event.kind,
+        "start": _iso(event.start),
+        "end": _iso(event.end),
+        "is_open": event.end is None,
+        "duration_s": event.duration_s,
+        "duration_class": event.duration_class or None,
+        "ieee_category": event.ieee_category or None,
+        "phases": event.phases,
+        "worst_value": event.worst_value,
+        "unit": event.unit,
+        "threshold": event.threshold,
+        "method": event.method or None,
+    }
+
+
+Outbox = list[tuple[int, str, dict, datetime]]
+
+
+def _announce_pq(event: PQEvent, action: str, *, site_id: int, outbox: Outbox) -> None:
+    """Queue a `pq.event`; readings_detect publishes the batch's queue in one outbox INSERT."""
+    occurred_at = event.end if action == "closed" and event.end is not None else event.start
+    outbox.append(
+        (event.organization_id, PQ_EVENT, pq_event_payload(event, action=action, site_id=site_id), occurred_at)
+    )
+
+
+def protection_event_payload(event: ProtectionEvent, *, action: str, site_id: int, breaker_state: str) -> dict:
+    return {
+        "action": action,
+        "event_id": event.pk,
+        "meter_id": event.meter_id,
+        "site_id": site_id,
+        "kind": event.kind,
+        "timestamp": _iso(event.occurred_at),
+        "earth_leakage_ma": event.earth_leakage_ma,
+        "details": event.details,
+        "origin": event.origin,
+        "breaker_state": breaker_state,
+    }
+
+
+def _announce_protection(
+    event: ProtectionEvent, action: str, *, site_id: int, breaker_state: str, outbox: Outbox
+) -> None:
+    payload = protection_event_payload(event, action=action, site_id=site_id, breaker_state=breaker_state)
+    outbox.append((event.organization_id, PROTECTION_EVENT, payload, event.occurred_at))
+
+
+# Detection in the ingest path -------------------------------------------------------------------
+
+
+@dataclass
+class _MeterContext:
+    meter: Meter
+    limits: pq.Thresholds
+    state: MeterPQState
+    outbox: Outbox
+
+
+def readings_detect(*, samples_by_meter: dict[int, list[pq.Sample]], source: str) -> None:
+    """Evaluate power quality and protection rules on readings just stored by the caller.
+
+    Must run inside the caller's transaction (reading_batch_ingest), after the insert, with
+    only the readings that call stored (duplicates were evaluated when first stored). Locks
+    each meter's row; writes events, announcements and the meters' detection state.
+    Tenant: every meter's own organization (events carry it).
+    """
+    relevant = {
+        meter_id: sorted((s for s in samples if s.carries_pq or s.carries_protection), key=lambda s: s.ts)
+        for meter_id, samples in samples_by_meter.items()
+    }
+    relevant = {meter_id: samples for meter_id, samples in relevant.items() if samples}
+    if not relevant:
+        return
+    meter_ids = sorted(relevant)
+    outbox: Outbox = []
+    # The lock serializes detection per meter across processes; id order avoids deadlocks.
+    # It is its own statement: in READ COMMITTED a statement sees the snapshot taken when it
+    # started, so rows the previous lock holder committed (a first MeterPQState, closed
+    # events) are only visible to statements issued after the lock is granted.
+    list(Meter.objects.select_for_update().filter(pk__in=meter_ids).order_by("pk").values_list("pk", flat=True))
+    meters = list(Meter.objects.select_related("pq_config", "pq_state").filter(pk__in=meter_ids).order_by("pk"))
+    open_events: dict[int, dict[str, PQEvent]] = {}
+    known = [m.pk for m in meters if _related(m, "pq_state") is not None]
+    if known:
+        for event in PQEvent.objects.filter(meter_id__in=known, end__isnull=True):
+            open_events.setdefault(event.meter_id, {})[event.kind] = event
+    for meter in meters:
+        state = _related(meter, "pq_state")
+        if state is None:
+            state = MeterPQState(meter=meter, organization_id=meter.organization_id)
+        context = _MeterContext(meter, thresholds_for(meter, _related(meter, "pq_config")), state, outbox)
+        samples = relevant[meter.pk]
+        # Before the rules run, so announcements report the position after this batch.
+        _breaker_observe(
+            state,
+            ((s.ts, pq.physical_breaker(s.breaker_state)) for s in samples if s.breaker_state),
+            ProtectionEvent.Origin.READING,
+        )
+        if state.last_reading_at is None or samples[0].ts > state.last_reading_at:
+            _detect_in_order(context, samples, open_events.get(meter.pk, {}))
+        else:
+            _detect_late(context, samples)
+        if state.last_reading_at is None or samples[-1].ts > state.last_reading_at:
+            state.last_reading_at = samples[-1].ts
+        state.save()
+    if outbox:
+        publish_many(outbox, source=source)
+
+
+def _related(meter: Meter, name: str):
+    """A reverse one-to-one loaded by select_related, or None when the meter has none."""
+    try:
+        return getattr(meter, name)
+    except ObjectDoesNotExist:
+        return None
+
+
+def _span_of(event: PQEvent) -> pq.Span:
+    return pq.Span(
+        kind=event.kind,
+        start=event.start,
+        last_violation_at=event.last_violation_at,
+        worst=event.worst_value,
+        phases=set(event.phases),
+        count=event.reading_count,
+        method=event.method,
+        end=event.end,
+    )
+
+
+def _fill(event: PQEvent, span: pq.Span, limits: pq.Thresholds) -> PQEvent:
+    event.kind = span.kind
+    event.start = span.start
+    event.end = span.end
+    event.last_violation_at = span.last_violation_at
+    event.worst_value = span.worst
+    event.phases = sorted(span.phases)
+    event.reading_count = span.count
+    event.method = span.method
+    event.unit = pq.unit_for(span.kind)
+    event.threshold = limits.threshold_for(span.kind)
+    if span.end is not None:
+        event.duration_s = (span.end - span.start).total_seconds()
+        event.duration_class = pq.duration_class(event.duration_s, limits.nominal_frequency_hz)
+        event.ieee_category = pq.ieee_category(span.kind, event.duration_class)
+    else:
+        event.duration_s = None
+        event.duration_class = ""
+        event.ieee_category = ""
+    return event
+
+
+def _new_events(context: _MeterContext, spans: list[pq.Span]) -> list[PQEvent]:
+    """Create events for new spans in one INSERT and queue their openings (and closings)."""
+    meter = context.meter
+    events = [
+        _fill(PQEvent(organization_id=meter.organization_id, meter_id=meter.pk), span, context.limits) for span in spans
+    ]
+    PQEvent.objects.bulk_create(events)
+    for event in events:
+        _announce_pq(event, "opened", site_id=meter.site_id, outbox=context.outbox)
+        if event.end is not None:
+            _announce_pq(event, "closed", site_id=meter.site_id, outbox=context.outbox)
+    return events
+
+
+def _detect_in_order(context: _MeterContext, samples: list[pq.Sample], open_events: dict[str, PQEvent]) -> None:
+    """Every sample is after the watermark: continue the open events from where they are."""
+    if any(s.carries_pq for s in samples):
+        opened = {kind: _span_of(event) for kind, event in open_events.items()}
+        new: list[pq.Span] = []
+        for kind, spans in pq.scan_all(samples, context.limits, opened).items():
+            existing = open_events.get(kind)
+            for span in spans:
+                if existing is not None and span.start == existing.start:
+                    if span.count == existing.reading_count and span.end is None:
+                        continue  # no reading of this batch carried the measurement
+                    _fill(existing, span, context.limits).save()
+                    if span.end is not None:
+                        _announce_pq(existing, "closed", site_id=context.meter.site_id, outbox=context.outbox)
+                else:
+                    new.append(span)
+        if new:
+            _new_events(context, sorted(new, key=lambda span: span.start))
+    if any(s.carries_protection for s in samples):
+        state = context.state
+        breaker, state.reading_breaker = pq.breaker_transitions(samples, state.reading_breaker)
+        leakage, over = pq.leakage_transitions(samples, context.limits.earth_leakage_ma, bool(state.leakage_over))
+        if any(s.earth_leakage_ma is not None for s in samples):
+            state.leakage_over = over
+        if breaker or leakage:
+            _derived_protection_create(context, sorted(breaker + leakage, key=lambda t: t.ts))
+
+
+def _detect_late(context: _MeterContext, samples: list[pq.Sample]) -> None:
+    """Some sample is at or before the watermark: re-evaluate the affected window."""
+    meter, limits = context.meter, context.limits
+    t_min = samples[0].ts
+    # Per rule, the window starts at the event that spans t_min (its state before t_min is
+    # "normal" otherwise, since every violating reading belongs to an event).
+    resume: dict[str, datetime] = dict.fromkeys(pq.PQ_KINDS, t_min)
+    straddling = PQEvent.objects.filter(meter_id=meter.pk, start__lt=t_min).filter(
+        Q(end__isnull=True) | Q(end__gt=t_min)
+    )
+    for kind, start in straddling.values_list("kind", "start"):
+        resume[kind] = min(resume[kind], start)
+    window_start = min(resume.values())
+    stored = [
+        pq.sample_from(ts, {"voltage_a": va, "voltage_b": vb, "voltage_c": vc, "thd_v_pct": thd}, extra or {})
+        for ts, va, vb, vc, thd, extra in Reading.objects.filter(meter_id=meter.pk, ts__gte=window_start)
+        .order_by("ts")
+        .values_list("ts", "voltage_a", "voltage_b", "voltage_c", "thd_v_pct", "extra")
+    ]
+    old_by_kind: dict[str, list[PQEvent]] = {kind: [] for kind in pq.PQ_KINDS}
+    for event in PQEvent.objects.filter(meter_id=meter.pk, start__gte=window_start).order_by("start"):
+        if event.start >= resume[event.kind]:
+            old_by_kind[event.kind].append(event)
+    for kind in pq.PQ_KINDS:
+        spans = pq.scan(kind, (s for s in stored if s.ts >= resume[kind]), limits, None)
+        _reconcile_pq(context, old_by_kind[kind], spans)
+    _reconcile_protection(context, [s for s in stored if s.ts >= t_min], t_min)
+
+
+def _overlaps(event: PQEvent, span: pq.Span) -> bool:
+    """Half-open intervals [start, end) overlap; an open event or span runs on indefinitely."""
+    return (event.end is None or event.end > span.start) and (span.end is None or span.end > event.start)
+
+
+def _reconcile_pq(context: _MeterContext, old: list[PQEvent], spans: list[pq.Span]) -> None:
+    site_id = context.meter.site_id
+    matches: dict[int, PQEvent] = {}
+    used: set[int] = set()
+    by_start = {event.start: event for event in old}
+    for index, span in enumerate(spans):  # same start: same event
+        event = by_start.get(span.start)
+        if event is not None:
+            matches[index] = event
+            used.add(event.pk)
+    for index, span in enumerate(spans):  # else the first stored event it overlaps
+        if index in matches:
+            continue
+        for event in old:
+            if event.pk not in used and _overlaps(event, span):
+                matches[index] = event
+                used.add(event.pk)
+                break
+    for event in old:  # deleted first: their starts may be reused by the updates below
+        if event.pk not in used:
+            _announce_pq(event, "retracted", site_id=site_id, outbox=context.outbox)
+            event.delete()
+    unmatched: list[pq.Span] = []
+    for index, span in enumerate(spans):
+        event = matches.get(index)
+        if event is None:
+            unmatched.append(span)  # created after the updates, whose old starts they may take
+            continue
+        before = (event.start, event.end, event.worst_value, sorted(event.phases))
+        was_open = event.end is None
+        _fill(event, span, context.limits).save()
+        if was_open and event.end is not None:
+            _announce_pq(event, "closed", site_id=site_id, outbox=context.outbox)
+        elif not was_open and before != (event.start, event.end, event.worst_value, event.phases):
+            _announce_pq(event, "updated", site_id=site_id, outbox=context.outbox)
+    if unmatched:
+        _new_events(context, unmatched)
+
+
+def _derived_protection_create(context: _MeterContext, transitions: list[pq.Transition]) -> list[ProtectionEvent]:
+    """Store protection events derived from readings in one INSERT and queue their announcements."""
+    meter = context.meter
+    events = [
+        ProtectionEvent(
+            organization_id=meter.organization_id,
+            meter_id=meter.pk,
+            kind=transition.kind,
+            occurred_at=transition.ts,
+            earth_leakage_ma=transition.earth_leakage_ma,
+            details={"limit_ma": context.limits.earth_leakage_ma} if transition.kind == pq.EARTH_LEAKAGE else {},
+            origin=ProtectionEvent.Origin.READING,
+        )
+        for transition in transitions
+    ]
+    ProtectionEvent.objects.bulk_create(events)
+    for event in events:
+        _announce_protection(
+            event, "recorded", site_id=meter.site_id, breaker_state=context.state.breaker_state, outbox=context.outbox
+        )
+    return events
+
+
+def _anchor(meter_id: int, before: datetime, key: str) -> object | None:
+    """The value of `key` in the latest reading before `before` that carries it."""
+    row = (
+        Reading.objects.filter(meter_id=meter_id, ts__lt=before, extra__has_key=key)
+        .order_by("-ts")
+        .values_list("extra", flat=True)
+        .first()
+    )
+    return None if row is None else row.get(key)
+
+
+def _reconcile_protection(context: _MeterContext, window: list[pq.Sample], t_min: datetime) -> None:
+    """Re-derive reading-origin protection events at or after t_min; a transition depends only
+    on a reading and the previous one carrying the same field (the anchor before t_min)."""
+    state, meter = context.state, context.meter
+    carries_breaker = any(s.breaker_state for s in window)
+    carries_leakage = any(s.earth_leakage_ma is not None for s in window)
+    derived: list[pq.Transition] = []
+    kinds: list[str] = []
+    if carries_breaker or state.reading_breaker != BreakerState.UNKNOWN:
+        previous = "unknown"
+        if state.reading_breaker != BreakerState.UNKNOWN:
+            anchor = _anchor(meter.pk, t_min, "breaker_state")
+            previous = pq.physical_breaker(anchor) if isinstance(anchor, str) else "unknown"
+        events, last = pq.breaker_transitions(window, previous)
+        if carries_breaker:
+            state.reading_breaker = last
+        derived += events
+        kinds += list(BREAKER_KINDS)
+    if carries_leakage or state.leakage_over is not None:
+        previous_over = False
+        if state.leakage_over is not None:
+            anchor = _anchor(meter.pk, t_min, "earth_leakage_ma")
+            previous_over = isinstance(anchor, (int, float)) and pq.leakage_over(
+                anchor, context.limits.earth_leakage_ma
+            )
+        events, over = pq.leakage_transitions(window, context.limits.earth_leakage_ma, previous_over)
+        if carries_leakage:
+            state.leakage_over = over
+        derived += events
+        kinds.append(ProtectionEvent.Kind.EARTH_LEAKAGE)
+    if not kinds:
+        return
+    old = {
+        (event.kind, event.occurred_at): event
+        for event in ProtectionEvent.objects.filter(
+            meter_id=meter.pk, origin=ProtectionEvent.Origin.READING, occurred_at__gte=t_min, kind__in=kinds
+        )
+    }
+    new = {(t.kind, t.ts): t for t in derived}
+    for key, event in old.items():
+        if key not in new:
+            _announce_protection(
+                event,
+                "retracted",
+                site_id=meter.site_id,
+                breaker_state=state.breaker_state,
+                outbox=context.outbox,
+            )
+            event.delete()
+    missing = [transition for key, transition in new.items() if key not in old]
+    if missing:
+        _derived_protection_create(context, missing)
+    for key, transition in new.items():
+        event = old.get(key)
+        if event is None:
+            continue
+        if event.earth_leakage_ma != transition.earth_leakage_ma:
+            event.earth_leakage_ma = transition.earth_leakage_ma
+            event.save(update_fields=["earth_leakage_ma"])
+
+
+def _breaker_observe(state: MeterPQState, observations: Iterable[tuple[datetime, str]], origin: str) -> None:
+    """The current breaker position is the latest-timestamped observation, whatever the
+    arrival order; an observation at the same instant as the current one replaces it."""
+    for ts, position in observations:
+        if state.breaker_state_at is None or ts >= state.breaker_state_at:
+            state.breaker_state = position
+            state.breaker_state_at = ts
+            state.breaker_state_origin = origin
+
+
+# Device-posted protection events -----------------------------------------------------------
+
+
+@transaction.atomic
+def protection_event_record(
+    *,
+    meter: Meter,
+    kind: str,
+    occurred_at: datetime,
+    earth_leakage_ma: float | None = None,
+    details: dict | None = None,
+    source: str,
+) -> tuple[ProtectionEvent, bool]:
+    """Store a protection event a device posted and announce it; a re-sent one (same meter,
+    kind and timestamp) is returned as a duplicate with nothing written.
+
+    Trips and breaker events move the meter's current breaker position when they are its
+    latest observation. Tenant: the meter's organization.
+    """
+    # Same lock as detection: the breaker position is read-modify-written.
+    Meter.objects.select_for_update().filter(pk=meter.pk).values_list("pk", flat=True).first()
+    existing = ProtectionEvent.objects.filter(
+        meter=meter, kind=kind, occurred_at=occurred_at, origin=ProtectionEvent.Origin.DEVICE
+    ).first()
+    if existing is not None:
+        return existing, False
+    event = ProtectionEvent.objects.create(
+        organization_id=meter.organization_id,
+        meter=meter,
+        kind=kind,
+        occurred_at=occurred_at,
+        earth_leakage_ma=earth_leakage_ma,
+        details=details or {},
+        origin=ProtectionEvent.Origin.DEVICE,
+    )
+    state, _ = MeterPQState.objects.get_or_create(meter=meter, defaults={"organization_id": meter.organization_id})
+    if kind in BREAKER_AFTER:
+        _breaker_observe(state, [(occurred_at, BREAKER_AFTER[kind])], ProtectionEvent.Origin.DEVICE)
+        state.save(update_fields=["breaker_state", "breaker_state_at", "breaker_state_origin"])
+    outbox: Outbox = []
+    _announce_protection(event, "recorded", site_id=meter.site_id, breaker_state=state.breaker_state, outbox=outbox)
+    publish_many(outbox, source=source)
+    return event, True
