@@ -201,6 +201,17 @@ INGEST_MAX_BATCH = envint("INGEST_MAX_BATCH", 5000)
 INGEST_MAX_FUTURE_SECONDS = envint("INGEST_MAX_FUTURE_SECONDS", 300)
 DEVICE_RATE_LIMIT_PER_MINUTE = envint("DEVICE_RATE_LIMIT_PER_MINUTE", 600)
 
+# Live streams (docs/live.md): WebSocket ingest and dashboards, the MQTT bridge, device downlink.
+MQTT_URL = env("MQTT_URL")  # e.g. mqtt://127.0.0.1:1883; unset = no MQTT bridge, no MQTT downlink
+MQTT_TOPIC_PREFIX = env("MQTT_TOPIC_PREFIX", "joulepoint")
+WS_MAX_FRAME_BYTES = envint("WS_MAX_FRAME_BYTES", 1024 * 1024)
+WS_INGEST_FRAMES_PER_SECOND = envint("WS_INGEST_FRAMES_PER_SECOND", 20)
+WS_INGEST_BURST = envint("WS_INGEST_BURST", 40)
+WS_AUTH_TIMEOUT_SECONDS = envint("WS_AUTH_TIMEOUT_SECONDS", 10)
+WS_LIVE_MAX_SUBSCRIPTIONS = envint("WS_LIVE_MAX_SUBSCRIPTIONS", 500)
+DEVICE_COMMAND_TTL_SECONDS = envint("DEVICE_COMMAND_TTL_SECONDS", 300)
+CELERY_BEAT_SCHEDULE["device-commands-expire"] = {"task": "energy.tasks.device_commands_expire", "schedule": 30.0}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
