@@ -27,7 +27,7 @@ from energy.validation import ReadingsInvalid
 CLOSE_PROTOCOL_ERROR = 4400  # the first message of an unauthenticated socket was not an auth message
 CLOSE_UNAUTHENTICATED = 4401  # no, malformed, unknown, disabled or rotated credential
 CLOSE_FORBIDDEN = 4403  # token without energy:read, or a browser session from a foreign Origin
-CLOSE_AUTH_TIMEOUT = 4408  # no auth message within WS_AUTH_TIMEOUT_SECONDS
+CLOSE_AUTH_TIMEOUT = 4401  # no auth message within WS_AUTH_TIMEOUT_SECONDS (detail "auth_timeout")
 CLOSE_RATE_LIMITED = 4429  # kept flooding after rate_limited error frames
 
 # An ingest socket re-reads its device this often, so a rotated or disabled key is cut off.
