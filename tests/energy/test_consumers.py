@@ -282,7 +282,7 @@ async def test_dashboard_token_subscribes_to_a_meter_and_receives_only_it():
 
 
 async def test_dashboard_auth_message_and_group_subscription():
-    org, site, meters = await tenant_with_meters()
+    org, _site, meters = await tenant_with_meters()
     group = await database_sync_to_async(factories.MeterGroupFactory)(organization=org, meters=meters[:1])
     token = await database_sync_to_async(_token)(org, ["energy:read"])
     ws = await open_live()
@@ -364,7 +364,7 @@ async def test_dashboard_session_from_foreign_origin_is_refused():
 
 
 async def test_other_tenant_events_do_not_reach_a_dashboard():
-    org, site, meters = await tenant_with_meters()
+    org, site, _meters = await tenant_with_meters()
     other_org, other_site, _ = await tenant_with_meters()
     token = await database_sync_to_async(_token)(org, ["energy:read"])
     ws = await open_live(f"?token={token}")
