@@ -317,34 +317,42 @@ def device_commands_poll(*, device: Meter | Gateway, limit: int = 50) -> list[De
     return commands
 
 
-@transaction.atomic
 def device_command_ack(*, device: Meter | Gateway, command_id: object, ok: bool, result: dict | None = None):
     """The device's answer: delivered (or still pending, when it came over MQTT first) → acked or
     failed. Only the command's own device may answer (anything else is not_found); an answer to a
-    final command is a conflict, except the same answer again, which is accepted (idempotent)."""
+    final command is a conflict, except the same answer again, which is accepted (idempotent).
+    An answer after `expires_at` expires the command (committed) and is a conflict."""
     if isinstance(command_id, bool) or not isinstance(command_id, int):
         raise DeviceCommandError("not_found", "Unknown command id.")
+    with transaction.atomic():
+        command, error = _command_answer(device=device, command_id=command_id, ok=ok, result=result)
+    if error is not None:
+        raise error
+    return command
+
+
+def _command_answer(*, device, command_id: int, ok: bool, result: dict | None):
     command = _commands_of(device).select_for_update().filter(pk=command_id).first()
     if command is None:
-        raise DeviceCommandError("not_found", f"Command {command_id} is not a command of this device.")
+        return None, DeviceCommandError("not_found", f"Command {command_id} is not a command of this device.")
     target = DeviceCommand.Status.ACKED if ok else DeviceCommand.Status.FAILED
     now = timezone.now()
     if command.status in DeviceCommand.FINAL:
         if command.status == target:
-            return command
-        raise DeviceCommandError("conflict", f"Command {command_id} is already {command.status}.")
+            return command, None
+        return command, DeviceCommandError("conflict", f"Command {command_id} is already {command.status}.")
     if command.expires_at <= now:
         command.status = DeviceCommand.Status.EXPIRED
         command.completed_at = now
         command.save(update_fields=["status", "completed_at"])
-        raise DeviceCommandError("conflict", f"Command {command_id} expired at {command.expires_at.isoformat()}.")
+        return command, DeviceCommandError("conflict", f"Command {command_id} expired at {command.expires_at}.")
     command.status = target
     command.result = result or {}
     command.completed_at = now
     if command.delivered_at is None:
         command.delivered_at = now
     command.save(update_fields=["status", "result", "completed_at", "delivered_at"])
-    return command
+    return command, None
 
 
 def device_commands_expire(*, now: datetime | None = None) -> int:
