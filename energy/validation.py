@@ -114,6 +114,9 @@ def reading_parse(item: object, *, index: int, now: datetime, max_future: timede
         if spec is None:
             if len(name) > MAX_EXTRA_NAME:
                 errors.append(FieldError(index, name, f"field names are at most {MAX_EXTRA_NAME} characters"))
+            elif not name.isprintable():
+                # Control characters (\u0000 above all: PostgreSQL jsonb rejects it) make no field name.
+                errors.append(FieldError(index, name, "field names may not contain control characters"))
             extra[name] = number
             continue
         lower = spec[1]
