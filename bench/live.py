@@ -8,7 +8,7 @@ Needs PostgreSQL (127.0.0.1:5432, database jp_live_bench is dropped and re-creat
 1. Ingest → dashboard latency. Two uvicorn processes, as deployed: one serves the HTTP ingest,
    the other the /ws/live/ dashboards, joined by the Redis channel layer. `--clients` dashboard
    sockets subscribe to the site; a gateway posts `--rate` readings/s in bulk batches of 100
-   (20 meters). Latency per (client, batch) = dashboard receipt − start of the ingest POST;
+   (20 meters). Latency per (client, batch) = dashboard receipt - start of the ingest POST;
    also shown from the ingest response. Every client must receive every reading.
 2. MQTT bridge throughput vs a raw paho loop through the same Mosquitto, same run: N
    single-reading QoS 1 messages, a window of at most 1,000 unanswered ones (Mosquitto drops
@@ -16,7 +16,7 @@ Needs PostgreSQL (127.0.0.1:5432, database jp_live_bench is dropped and re-creat
    Raw: publisher → Mosquitto → a paho subscriber. Bridge: publisher → Mosquitto →
    `manage.py mqtt_bridge` (stores in PostgreSQL, publishes an ack) → the publisher's ack
    subscription. Rate = messages answered per second; every reading must be stored.
-Targets: p95 < 50 ms, no message lost; bridge ≥ 5,000 readings/s and ≥ 0.3 × raw.
+Targets: p95 < 50 ms, no message lost; bridge ≥ 5,000 readings/s and ≥ 0.3 x raw.
 """
 
 from __future__ import annotations
@@ -88,7 +88,9 @@ class Proc:
 
 
 def prepare_database() -> None:
-    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"DROP DATABASE IF EXISTS {DB_NAME}"], check=True)
+    subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"DROP DATABASE IF EXISTS {DB_NAME}"], check=True
+    )
     subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"CREATE DATABASE {DB_NAME}"], check=True)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=BASE_DIR, check=True)
     subprocess.run(["redis-cli", "-u", REDIS_URL, "flushdb"], check=True, capture_output=True)
@@ -390,7 +392,7 @@ def main() -> None:
         "dashboard p95 < 50 ms": p95 < 50,
         "no dashboard message lost": live["lost"] == 0 and not live["errors"],
         "bridge ≥ 5,000 readings/s": bridge_rate >= 5000,
-        "bridge ≥ 0.3 × raw": ratio >= 0.3,
+        "bridge ≥ 0.3 x raw": ratio >= 0.3,
         "no MQTT reading lost": stored == args.mqtt_messages,
     }
     for name, ok in verdicts.items():

@@ -234,6 +234,7 @@ class DeviceCommandPollView(viewsets.ViewSet):
     authentication_classes = [DeviceKeyAuthentication]
     permission_classes = [IsDevice]
     throttle_classes = [DeviceRateThrottle]
+    model = DeviceCommand  # what it serves; rows come from energy.services, scoped to the device
 
     @extend_schema(
         responses={200: serializers.DeviceCommandMessageSerializer(many=True)},

@@ -23,9 +23,12 @@ from tests.conftest import _token
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
 
+# Fixed once per module: a test that sends ts() twice must get the same timestamp twice.
+BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+
+
 def ts(seconds: int = 0) -> str:
-    base = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
-    return (base + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
+    return (BASE + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
 
 
 async def open_ingest(device=None, *, key: str | None = None) -> WebsocketCommunicator:

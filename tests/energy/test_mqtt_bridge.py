@@ -24,9 +24,12 @@ from tests import factories
 BROKER = ("127.0.0.1", 1883)
 
 
+# Fixed once per module: a test that sends ts() twice must get the same timestamp twice.
+BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+
+
 def ts(seconds: int = 0) -> str:
-    base = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
-    return (base + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
+    return (BASE + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
 
 
 def msg(device, payload, prefix: str = "joulepoint", mid: int = 1) -> Incoming:
