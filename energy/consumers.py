@@ -354,11 +354,12 @@ class LiveConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
         if site_id not in self.sites:
             return
         meters = self.sites[site_id]
-        readings = message["readings"]
-        if meters is not None:
-            readings = [reading for reading in readings if reading.get("meter_id") in meters]
-            if not readings:
-                return
+        if meters is None:
+            await self.send(text_data=message["frame"])
+            return
+        if meters.isdisjoint(message["meter_ids"]):
+            return
+        readings = [r for r in orjson.loads(message["frame"])["readings"] if r.get("meter_id") in meters]
         await self.reply({"type": "readings", "site_id": site_id, "readings": readings})
 
     async def live_event(self, message: dict) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import uuid
 
+import orjson
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
@@ -84,7 +85,12 @@ def _fan_out(event: Event) -> None:
         site_id = payload.get("site_id")
         if site_id is None:
             return
-        message = {"type": "live.readings", "site_id": site_id, "readings": payload.get("readings", [])}
+        readings = payload.get("readings", [])
+        # Serialized once here rather than once per dashboard: a site subscriber forwards the
+        # text as is; a meter subscriber looks at `meter_ids` before parsing anything.
+        frame = orjson.dumps({"type": "readings", "site_id": site_id, "readings": readings}).decode()
+        meter_ids = sorted({reading["meter_id"] for reading in readings})
+        message = {"type": "live.readings", "site_id": site_id, "meter_ids": meter_ids, "frame": frame}
         group_send(site_group(event.organization_id, site_id), message)
         return
     message = {
