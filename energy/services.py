@@ -175,7 +175,9 @@ def reading_batch_ingest(*, device: Meter | Gateway, items: list, source: str) -
             )
         )
 
-    with transaction.atomic():
+    # No savepoint when nested (the MQTT bridge stores many devices' batches in one transaction):
+    # a failure here fails the caller's whole transaction, which it retries as a whole.
+    with transaction.atomic(savepoint=False):
         stored = _insert_readings(rows) if rows else set()
         stored_keys = [key for key in by_key if key in stored]
         if stored_keys:

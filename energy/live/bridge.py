@@ -7,8 +7,8 @@ published. A crash or a broker restart before that makes the broker deliver it a
 unique (meter, timestamp) of a reading turns the repeat into a duplicate, never a second row.
 
 Throughput: messages that arrive while a batch is being stored are taken together, grouped by
-device and stored with one `reading_batch_ingest` call per device (one INSERT), so the cost per
-message falls as the load rises. One bad message does not sink its neighbours: its batch is
+device and stored with one `reading_batch_ingest` call per device (one INSERT) in one
+transaction, so the cost per message falls as the load rises. One bad message does not sink its neighbours: its batch is
 retried without it and it gets its own error answer.
 
 Runs on an asyncio loop so that the Channels fan-out of each ingest (data.ingested → dashboards)
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import orjson
 from asgiref.sync import sync_to_async
-from django.db import close_old_connections
+from django.db import close_old_connections, transaction
 
 from energy import services
 from energy.live import mqtt as topics
@@ -104,8 +104,12 @@ def messages_ingest(messages: list[Incoming]) -> list[Answer]:
             answer.frame = exc.as_frame()
             continue
         by_device[key].append(_Pending(index=index, device=device, frame=frame))
+    # One transaction for the whole batch (each device's ingest is a savepoint inside it): one
+    # commit, not one per device. The dashboards' fan-out runs after that commit.
+    with transaction.atomic():
+        for pending in by_device.values():
+            _ingest_device_batch(pending)
     for pending in by_device.values():
-        _ingest_device_batch(pending)
         for item in pending:
             answers[item.index].frame = item.answer
     return answers
