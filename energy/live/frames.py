@@ -45,6 +45,8 @@ class Frame:
 
 
 def frame_loads(raw: bytes | str) -> object:
+    if isinstance(raw, str):
+        raw = raw.encode()  # the limit is in bytes, as on the wire
     if len(raw) > settings.WS_MAX_FRAME_BYTES:
         raise FrameError("frame_too_large", f"Frames are at most {settings.WS_MAX_FRAME_BYTES} bytes; got {len(raw)}.")
     try:
