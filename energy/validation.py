@@ -106,7 +106,8 @@ def reading_parse(item: object, *, index: int, now: datetime, max_future: timede
             continue
         if raw is None:
             continue
-        number = _number(raw)
+        # orjson gives a JSON number as an exact float or int; finite floats need no more checks.
+        number = raw if type(raw) is float and math.isfinite(raw) else _number(raw)
         if number is None:
             errors.append(FieldError(index, name, "must be a finite number"))
             continue
