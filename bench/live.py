@@ -7,9 +7,10 @@ Needs PostgreSQL (127.0.0.1:5432, database jp_live_bench is dropped and re-creat
 
 1. Ingest → dashboard latency. Two uvicorn processes, as deployed: one serves the HTTP ingest,
    the other the /ws/live/ dashboards, joined by the Redis channel layer. `--clients` dashboard
-   sockets subscribe to the site; a gateway posts `--rate` readings/s in bulk batches of 100
-   (20 meters). Latency per (client, batch) = dashboard receipt - start of the ingest POST;
-   also shown from the ingest response. Every client must receive every reading.
+   sockets (in a process of their own) subscribe to the site; a gateway posts `--rate`
+   readings/s in bulk POSTs of `--batch` (20 meters). Latency per (client, batch) = dashboard
+   receipt - start of the ingest POST, and - the ingest's 201 (the issue's "within 100 ms of the
+   ingest returning"); wall clock, one machine. Every client must receive every reading.
 2. MQTT bridge throughput vs a raw paho loop through the same Mosquitto, same run: N
    single-reading QoS 1 messages, a window of at most 1,000 unanswered ones (Mosquitto drops
    QoS 1 messages beyond max_queued_messages for a slow subscriber, so a publisher must pace).
@@ -26,7 +27,6 @@ import asyncio
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import threading
@@ -43,7 +43,6 @@ DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
 REDIS_URL = f"redis://127.0.0.1:6379/{os.environ.get('BENCH_REDIS_DB', '9')}"
 MQTT_PREFIX = f"jpbench{uuid.uuid4().hex[:6]}"
 METERS = 20
-BATCH = 100
 WINDOW = 1000
 
 os.environ.update(
@@ -135,81 +134,91 @@ def wait_http(url: str, timeout: float = 30) -> None:
     raise RuntimeError(f"{url} did not answer")
 
 
-def uvicorn(name: str, port: int) -> Proc:
+def uvicorn(name: str, port: int, workers: int = 1) -> Proc:
     args = [str(Path(sys.executable).parent / "uvicorn"), "joulepoint.asgi:application"]
     args += ["--host", "127.0.0.1", "--port", str(port), "--lifespan", "off", "--log-level", "warning"]
+    args += ["--workers", str(workers)]
     return Proc(name, args)
 
 
 # 1. ingest → dashboard ----------------------------------------------------------------------
 
 
-async def dashboard_latency(args, site, meters, gateway, token, ingest_url: str, ws_url: str) -> dict:
-    import httpx
+def dashboard_clients_process(args, site_id: int, token: str, ws_url: str, expected: int, ready, results) -> None:
+    """The dashboards, in a process of their own so their parsing does not slow the ingest
+    driver. Reports, per client, the wall-clock receipt time of each batch and the count."""
     import orjson
     import websockets
 
-    batches = int(args.rate * args.seconds / BATCH)
-    interval = BATCH / args.rate
-    sent_at: dict[int, float] = {}
-    returned_at: dict[int, float] = {}
-    latencies: list[float] = []
-    after_return: list[float] = []
-    received = [0] * args.clients
-    errors: list[str] = []
-    base = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
-
-    async def client(index: int, ready: asyncio.Event, done: asyncio.Event) -> None:
-        async with websockets.connect(f"{ws_url}/ws/live/?token={token}", max_size=2**24) as ws:
+    async def client(index: int, subscribed: asyncio.Event) -> tuple[int, dict[int, float]]:
+        got: dict[int, float] = {}
+        count = 0
+        async with websockets.connect(
+            f"{ws_url}/ws/live/?token={token}", max_size=2**24, compression=args.compression
+        ) as ws:
             await ws.recv()  # ready
-            await ws.send(orjson.dumps({"type": "subscribe", "sites": [site.pk]}).decode())
+            await ws.send(orjson.dumps({"type": "subscribe", "sites": [site_id]}).decode())
             await ws.recv()  # subscribed
-            ready.set()
-            while received[index] < batches * BATCH:
+            subscribed.set()
+            while count < expected:
                 try:
-                    raw = await asyncio.wait_for(ws.recv(), timeout=10)
+                    raw = await asyncio.wait_for(ws.recv(), timeout=15)
                 except TimeoutError:
-                    return
-                now = time.perf_counter()
+                    break
+                now = time.time()
                 frame = orjson.loads(raw)
                 if frame.get("type") != "readings":
                     continue
                 readings = frame["readings"]
-                received[index] += len(readings)
-                batch = int(readings[0]["bench_seq"]) // BATCH
-                latencies.append(now - sent_at[batch])
-                if batch in returned_at:
-                    after_return.append(now - returned_at[batch])
-        done.set()
+                count += len(readings)
+                got.setdefault(int(readings[0]["bench_seq"]) // args.batch, now)
+        return count, got
+
+    async def run() -> list:
+        events = [asyncio.Event() for _ in range(args.clients)]
+        tasks = [asyncio.create_task(client(i, events[i])) for i in range(args.clients)]
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in events)), timeout=60)
+        ready.set()
+        return await asyncio.gather(*tasks)
+
+    results.put(asyncio.run(run()))
+
+
+async def ingest_driver(args, meters, gateway, ingest_url: str) -> dict:
+    import httpx
+    import orjson
+
+    batches = int(args.rate * args.seconds / args.batch)
+    interval = args.batch / args.rate
+    sent_at: dict[int, float] = {}
+    returned_at: dict[int, float] = {}
+    errors: list[str] = []
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
+    per_meter = args.batch // METERS
 
     def body(k: int) -> bytes:
         items = []
-        for i in range(BATCH):
-            meter = meters[i % METERS]
-            ts = base + timedelta(seconds=k * (BATCH // METERS) + i // METERS)
+        for i in range(args.batch):
+            ts = base + timedelta(seconds=k * per_meter + i // METERS)
             items.append(
                 {
-                    "meter_id": meter.pk,
+                    "meter_id": meters[i % METERS].pk,
                     "timestamp": ts.isoformat().replace("+00:00", "Z"),
                     "total_power": 1000.0 + i,
-                    "bench_seq": k * BATCH + i,
+                    "bench_seq": k * args.batch + i,
                 }
             )
         return orjson.dumps(items)
 
-    readies = [asyncio.Event() for _ in range(args.clients)]
-    dones = [asyncio.Event() for _ in range(args.clients)]
-    tasks = [asyncio.create_task(client(i, readies[i], dones[i])) for i in range(args.clients)]
-    await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), timeout=30)
     bodies = [body(k) for k in range(batches)]
     headers = {"X-Device-Key": str(gateway.device_key), "Content-Type": "application/json"}
     limits = httpx.Limits(max_connections=8, max_keepalive_connections=8)
     async with httpx.AsyncClient(base_url=ingest_url, limits=limits, timeout=30) as http:
 
         async def post(k: int) -> None:
-            sent_at[k] = time.perf_counter()
+            sent_at[k] = time.time()
             response = await http.post("/api/energy/energy-data/bulk", content=bodies[k], headers=headers)
-            returned_at[k] = time.perf_counter()
+            returned_at[k] = time.time()
             if response.status_code != 201:
                 errors.append(f"batch {k}: {response.status_code} {response.text[:200]}")
 
@@ -221,19 +230,42 @@ async def dashboard_latency(args, site, meters, gateway, token, ingest_url: str,
                 await asyncio.sleep(delay)
             posts.append(asyncio.create_task(post(k)))
         await asyncio.gather(*posts)
-        ingest_seconds = time.perf_counter() - start
-    await asyncio.wait([asyncio.create_task(d.wait()) for d in dones], timeout=15)
-    for task in tasks:
-        task.cancel()
-    expected = batches * BATCH
+        seconds = time.perf_counter() - start
+    return {"batches": batches, "seconds": seconds, "sent_at": sent_at, "returned_at": returned_at, "errors": errors}
+
+
+def dashboard_latency(args, site, meters, gateway, token, ingest_url: str, ws_url: str) -> dict:
+    import multiprocessing
+
+    from django.db import connections
+
+    connections.close_all()  # a forked child must not share (and later close) our DB socket
+    context = multiprocessing.get_context("fork")
+    batches = int(args.rate * args.seconds / args.batch)
+    expected = batches * args.batch
+    ready, results = context.Event(), context.Queue()
+    clients = context.Process(
+        target=dashboard_clients_process, args=(args, site.pk, token, ws_url, expected, ready, results)
+    )
+    clients.start()
+    if not ready.wait(90):
+        raise RuntimeError("dashboard clients did not subscribe")
+    driven = asyncio.run(ingest_driver(args, meters, gateway, ingest_url))
+    per_client = results.get(timeout=120)
+    clients.join(10)
+    latencies, after_return = [], []
+    for _count, got in per_client:
+        for batch, received in got.items():
+            latencies.append((received - driven["sent_at"][batch]) * 1000)
+            after_return.append((received - driven["returned_at"][batch]) * 1000)
     return {
         "readings": expected,
-        "achieved_rate": expected / ingest_seconds,
-        "latencies_ms": [x * 1000 for x in latencies],
-        "after_return_ms": [x * 1000 for x in after_return],
-        "lost": sum(max(0, expected - r) for r in received),
-        "clients_complete": sum(1 for r in received if r >= expected),
-        "errors": errors,
+        "achieved_rate": expected / driven["seconds"],
+        "latencies_ms": latencies,
+        "after_return_ms": after_return,
+        "lost": sum(max(0, expected - count) for count, _ in per_client),
+        "clients_complete": sum(1 for count, _ in per_client if count >= expected),
+        "errors": driven["errors"],
     }
 
 
@@ -348,20 +380,23 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--rate", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument(
+        "--compression", default=None, choices=[None, "deflate"], help="permessage-deflate on dashboard sockets"
+    )
+    parser.add_argument("--batch", type=int, default=200, help="readings per bulk POST (a multiple of 20)")
+    parser.add_argument("--ingest-workers", type=int, default=2, help="uvicorn workers serving the ingest")
     parser.add_argument("--mqtt-messages", type=int, default=20000)
     args = parser.parse_args()
 
     prepare_database()
     site, meters, gateway, token = create_tenant()
     ingest_port, ws_port = free_port(), free_port()
-    servers = [uvicorn("ingest", ingest_port), uvicorn("dashboards", ws_port)]
+    servers = [uvicorn("ingest", ingest_port, args.ingest_workers), uvicorn("dashboards", ws_port)]
     try:
         for port in (ingest_port, ws_port):
             wait_http(f"http://127.0.0.1:{port}/api/schema/")
-        live = asyncio.run(
-            dashboard_latency(
-                args, site, meters, gateway, token, f"http://127.0.0.1:{ingest_port}", f"ws://127.0.0.1:{ws_port}"
-            )
+        live = dashboard_latency(
+            args, site, meters, gateway, token, f"http://127.0.0.1:{ingest_port}", f"ws://127.0.0.1:{ws_port}"
         )
     finally:
         for server in servers:
@@ -374,12 +409,16 @@ def main() -> None:
     after = live["after_return_ms"]
     print("== ingest → dashboard (Redis channel layer, 2 uvicorn processes, PostgreSQL)")
     print(f"readings ingested        {live['readings']} at {live['achieved_rate']:.0f}/s "
-          f"(asked {args.rate}/s, batches of {BATCH}, {METERS} meters)")  # fmt: skip
+          f"(asked {args.rate}/s, bulk POSTs of {args.batch}, {METERS} meters, "
+          f"{args.ingest_workers} ingest workers)")  # fmt: skip
     print(f"dashboard clients        {args.clients}, complete {live['clients_complete']}/{args.clients}")
-    print(f"latency from POST start  p50 {p50:.1f} ms  p95 {p95:.1f} ms  p99 {p99:.1f} ms  (n={len(lat)})")
-    if after:
-        print(f"latency from POST return p50 {percentile(after, 50):.1f} ms  p95 {percentile(after, 95):.1f} ms  "
-              f"p99 {percentile(after, 99):.1f} ms  mean {statistics.fmean(after):.1f} ms")  # fmt: skip
+    a50, a95, a99 = (percentile(after, q) for q in (50, 95, 99))
+    print(
+        f"latency from POST start  p50 {p50:.1f} ms  p95 {p95:.1f} ms  p99 {p99:.1f} ms  (n={len(lat)} client-batches)"
+    )
+    print(f"latency from POST return p50 {a50:.1f} ms  p95 {a95:.1f} ms  p99 {a99:.1f} ms  "
+          f"(negative: the dashboard had it before the ingest client had its 201)")  # fmt: skip
+    print(f"machine load average     {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"readings lost            {live['lost']}   ingest errors {len(live['errors'])}")
     for error in live["errors"][:3]:
         print(f"  {error}")
@@ -389,7 +428,8 @@ def main() -> None:
     ratio = bridge_rate / raw_rate if raw_rate else 0.0
     print(f"ratio bridge/raw         {ratio:.2f}")
     verdicts = {
-        "dashboard p95 < 50 ms": p95 < 50,
+        "dashboard p95 < 50 ms (from POST start)": p95 < 50,
+        "dashboard p95 < 50 ms (from POST return)": a95 < 50,
         "no dashboard message lost": live["lost"] == 0 and not live["errors"],
         "bridge ≥ 5,000 readings/s": bridge_rate >= 5000,
         "bridge ≥ 0.3 x raw": ratio >= 0.3,

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.http.request import validate_host
 
 from energy import services
-from energy.live import fanout, selectors
+from energy.live import fanout, relay, selectors
 from energy.live.frames import FrameError, ack_frame, frame_decode, frame_loads, invalid_frame
 from energy.validation import ReadingsInvalid
 
@@ -29,6 +29,7 @@ CLOSE_UNAUTHENTICATED = 4401  # no, malformed, unknown, disabled or rotated cred
 CLOSE_FORBIDDEN = 4403  # token without energy:read, or a browser session from a foreign Origin
 CLOSE_AUTH_TIMEOUT = 4401  # no auth message within WS_AUTH_TIMEOUT_SECONDS (detail "auth_timeout")
 CLOSE_RATE_LIMITED = 4429  # kept flooding after rate_limited error frames
+CLOSE_TOO_SLOW = 4503  # dashboard: fell relay.LOCAL_QUEUE_SIZE messages behind; reconnect and reload
 
 # An ingest socket re-reads its device this often, so a rotated or disabled key is cut off.
 DEVICE_RECHECK_SECONDS = 30.0
@@ -219,6 +220,10 @@ class LiveConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.sites: dict[int, set[int] | None] = {}
         self.groups: set[str] = set()
+        # Messages from this process's relay, written by one task in order; bounded so a slow
+        # browser cannot hold the server's memory (it is closed with 4503 instead).
+        self.outbox: asyncio.Queue = asyncio.Queue(maxsize=relay.LOCAL_QUEUE_SIZE)
+        self.writer = asyncio.ensure_future(self._write_loop())
         await self.accept()
         token = parse_qs(self.scope.get("query_string", b"").decode("latin1")).get("token", [None])[0]
         if token:
@@ -273,12 +278,33 @@ class LiveConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
     async def join(self, group: str) -> None:
         if group not in self.groups:
             self.groups.add(group)
-            await self.channel_layer.group_add(group, self.channel_name)
+            await relay.relay().add(group, self)
 
     async def disconnect(self, code) -> None:
         self.stop_auth_timer()
+        self.writer.cancel()
         for group in self.groups:
-            await self.channel_layer.group_discard(group, self.channel_name)
+            await relay.relay().discard(group, self)
+
+    def relay_deliver(self, message: dict) -> None:
+        """Called by the relay for each message of a group this socket joined."""
+        try:
+            self.outbox.put_nowait(message)
+        except asyncio.QueueFull:
+            self.outbox = asyncio.Queue(maxsize=1)
+            self.outbox.put_nowait({"type": "live.too_slow"})
+
+    async def _write_loop(self) -> None:
+        while True:
+            message = await self.outbox.get()
+            kind = message["type"]
+            if kind == "live.readings":
+                await self.live_readings(message)
+            elif kind == "live.event":
+                await self.live_event(message)
+            elif kind == "live.too_slow":
+                await self.refuse(CLOSE_TOO_SLOW, "too_slow", "This socket fell behind; reconnect and reload.")
+                return
 
     async def reply(self, frame: dict) -> None:
         await self.send(text_data=_dumps(frame))

@@ -59,7 +59,9 @@ def group_send(group: str, message: dict) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    async_to_sync(layer.group_send)(group, message)
+    # The group travels with the message: a server process receives all its groups on one relay
+    # channel (energy.live.relay) and routes by it.
+    async_to_sync(layer.group_send)(group, {**message, "group": group})
 
 
 def _public(payload: dict) -> dict:

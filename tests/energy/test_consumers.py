@@ -36,12 +36,12 @@ async def open_ingest(device=None, *, key: str | None = None) -> WebsocketCommun
     if device is not None or key is not None:
         headers.append((b"x-device-key", (key or str(device.device_key)).encode()))
     communicator = WebsocketCommunicator(application, "/ws/ingest/", headers=headers)
-    connected, _ = await communicator.connect()
+    connected, _ = await communicator.connect(timeout=10)
     assert connected
     return communicator
 
 
-async def recv(communicator, timeout: float = 3) -> dict:
+async def recv(communicator, timeout: float = 5) -> dict:
     return orjson.loads(await communicator.receive_from(timeout=timeout))
 
 
@@ -229,7 +229,7 @@ async def test_downlink_over_open_socket(make_meter, deliver_inline):
 
 async def open_live(query: str = "", headers=None) -> WebsocketCommunicator:
     communicator = WebsocketCommunicator(application, f"/ws/live/{query}", headers=headers or [])
-    connected, _ = await communicator.connect()
+    connected, _ = await communicator.connect(timeout=10)
     assert connected
     return communicator
 
