@@ -50,6 +50,12 @@ class AuthWaitMixin:
     """Sockets that may authenticate with a first message get WS_AUTH_TIMEOUT_SECONDS to send it."""
 
     auth_timer: asyncio.Task | None = None
+    closing = False
+
+    async def close(self, code=None, reason=None) -> None:
+        # Frames the client sends before it sees our close are ignored, never stored.
+        self.closing = True
+        await super().close(code=code, reason=reason)
 
     def start_auth_timer(self) -> None:
         self.auth_timer = asyncio.ensure_future(self._auth_timeout())
@@ -125,6 +131,8 @@ class IngestConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
         return False
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
+        if self.closing:
+            return
         raw = text_data if text_data is not None else bytes_data
         if not self.take_token():
             if self.flood_strikes > settings.WS_INGEST_BURST:
@@ -310,6 +318,8 @@ class LiveConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
         await self.send(text_data=_dumps(frame))
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
+        if self.closing:
+            return
         raw = text_data if text_data is not None else bytes_data
         try:
             data = frame_loads(raw)

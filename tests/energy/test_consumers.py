@@ -121,6 +121,10 @@ async def test_flood_gets_rate_limited_then_closed(make_meter, settings):
         frames.append(orjson.loads(output["text"]))
     assert [f["type"] for f in frames[:2]] == ["pong", "pong"]
     assert frames[2]["code"] == "rate_limited"
+    # Whatever the client still sends after the close is ignored.
+    await send(ws, {"timestamp": ts(), "total_power": 1.0})
+    await ws.receive_nothing(timeout=0.2)
+    assert await database_sync_to_async(Reading.objects.count)() == 0
 
 
 @pytest.mark.parametrize("key", ["not-a-uuid", "9f1c2a3e-0000-4000-8000-000000000000"])
