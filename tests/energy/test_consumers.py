@@ -384,3 +384,29 @@ async def test_other_tenant_events_do_not_reach_a_dashboard():
         await database_sync_to_async(live_event_fan_out)(event)
     await ws.receive_nothing(timeout=0.3)
     await ws.disconnect()
+
+
+async def test_a_dashboard_that_falls_behind_is_closed_4503():
+    from energy.live import fanout, relay
+
+    org, site, _ = await tenant_with_meters()
+    token = await database_sync_to_async(_token)(org, ["energy:read"])
+    ws = await open_live(f"?token={token}")
+    await recv(ws)
+    await send(ws, {"type": "subscribe", "sites": [site.pk]})
+    await recv(ws)
+    [consumer] = relay.relay().members[fanout.site_group(org.pk, site.pk)]
+    frame = orjson.dumps({"type": "readings", "site_id": site.pk, "readings": []}).decode()
+    # The relay hands over faster than this socket is written: more than the queue holds at once.
+    for _ in range(relay.LOCAL_QUEUE_SIZE + 5):
+        consumer.relay_deliver({"type": "live.readings", "site_id": site.pk, "meter_ids": [], "frame": frame})
+    frames = []
+    while True:
+        output = await ws.receive_output(timeout=5)
+        if output["type"] == "websocket.close":
+            assert output["code"] == 4503
+            break
+        frames.append(orjson.loads(output["text"]))
+    # The backlog is dropped, not flushed: the socket is told why and closed at once.
+    assert frames[-1]["code"] == "too_slow"
+    assert len(frames) <= relay.LOCAL_QUEUE_SIZE + 1
