@@ -44,6 +44,24 @@ class IngestResult:
     stored_keys: list[tuple[int, datetime]] = field(default_factory=list)
     # (meter_id, ts) of each accepted reading, stored or duplicate, in request order.
     keys: list[tuple[int, datetime]] = field(default_factory=list)
+    # Database id of each reading this call stored, and what was stored, to answer without a query.
+    reading_ids: dict[tuple[int, datetime], int] = field(default_factory=dict)
+    inputs: dict[tuple[int, datetime], ReadingInput] = field(default_factory=dict)
+    received_at: datetime | None = None
+
+    def stored_reading(self, key: tuple[int, datetime]) -> Reading | None:
+        """The reading this call stored under `key`, as stored, built without a query."""
+        if key not in self.reading_ids:
+            return None
+        reading = self.inputs[key]
+        return Reading(
+            id=self.reading_ids[key],
+            meter_id=key[0],
+            ts=reading.ts,
+            extra=reading.extra,
+            received_at=self.received_at,
+            **reading.values,
+        )
 
 
 def device_credential_rotate(*, device: DeviceCredential) -> DeviceCredential:
@@ -57,10 +75,10 @@ def device_credential_rotate(*, device: DeviceCredential) -> DeviceCredential:
 
 def device_for_key(*, device_key: uuid.UUID) -> Meter | Gateway | None:
     """The active meter or gateway holding this key."""
-    meter = Meter.objects.select_related("organization").filter(device_key=device_key, is_active=True).first()
+    meter = Meter.objects.filter(device_key=device_key, is_active=True).first()
     if meter is not None:
         return meter
-    return Gateway.objects.select_related("organization").filter(device_key=device_key, is_active=True).first()
+    return Gateway.objects.filter(device_key=device_key, is_active=True).first()
 
 
 def _bind_meters(device: Meter | Gateway, readings: list[ReadingInput]) -> list[int]:
@@ -76,7 +94,8 @@ def _bind_meters(device: Meter | Gateway, readings: list[ReadingInput]) -> list[
             raise ReadingsInvalid(errors)
         return [device.pk] * len(readings)
 
-    site_meters = Meter.objects.filter(site_id=device.site_id, organization_id=device.organization_id)
+    # A disabled meter is refused through a gateway just as its own key is.
+    site_meters = Meter.objects.filter(site_id=device.site_id, organization_id=device.organization_id, is_active=True)
     by_id: dict[int, int] = {}
     by_serial: dict[str, int] = {}
     for pk, serial in site_meters.values_list("pk", "serial"):
@@ -86,7 +105,9 @@ def _bind_meters(device: Meter | Gateway, readings: list[ReadingInput]) -> list[
     for reading in readings:
         if reading.meter_id is not None:
             pk = by_id.get(reading.meter_id)
-            if pk is None:
+            if pk is not None and reading.meter_serial is not None and by_serial.get(reading.meter_serial) != pk:
+                errors.append(FieldError(reading.index, METER_SERIAL, "names a different meter than meter_id"))
+            elif pk is None:
                 errors.append(
                     FieldError(reading.index, METER_ID, f"meter {reading.meter_id} is not at this gateway's site")
                 )
@@ -109,9 +130,9 @@ def _bind_meters(device: Meter | Gateway, readings: list[ReadingInput]) -> list[
     return meter_ids
 
 
-def _insert_readings(rows: list[dict]) -> set[tuple[int, datetime]]:
+def _insert_readings(rows: list[dict]) -> dict[tuple[int, datetime], int]:
     """Insert rows (dicts keyed by COLUMNS; a missing measurement is NULL), skipping (meter, ts)
-    already stored; returns what was stored.
+    already stored; returns the id of each (meter, ts) stored.
 
     PostgreSQL gets one INSERT … SELECT FROM json_to_recordset(document): the batch travels as
     one JSON parameter that orjson encodes in C, so a 5,000-row batch is a single round trip
@@ -122,7 +143,7 @@ def _insert_readings(rows: list[dict]) -> set[tuple[int, datetime]]:
     # Only identifiers from the model are formatted into the SQL; every value is a parameter.
     table = Reading._meta.db_table
     columns = ", ".join(COLUMNS)
-    stored: set[tuple[int, datetime]] = set()
+    stored: dict[tuple[int, datetime], int] = {}
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             # Timestamps are aware UTC datetimes, which orjson writes as ISO 8601 with an offset;
@@ -132,10 +153,10 @@ def _insert_readings(rows: list[dict]) -> set[tuple[int, datetime]]:
             sql = (
                 f"INSERT INTO {table} ({columns}) SELECT {select} "  # noqa: S608
                 f"FROM json_to_recordset(%s::json) AS t({record}) "
-                "ON CONFLICT (meter_id, ts) DO NOTHING RETURNING meter_id, ts"
+                "ON CONFLICT (meter_id, ts) DO NOTHING RETURNING id, meter_id, ts"
             )
             cursor.execute(sql, [orjson.dumps(rows).decode()])
-            stored.update((meter_id, ts) for meter_id, ts in cursor.fetchall())
+            stored.update(((meter_id, ts), pk) for pk, meter_id, ts in cursor.fetchall())
         else:
             placeholders = ", ".join(["%s"] * len(COLUMNS))
             sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) ON CONFLICT (meter_id, ts) DO NOTHING"  # noqa: S608
@@ -146,7 +167,7 @@ def _insert_readings(rows: list[dict]) -> set[tuple[int, datetime]]:
                 adapted[-1] = ts_field.get_db_prep_save(row["received_at"], connection)
                 cursor.execute(sql, adapted)
                 if cursor.rowcount == 1:
-                    stored.add((row["meter_id"], row["ts"]))
+                    stored[(row["meter_id"], row["ts"])] = cursor.lastrowid
     return stored
 
 
@@ -184,17 +205,23 @@ def reading_batch_ingest(*, device: Meter | Gateway, items: list, source: str) -
     # No savepoint when nested (the MQTT bridge stores many devices' batches in one transaction):
     # a failure here fails the caller's whole transaction, which it retries as a whole.
     with transaction.atomic(savepoint=False):
-        stored = _insert_readings(rows) if rows else set()
+        stored = _insert_readings(rows) if rows else {}
         stored_keys = [key for key in by_key if key in stored]
         if stored_keys:
             publish(
-                device.organization,
+                device.organization_id,
                 DATA_INGESTED,
                 _ingested_payload(device, stored_keys, by_key),
                 source=source,
             )
     return IngestResult(
-        stored=len(stored_keys), duplicates=len(keys) - len(stored_keys), stored_keys=stored_keys, keys=keys
+        stored=len(stored_keys),
+        duplicates=len(keys) - len(stored_keys),
+        stored_keys=stored_keys,
+        keys=keys,
+        reading_ids=stored,
+        inputs=by_key,
+        received_at=now,
     )
 
 
