@@ -52,6 +52,8 @@ os.environ.update(
     MQTT_TOPIC_PREFIX=MQTT_PREFIX,
     DEVICE_RATE_LIMIT_PER_MINUTE="100000000",
     LOG_LEVEL="ERROR",
+    # Sync views under ASGI open a connection per request context; 0 closes them (docs/serving.md).
+    DB_CONN_MAX_AGE="0",
 )
 
 
