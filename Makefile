@@ -43,10 +43,17 @@ simulate: venv
 
 # Everything: venv, migrations, demo tenant, the simulator in the background (log in
 # var/simulator.log) and the server in the foreground; stopping the server stops the simulator.
+# With MQTT_URL set (e.g. make run MQTT_URL=mqtt://127.0.0.1:1883) the MQTT bridge runs beside
+# them (log in var/mqtt-bridge.log; docs/live.md).
+MQTT_URL ?=
 run: demo-setup
 	@$(MANAGE) simulate --url $(URL) --interval $(SIM_INTERVAL) --stop-with-parent > var/simulator.log 2>&1 & \
-	sim=$$!; \
-	trap 'kill $$sim 2>/dev/null; wait $$sim 2>/dev/null' EXIT; \
+	sim=$$!; bridge=; \
+	if [ -n "$(MQTT_URL)" ]; then \
+	  MQTT_URL="$(MQTT_URL)" $(MANAGE) mqtt_bridge > var/mqtt-bridge.log 2>&1 & bridge=$$!; \
+	  echo "MQTT bridge running (pid $$bridge, log var/mqtt-bridge.log) on $(MQTT_URL)"; \
+	fi; \
+	trap 'kill $$sim $$bridge 2>/dev/null; wait $$sim $$bridge 2>/dev/null' EXIT; \
 	trap 'exit 130' INT; trap 'exit 143' TERM; \
 	echo "Simulator running (pid $$sim, log var/simulator.log); serving $(URL) — Ctrl-C stops both."; \
 	$(SERVER)

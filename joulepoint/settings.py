@@ -111,7 +111,14 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env("REDIS_URL")
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
+    # capacity: messages a channel may hold before sends to it are dropped (a relay channel carries
+    # every live message of its server process; energy/live/relay.py).
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000},
+        }
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
@@ -212,6 +219,17 @@ DEVICE_RATE_LIMIT_PER_MINUTE = envint("DEVICE_RATE_LIMIT_PER_MINUTE", 600)
 # Power quality and protection detection in the ingest path (docs/power-quality.md). On by
 # default; off only to measure its cost (bench/pq.py) or to shed load in an emergency.
 PQ_DETECTION_ENABLED = envbool("PQ_DETECTION_ENABLED", "True")
+
+# Live streams (docs/live.md): WebSocket ingest and dashboards, the MQTT bridge, device downlink.
+MQTT_URL = env("MQTT_URL")  # e.g. mqtt://127.0.0.1:1883; unset = no MQTT bridge, no MQTT downlink
+MQTT_TOPIC_PREFIX = env("MQTT_TOPIC_PREFIX", "joulepoint")
+WS_MAX_FRAME_BYTES = envint("WS_MAX_FRAME_BYTES", 1024 * 1024)
+WS_INGEST_FRAMES_PER_SECOND = envint("WS_INGEST_FRAMES_PER_SECOND", 20)
+WS_INGEST_BURST = envint("WS_INGEST_BURST", 40)
+WS_AUTH_TIMEOUT_SECONDS = envint("WS_AUTH_TIMEOUT_SECONDS", 10)
+WS_LIVE_MAX_SUBSCRIPTIONS = envint("WS_LIVE_MAX_SUBSCRIPTIONS", 500)
+DEVICE_COMMAND_TTL_SECONDS = envint("DEVICE_COMMAND_TTL_SECONDS", 300)
+CELERY_BEAT_SCHEDULE["device-commands-expire"] = {"task": "energy.tasks.device_commands_expire", "schedule": 30.0}
 
 LOGGING = {
     "version": 1,

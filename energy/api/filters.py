@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import django_filters
 
-from energy.models import Gateway, Meter, MeterGroup, Reading, Site
+from energy.models import DeviceCommand, Gateway, Meter, MeterGroup, Reading, Site
 from joulepoint.tenancy.filters import IdFilter, UtcDateTimeFilter
 
 
@@ -50,3 +50,12 @@ class ReadingFilter(django_filters.FilterSet):
     class Meta:
         model = Reading
         fields = ["meter", "site", "start", "end"]
+
+
+class DeviceCommandFilter(django_filters.FilterSet):
+    meter = IdFilter(field_name="meter_id")
+    gateway = IdFilter(field_name="gateway_id")
+
+    class Meta:
+        model = DeviceCommand
+        fields = ["status", "name", "meter", "gateway"]

@@ -4,7 +4,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rest_framework import serializers
 
-from energy.models import READING_FIELDS, Gateway, Meter, MeterGroup, Reading, Site
+from energy.models import READING_FIELDS, DeviceCommand, Gateway, Meter, MeterGroup, Reading, Site
 from energy.validation import BREAKER_STATE, BREAKER_STATES, KNOWN_EXTRA_NUMERIC
 from joulepoint.tenancy.serializers import TenantModelSerializer
 from joulepoint.tenancy.viewsets import TenantRelatedField
@@ -141,3 +141,48 @@ class FieldErrorSerializer(serializers.Serializer):
 class IngestErrorSerializer(serializers.Serializer):
     detail = serializers.CharField()
     errors = FieldErrorSerializer(many=True, required=False)
+
+
+class DeviceCommandSerializer(serializers.ModelSerializer):
+    """A downlink command as integrators see it (status pending → delivered → acked/failed/expired)."""
+
+    class Meta:
+        model = DeviceCommand
+        fields = [
+            "id", "meter", "gateway", "name", "payload", "status", "channel", "result",
+            "created_at", "expires_at", "delivered_at", "completed_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class DeviceCommandCreateSerializer(serializers.Serializer):
+    meter = TenantRelatedField(queryset=Meter.objects.all(), required=False, allow_null=True)
+    gateway = TenantRelatedField(queryset=Gateway.objects.all(), required=False, allow_null=True)
+    name = serializers.CharField(max_length=100, help_text="e.g. relay.open, charging.setpoint")
+    payload = serializers.DictField(required=False, default=dict)
+    ttl_seconds = serializers.IntegerField(required=False, min_value=1, max_value=7 * 24 * 3600)
+
+    def validate(self, attrs: dict) -> dict:
+        if bool(attrs.get("meter")) == bool(attrs.get("gateway")):
+            raise serializers.ValidationError("Name exactly one target: meter or gateway.")
+        return attrs
+
+
+class DeviceCommandMessageSerializer(serializers.Serializer):
+    """A command as the device receives it (HTTP polling, MQTT and WebSocket alike)."""
+
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    payload = serializers.DictField()
+    created_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField()
+
+
+class DeviceCommandAckSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["acked", "failed"], default="acked")
+    result = serializers.DictField(required=False, default=dict)
+
+
+class DeviceCommandStatusSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.CharField()

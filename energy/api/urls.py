@@ -17,12 +17,17 @@ router.register("pq/config", pq_views.PQConfigViewSet, basename="pq-config")
 router.register("pq/events", pq_views.PQEventViewSet, basename="pq-event")
 router.register("protection/events", pq_views.ProtectionEventViewSet, basename="protection-event")
 router.register("protection/breakers", pq_views.BreakerStateViewSet, basename="protection-breaker")
+router.register("commands", views.DeviceCommandViewSet, basename="devicecommand")
 
 readings = views.ReadingViewSet.as_view({"get": "list", "post": "create"})
 readings_bulk = views.ReadingViewSet.as_view({"post": "bulk"})
+device_commands = views.DeviceCommandPollView.as_view({"get": "list"})
+device_command_ack = views.DeviceCommandPollView.as_view({"post": "ack"})
 
 urlpatterns = [
     re_path(r"^energy-data/?$", readings, name="reading-list"),
     re_path(r"^energy-data/bulk/?$", readings_bulk, name="reading-bulk"),
+    re_path(r"^devices/commands/?$", device_commands, name="device-commands"),
+    re_path(r"^devices/commands/(?P<pk>[0-9]{1,18})/ack/?$", device_command_ack, name="device-command-ack"),
     *router.urls,
 ]

@@ -6,7 +6,7 @@ import orjson
 from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from oauth2_provider.contrib.rest_framework import OAuth2Authentication
-from rest_framework import exceptions, mixins, permissions, status
+from rest_framework import exceptions, mixins, permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
@@ -14,7 +14,7 @@ from energy import services
 from energy.api import filters, serializers
 from energy.api.authentication import DeviceKeyAuthentication
 from energy.api.throttling import DeviceRateThrottle
-from energy.models import DeviceCredential, Gateway, Meter, MeterGroup, Reading, Site
+from energy.models import DeviceCommand, DeviceCredential, Gateway, Meter, MeterGroup, Reading, Site
 from energy.validation import ReadingsInvalid
 from joulepoint.tenancy.permissions import OrganizationTokenHasScope
 from joulepoint.tenancy.viewsets import OrganizationModelViewSet, OrganizationViewSet
@@ -199,3 +199,81 @@ class IngestInvalid(exceptions.APIException):
     def __init__(self, invalid: ReadingsInvalid):
         super().__init__(detail="Invalid readings; nothing was stored.")
         self.extra = {"errors": [error.as_dict() for error in invalid.errors]}
+
+
+@extend_schema_view(
+    create=extend_schema(
+        request=serializers.DeviceCommandCreateSerializer, responses={201: serializers.DeviceCommandSerializer}
+    )
+)
+class DeviceCommandViewSet(
+    mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, OrganizationViewSet
+):
+    """Downlink commands to the organization's meters and gateways (energy:write to send)."""
+
+    queryset = DeviceCommand.objects.all()
+    serializer_class = serializers.DeviceCommandSerializer
+    scope_domain = "energy"
+    filterset_class = filters.DeviceCommandFilter
+    ordering_fields = ["id", "created_at", "status"]
+
+    def create(self, request, *args, **kwargs):
+        incoming = serializers.DeviceCommandCreateSerializer(data=request.data, context=self.get_serializer_context())
+        incoming.is_valid(raise_exception=True)
+        data = incoming.validated_data
+        command = services.device_command_send(
+            device=data.get("meter") or data["gateway"],
+            name=data["name"],
+            payload=data["payload"],
+            ttl_seconds=data.get("ttl_seconds"),
+        )
+        command.refresh_from_db()
+        return Response(self.get_serializer(command).data, status=status.HTTP_201_CREATED)
+
+
+class DeviceCommandPollView(viewsets.ViewSet):
+    """Devices without MQTT or an open socket poll for commands and acknowledge them."""
+
+    authentication_classes = [DeviceKeyAuthentication]
+    permission_classes = [IsDevice]
+    throttle_classes = [DeviceRateThrottle]
+    model = DeviceCommand  # what it serves; rows come from energy.services, scoped to the device
+
+    @extend_schema(
+        responses={200: serializers.DeviceCommandMessageSerializer(many=True)},
+        auth=[{"deviceKey": []}],
+        summary="Open commands for this device (device key); pending ones become delivered",
+    )
+    def list(self, request):
+        commands = services.device_commands_poll(device=request.auth)
+        return Response([services.device_command_as_message(command) for command in commands])
+
+    @extend_schema(
+        request=serializers.DeviceCommandAckSerializer,
+        responses={
+            200: serializers.DeviceCommandStatusSerializer,
+            404: OpenApiResponse(description="Not a command of this device"),
+            409: OpenApiResponse(description="Already final (expired, or answered differently)"),
+        },
+        auth=[{"deviceKey": []}],
+        summary="Acknowledge (or report failure of) a command (device key)",
+    )
+    def ack(self, request, pk=None):
+        incoming = serializers.DeviceCommandAckSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        try:
+            command_id = int(pk)
+        except (TypeError, ValueError):
+            raise exceptions.NotFound("Not a command of this device.") from None
+        try:
+            command = services.device_command_ack(
+                device=request.auth,
+                command_id=command_id,
+                ok=incoming.validated_data["status"] == "acked",
+                result=incoming.validated_data["result"],
+            )
+        except services.DeviceCommandError as exc:
+            if exc.code == "not_found":
+                raise exceptions.NotFound(exc.detail) from None
+            return Response({"detail": exc.detail, "code": "conflict"}, status=status.HTTP_409_CONFLICT)
+        return Response({"id": command.pk, "status": command.status})

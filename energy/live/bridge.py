@@ -1,0 +1,294 @@
+"""The MQTT bridge: `<prefix>/<device_key>/readings` in, the ingest service, `<prefix>/<device_key>/ack` out.
+
+Delivery guarantee: the bridge subscribes with QoS 1 in a persistent session (MQTT 5,
+clean_start off, session kept for a day) and acknowledges each PUBLISH to the broker (PUBACK,
+paho's manual_ack) only after the batch holding it has committed and its answer has been
+published. A crash or a broker restart before that makes the broker deliver it again; the
+unique (meter, timestamp) of a reading turns the repeat into a duplicate, never a second row.
+
+Throughput: messages that arrive while a batch is being stored are taken together, grouped by
+device and stored with one `reading_batch_ingest` call per device (one INSERT) in one
+transaction, so the cost per message falls as the load rises. One bad message does not sink its neighbours: its batch is
+retried without it and it gets its own error answer.
+
+Runs on an asyncio loop so that the Channels fan-out of each ingest (data.ingested → dashboards)
+reuses the loop's channel-layer connections instead of opening one per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import orjson
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections, transaction
+
+from energy import services
+from energy.live import mqtt as topics
+from energy.live.frames import Frame, FrameError, ack_frame, frame_decode, frame_loads, invalid_frame
+from energy.models import Gateway, Meter
+from energy.validation import ReadingsInvalid
+
+logger = logging.getLogger(__name__)
+
+SESSION_EXPIRY_SECONDS = 24 * 3600
+
+
+@dataclass
+class Incoming:
+    """One readings message as taken off the wire."""
+
+    topic: str
+    payload: bytes
+    mid: int = 0
+    qos: int = 1
+
+
+@dataclass
+class _Pending:
+    index: int
+    device: Meter | Gateway
+    frame: Frame
+    answer: dict | None = None
+
+
+@dataclass
+class Answer:
+    incoming: Incoming
+    device_key: str | None
+    frame: dict = field(default_factory=dict)
+
+
+def _devices_by_key(keys: set[str]) -> dict[str, Meter | Gateway]:
+    """Active meters and gateways for the given keys, in two queries (not one per message)."""
+    parsed = set()
+    for key in keys:
+        try:
+            parsed.add(uuid.UUID(key))
+        except ValueError:
+            continue
+    found: dict[str, Meter | Gateway] = {}
+    for model in (Meter, Gateway):
+        for device in model.objects.select_related("organization").filter(device_key__in=parsed, is_active=True):
+            found[str(device.device_key)] = device
+    return found
+
+
+def messages_ingest(messages: list[Incoming]) -> list[Answer]:
+    """Store a batch of readings messages; one answer (ack or error frame) per message, in order."""
+    answers = [Answer(incoming=m, device_key=topics.device_key_from_topic(m.topic)) for m in messages]
+    raw_keys = {a.device_key for a in answers if a.device_key}
+    canonical = {}
+    for key in raw_keys:
+        try:
+            canonical[key] = str(uuid.UUID(key))
+        except ValueError:
+            canonical[key] = None
+    devices = _devices_by_key({k for k in canonical.values() if k})
+    by_device: dict[str, list[_Pending]] = defaultdict(list)
+    for index, answer in enumerate(answers):
+        key = canonical.get(answer.device_key) if answer.device_key else None
+        device = devices.get(key) if key else None
+        if device is None:
+            answer.frame = FrameError("unauthenticated", "Unknown or disabled device key.").as_frame()
+            continue
+        try:
+            frame = frame_decode(frame_loads(answer.incoming.payload), device=device)
+        except FrameError as exc:
+            answer.frame = exc.as_frame()
+            continue
+        by_device[key].append(_Pending(index=index, device=device, frame=frame))
+    # One transaction for the whole batch (each device's ingest is a savepoint inside it): one
+    # commit, not one per device. The dashboards' fan-out runs after that commit.
+    with transaction.atomic():
+        for pending in by_device.values():
+            _ingest_device_batch(pending)
+    for pending in by_device.values():
+        for item in pending:
+            answers[item.index].frame = item.answer
+    return answers
+
+
+def _ingest_device_batch(pending: list[_Pending]) -> None:
+    """All frames of one device in one ingest call; frames with invalid readings are answered
+    on their own and the rest retried (at most once per bad frame, so the loop is bounded)."""
+    todo = list(pending)
+    while todo:
+        items: list = []
+        spans: list[tuple[int, int]] = []
+        for item in todo:
+            spans.append((len(items), len(items) + len(item.frame.items)))
+            items.extend(item.frame.items)
+        try:
+            result = services.reading_batch_ingest(device=todo[0].device, items=items, source="mqtt")
+        except ReadingsInvalid as exc:
+            bad: dict[int, list] = defaultdict(list)
+            for error in exc.errors:
+                for position, (start, end) in enumerate(spans):
+                    if error.index is not None and start <= error.index < end:
+                        bad[position].append({**error.as_dict(), "index": error.index - start})
+                        break
+            if not bad:  # an error we cannot place: answer every frame with it
+                for item in todo:
+                    item.answer = invalid_frame(frame_id=item.frame.id, errors=[e.as_dict() for e in exc.errors])
+                return
+            for position, errors in bad.items():
+                todo[position].answer = invalid_frame(frame_id=todo[position].frame.id, errors=errors)
+            todo = [item for position, item in enumerate(todo) if position not in bad]
+            continue
+        stored = set(result.stored_keys)
+        claimed: set = set()
+        for item, (start, end) in zip(todo, spans, strict=True):
+            fresh = 0
+            for key in result.keys[start:end]:
+                if key in stored and key not in claimed:
+                    claimed.add(key)
+                    fresh += 1
+            item.answer = ack_frame(frame_id=item.frame.id, stored=fresh, duplicates=(end - start) - fresh)
+        return
+
+
+class MqttBridge:
+    """Subscribe, batch, ingest, answer, acknowledge; reconnects by itself (paho's loop)."""
+
+    def __init__(
+        self,
+        *,
+        url: str | None = None,
+        client_id: str = "joulepoint-bridge",
+        batch_max: int = 1000,
+        receive_maximum: int = 2000,
+        ack_qos: int = 1,
+        shared_group: str | None = None,
+    ):
+        self.address = topics.broker_address(url)
+        self.client_id = client_id
+        self.batch_max = batch_max
+        self.receive_maximum = receive_maximum
+        self.ack_qos = ack_qos
+        self.subscription = topics.readings_subscription()
+        if shared_group:
+            # Several bridges share the load; the broker gives each message to one of them.
+            self.subscription = f"$share/{shared_group}/{self.subscription}"
+        self.stopping = False
+        self.processed = 0
+        self.connected = asyncio.Event()
+        self.queue: asyncio.Queue[Incoming] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.client = None
+
+    def _make_client(self):
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        if self.address.username:
+            client.username_pw_set(self.address.username, self.address.password)
+        if self.address.tls:
+            client.tls_set()
+        client.reconnect_delay_set(min_delay=1, max_delay=10)
+        client.max_queued_messages_set(0)
+        client.max_inflight_messages_set(max(20, self.receive_maximum))
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = SESSION_EXPIRY_SECONDS
+        # Lets the broker keep this many unacknowledged messages in flight to us (mosquitto's
+        # max_inflight_messages of 20 applies to MQTT 3 clients only), so batches can grow.
+        properties.ReceiveMaximum = self.receive_maximum
+        return client, properties
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            logger.warning("MQTT connect refused: %s", reason_code)
+            return
+        client.subscribe(self.subscription, qos=1)
+        logger.warning(
+            "MQTT bridge connected to %s:%s, subscribed to %s", self.address.host, self.address.port, self.subscription
+        )
+        self.loop.call_soon_threadsafe(self.connected.set)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if not self.stopping:
+            logger.warning("MQTT bridge disconnected (%s); reconnecting", reason_code)
+        self.loop.call_soon_threadsafe(self.connected.clear)
+
+    def _on_message(self, client, userdata, message) -> None:
+        incoming = Incoming(topic=message.topic, payload=message.payload, mid=message.mid, qos=message.qos)
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, incoming)
+
+    def _process(self, batch: list[Incoming]) -> list[Answer]:
+        close_old_connections()
+        try:
+            return messages_ingest(batch)
+        finally:
+            close_old_connections()
+
+    async def run(self, *, max_seconds: float | None = None, install_signals: bool = False) -> None:
+        """Serve until stop() (or SIGTERM/SIGINT when install_signals, or max_seconds)."""
+        self.loop = asyncio.get_running_loop()
+        self.queue = asyncio.Queue()
+        if install_signals:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self.loop.add_signal_handler(signum, self.stop)
+        client, properties = self._make_client()
+        self.client = client
+        # Keep the session (and the broker's queue of unacknowledged messages) across restarts.
+        client.connect_async(
+            self.address.host, self.address.port, keepalive=30, clean_start=False, properties=properties
+        )
+        client.loop_start()
+        deadline = time.monotonic() + max_seconds if max_seconds else None
+        process = sync_to_async(self._process, thread_sensitive=True)
+        try:
+            while not self.stopping and (deadline is None or time.monotonic() < deadline):
+                try:
+                    first = await asyncio.wait_for(self.queue.get(), timeout=0.5)
+                except TimeoutError:
+                    continue
+                batch = [first]
+                while len(batch) < self.batch_max and not self.queue.empty():
+                    batch.append(self.queue.get_nowait())
+                answers = await self._process_with_retry(process, batch)
+                if answers is None:
+                    break  # stopping; unacknowledged, so the broker delivers them again
+                for answer in answers:
+                    if answer.device_key:
+                        client.publish(
+                            topics.topic(answer.device_key, "ack"), orjson.dumps(answer.frame), qos=self.ack_qos
+                        )
+                    client.ack(answer.incoming.mid, answer.incoming.qos)
+                self.processed += len(answers)
+        finally:
+            self.stopping = True
+            client.disconnect()
+            client.loop_stop()
+
+    async def _process_with_retry(self, process, batch: list[Incoming]) -> list[Answer] | None:
+        """Store the batch, retrying with backoff while the database is unavailable."""
+        delay = 0.5
+        while True:
+            try:
+                return await process(batch)
+            except Exception:
+                logger.exception("MQTT bridge could not store a batch of %d; retrying in %.1fs", len(batch), delay)
+            if self.stopping:
+                return None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+    def stop(self) -> None:
+        self.stopping = True

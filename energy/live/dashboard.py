@@ -1,0 +1,64 @@
+"""The browser dashboard at /dashboard/: log in, pick a site, watch it live.
+
+Server side it only renders pages and one JSON snapshot; the live part is /ws/live/ with the
+session (energy.consumers.LiveConsumer). Tenancy: a user sees the sites of the organizations
+they are a member of; any other site is a 404.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import re_path, reverse_lazy
+
+from energy.live import selectors
+
+LOGIN_URL = reverse_lazy("dashboard-login")
+
+
+def _site_or_404(request, site_id: int):
+    org_ids = selectors.user_organization_ids(user=request.user)
+    site = selectors.dashboard_sites(organization_ids=org_ids).filter(pk=site_id).first()
+    if site is None:
+        raise Http404("No such site.")
+    return site
+
+
+@login_required(login_url=LOGIN_URL)
+def site_list(request):
+    org_ids = selectors.user_organization_ids(user=request.user)
+    sites = list(selectors.dashboard_sites(organization_ids=org_ids))
+    if len(sites) == 1 and "all" not in request.GET:
+        return redirect("dashboard-site", site_id=sites[0].pk)
+    return render(request, "dashboard/sites.html", {"sites": sites, "has_orgs": bool(org_ids)})
+
+
+@login_required(login_url=LOGIN_URL)
+def site_detail(request, site_id: int):
+    site = _site_or_404(request, site_id)
+    org_ids = selectors.user_organization_ids(user=request.user)
+    sites = list(selectors.dashboard_sites(organization_ids=org_ids))
+    return render(request, "dashboard/site.html", {"site": site, "sites": sites})
+
+
+@login_required(login_url=LOGIN_URL)
+def site_snapshot(request, site_id: int):
+    site = _site_or_404(request, site_id)
+    return JsonResponse(selectors.dashboard_snapshot(site=site))
+
+
+class DashboardLoginView(auth_views.LoginView):
+    template_name = "dashboard/login.html"
+    redirect_authenticated_user = True
+    next_page = reverse_lazy("dashboard")
+
+
+urlpatterns = [
+    re_path(r"^$", site_list, name="dashboard"),
+    re_path(r"^login/?$", DashboardLoginView.as_view(), name="dashboard-login"),
+    re_path(r"^logout/?$", auth_views.LogoutView.as_view(next_page=LOGIN_URL), name="dashboard-logout"),
+    re_path(r"^sites/(?P<site_id>[0-9]{1,18})/?$", site_detail, name="dashboard-site"),
+    re_path(r"^sites/(?P<site_id>[0-9]{1,18})/snapshot\.json$", site_snapshot, name="dashboard-snapshot"),
+]

@@ -1,0 +1,204 @@
+"""Live streams end to end on real processes: uvicorn (tests/e2e/conftest.py), the MQTT bridge
+as a subprocess against Mosquitto on 127.0.0.1:1883, and Debian's chromium driven by Playwright.
+
+(a) HTTP ingest → a /ws/live/ client receives the reading (and WS ingest → the same client);
+(b) MQTT publish → reading stored → ack published by `manage.py mqtt_bridge`;
+(c) a browser logs into /dashboard/, a reading is ingested over HTTP, chart and feed update;
+    the screenshot is saved as $ARTIFACTS/dashboard.png (default ./artifacts/dashboard.png).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import shutil
+import socket
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import orjson
+import paho.mqtt.client as mqtt
+import pytest
+import websockets
+
+from energy.models import Reading
+from tests import factories
+from tests.conftest import _token
+from tests.e2e.conftest import ServerProcess
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def ts(seconds: float = 0) -> str:
+    moment = datetime.now(UTC) - timedelta(seconds=30) + timedelta(seconds=seconds)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def ws_url(live_url: str, path: str) -> str:
+    return live_url.replace("http://", "ws://") + path
+
+
+def http_ingest(live_url: str, meter, body: dict) -> httpx.Response:
+    return httpx.post(
+        f"{live_url}/api/energy/energy-data/",
+        content=orjson.dumps(body),
+        headers={"X-Device-Key": str(meter.device_key), "Content-Type": "application/json"},
+        timeout=10,
+    )
+
+
+async def next_frame(ws, kind: str, timeout: float = 5) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        frame = orjson.loads(await asyncio.wait_for(ws.recv(), timeout=max(0.01, deadline - time.monotonic())))
+        if frame["type"] == kind:
+            return frame
+
+
+def test_a_http_ingest_reaches_a_live_websocket_client(live_url):
+    meter = factories.MeterFactory()
+    foreign = factories.MeterFactory()
+    token = _token(meter.organization, ["energy:read"])
+
+    async def scenario() -> tuple[dict, float, dict]:
+        async with websockets.connect(ws_url(live_url, f"/ws/live/?token={token}")) as live:
+            await next_frame(live, "ready")
+            await live.send(orjson.dumps({"type": "subscribe", "sites": [meter.site_id]}).decode())
+            await next_frame(live, "subscribed")
+            # Another tenant's reading on the same server must not show up.
+            assert (
+                await asyncio.to_thread(http_ingest, live_url, foreign, {"timestamp": ts(), "total_power": 1})
+            ).status_code == 201
+            started = time.monotonic()
+            response = await asyncio.to_thread(
+                http_ingest, live_url, meter, {"timestamp": ts(), "total_power": 3600.0, "voltage_a": 230.1}
+            )
+            assert response.status_code == 201, response.text
+            frame = await next_frame(live, "readings")
+            latency = time.monotonic() - started
+            # A WebSocket ingest on the same server reaches the same dashboard.
+            headers = {"X-Device-Key": str(meter.device_key)}
+            async with websockets.connect(ws_url(live_url, "/ws/ingest/"), additional_headers=headers) as device:
+                await next_frame(device, "ready")
+                await device.send(orjson.dumps({"id": 1, "readings": [{"timestamp": ts(1), "total_power": 42.0}]}))
+                ack = await next_frame(device, "ack")
+                assert ack == {"type": "ack", "id": 1, "stored": 1, "duplicates": 0}
+            second = await next_frame(live, "readings")
+            return frame, latency, second
+
+    frame, latency, second = asyncio.run(scenario())
+    assert frame["site_id"] == meter.site_id
+    assert [(r["meter_id"], r["total_power"], r["voltage_a"]) for r in frame["readings"]] == [(meter.pk, 3600.0, 230.1)]
+    assert latency < 5
+    assert second["readings"][0]["total_power"] == 42.0
+    assert Reading.objects.filter(meter=meter).count() == 2
+
+
+def _broker_up() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 1883), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _broker_up(), reason="Mosquitto is not running on 127.0.0.1:1883")
+def test_b_mqtt_publish_is_stored_and_acked_by_the_bridge_process(transactional_db, monkeypatch):
+    prefix = f"jpe2e-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("MQTT_TOPIC_PREFIX", prefix)
+    meter = factories.MeterFactory()
+    bridge = ServerProcess(
+        "mqtt-bridge",
+        [sys.executable, "manage.py", "mqtt_bridge", "--url", "mqtt://127.0.0.1:1883", "--client-id", prefix],
+    )
+    answers: queue.Queue = queue.Queue()
+    device = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{prefix}-device")
+    device.on_message = lambda client, userdata, message: answers.put(orjson.loads(message.payload))
+    try:
+        deadline = time.monotonic() + 30
+        while "MQTT bridge:" not in bridge.output():
+            bridge.check_alive()
+            assert time.monotonic() < deadline, bridge.output()
+            time.sleep(0.1)
+        device.connect("127.0.0.1", 1883)
+        device.subscribe(f"{prefix}/{meter.device_key}/ack", qos=1)
+        device.loop_start()
+        # The bridge may still be subscribing: publish until the first answer arrives.
+        body = {"id": "m1", "readings": {"timestamp": ts(), "total_power": 1500.0}}
+        answer = None
+        while answer is None:
+            assert time.monotonic() < deadline, bridge.output()
+            device.publish(f"{prefix}/{meter.device_key}/readings", orjson.dumps(body), qos=1).wait_for_publish(5)
+            try:
+                answer = answers.get(timeout=1)
+            except queue.Empty:
+                bridge.check_alive()
+        assert answer["type"] == "ack" and answer["id"] == "m1" and answer["stored"] + answer["duplicates"] >= 1
+        assert Reading.objects.filter(meter=meter, total_power=1500.0).count() == 1
+        device.publish(f"{prefix}/{meter.device_key}/readings", b"{oops", qos=1).wait_for_publish(5)
+        while (answer := answers.get(timeout=10)).get("id") == "m1":
+            pass  # repeats of the first publish
+        assert answer["code"] == "malformed_json"
+        bridge.check_alive()
+    finally:
+        device.loop_stop()
+        device.disconnect()
+        bridge.stop()
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_c_dashboard_in_chromium_updates_chart_and_feed(live_url, monkeypatch):
+    from playwright.sync_api import expect, sync_playwright
+
+    # Playwright's sync API keeps an event loop in this thread; the ORM calls below are ours.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    membership = factories.MembershipFactory()
+    site = factories.SiteFactory(organization=membership.organization, name="E2E Depot")
+    meter = factories.MeterFactory(site=site, name="Grid connection", kind="grid")
+    factories.MeterFactory(site=site, name="Rooftop PV", kind="pv")
+    assert http_ingest(live_url, meter, {"timestamp": ts(-20), "total_power": 1000.0}).status_code == 201
+    artifacts = Path(os.environ.get("ARTIFACTS", "artifacts"))
+    artifacts.mkdir(parents=True, exist_ok=True)
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(f"{live_url}/dashboard/")
+            page.fill("#id_username", membership.user.username)
+            page.fill("#id_password", "pw-for-tests")
+            page.click("button[type=submit]")
+            page.wait_for_url(f"**/dashboard/sites/{site.pk}")
+            expect(page.locator("#status")).to_have_attribute("data-state", "live", timeout=10_000)
+            chart = page.locator(f".chart[data-meter='{meter.pk}']")
+            expect(chart).to_have_attribute("data-points", "1")
+            response = http_ingest(live_url, meter, {"timestamp": ts(), "total_power": 3600.0, "voltage_a": 230.1})
+            assert response.status_code == 201
+            expect(chart).to_have_attribute("data-points", "2", timeout=5_000)
+            expect(page.locator("#feed li").first).to_contain_text("Grid connection: 3.60 kW")
+            expect(page.locator("#kpi-power")).to_have_text("3.60 kW")
+            expect(page.locator("#kpi-count")).to_have_text("1")
+            page.screenshot(path=str(artifacts / "dashboard.png"), full_page=True)
+        finally:
+            browser.close()
+    assert (artifacts / "dashboard.png").stat().st_size > 10_000
+    assert shutil.which("chromium") or Path(CHROMIUM).exists()

@@ -1,0 +1,227 @@
+"""The MQTT bridge: batch ingest logic, then the real thing against Mosquitto on 127.0.0.1:1883
+(and a private Mosquitto for the broker-restart test)."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import paho.mqtt.client as mqtt
+import pytest
+
+from energy.live.bridge import Incoming, MqttBridge, messages_ingest
+from energy.models import Reading
+from tests import factories
+
+BROKER = ("127.0.0.1", 1883)
+
+
+# Fixed once per module: a test that sends ts() twice must get the same timestamp twice.
+BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+
+
+def ts(seconds: int = 0) -> str:
+    return (BASE + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
+
+
+def msg(device, payload, prefix: str = "joulepoint", mid: int = 1) -> Incoming:
+    raw = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+    return Incoming(topic=f"{prefix}/{device.device_key}/readings", payload=raw, mid=mid)
+
+
+@pytest.mark.django_db
+def test_messages_ingest_batches_per_device_and_isolates_bad_messages(meter):
+    second = factories.MeterFactory(site=meter.site)
+    messages = [
+        msg(meter, {"timestamp": ts(0), "total_power": 1.0}),
+        msg(meter, {"id": "bad", "readings": [{"timestamp": ts(1), "total_power": "x"}]}),
+        msg(second, [{"timestamp": ts(0), "total_power": 2.0}, {"timestamp": ts(1), "total_power": 3.0}]),
+        msg(meter, {"id": "dup", "readings": {"timestamp": ts(0), "total_power": 9.0}}),
+        msg(meter, b"not json"),
+        Incoming(topic=f"joulepoint/{uuid.uuid4()}/readings", payload=b"{}"),
+        Incoming(topic="joulepoint/not-a-key/readings", payload=b"{}"),
+    ]
+    answers = [a.frame for a in messages_ingest(messages)]
+    assert answers[0] == {"type": "ack", "id": None, "stored": 1, "duplicates": 0}
+    assert answers[1]["code"] == "invalid_readings" and answers[1]["errors"][0]["index"] == 0
+    assert answers[1]["errors"][0]["field"] == "total_power"
+    assert answers[2] == {"type": "ack", "id": None, "stored": 2, "duplicates": 0}
+    assert answers[3] == {"type": "ack", "id": "dup", "stored": 0, "duplicates": 1}
+    assert answers[4]["code"] == "malformed_json"
+    assert answers[5]["code"] == answers[6]["code"] == "unauthenticated"
+    assert Reading.objects.count() == 3
+    assert Reading.objects.get(meter=meter).total_power == 1.0  # first write wins
+
+
+@pytest.mark.django_db
+def test_messages_ingest_other_tenant_meter_through_gateway(gateway):
+    foreign = factories.MeterFactory()
+    answers = messages_ingest([msg(gateway, {"timestamp": ts(), "meter_id": foreign.pk, "total_power": 1})])
+    assert answers[0].frame["code"] == "invalid_readings"
+    assert Reading.objects.count() == 0
+
+
+def broker_up(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+class Device:
+    """A test device: publishes readings with QoS 1 and collects the bridge's answers."""
+
+    def __init__(self, device, prefix: str, port: int = BROKER[1]):
+        self.key = str(device.device_key)
+        self.prefix = prefix
+        self.answers: queue.Queue = queue.Queue()
+        self.commands: queue.Queue = queue.Queue()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"dev-{uuid.uuid4().hex[:8]}")
+        self.client.on_message = self._on_message
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *args: subscribed.set()
+        self.client.connect(BROKER[0], port)
+        self.client.subscribe([(f"{prefix}/{self.key}/ack", 1), (f"{prefix}/{self.key}/commands", 1)])
+        self.client.loop_start()
+        assert subscribed.wait(5)
+
+    def _on_message(self, client, userdata, message):
+        target = self.answers if message.topic.endswith("/ack") else self.commands
+        target.put(orjson.loads(message.payload))
+
+    def publish(self, payload) -> None:
+        raw = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+        self.client.publish(f"{self.prefix}/{self.key}/readings", raw, qos=1).wait_for_publish(5)
+
+    def answer(self, timeout: float = 10) -> dict:
+        return self.answers.get(timeout=timeout)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+class BridgeThread:
+    def __init__(self, url: str, **kwargs):
+        self.bridge = MqttBridge(url=url, client_id=f"bridge-test-{uuid.uuid4().hex[:8]}", **kwargs)
+        self.thread = threading.Thread(target=lambda: asyncio.run(self.bridge.run(max_seconds=60)), daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not (self.bridge.loop and self.bridge.connected.is_set()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert self.bridge.connected.is_set(), "bridge did not connect"
+        time.sleep(0.2)  # SUBSCRIBE is sent right after CONNACK
+
+    def stop(self) -> None:
+        self.bridge.stop()
+        self.thread.join(10)
+
+
+@pytest.fixture
+def prefix(settings):
+    """A topic prefix of this test only, so runs sharing the broker never see each other."""
+    settings.MQTT_TOPIC_PREFIX = f"jptest-{uuid.uuid4().hex[:8]}"
+    return settings.MQTT_TOPIC_PREFIX
+
+
+needs_broker = pytest.mark.skipif(not broker_up(*BROKER), reason="Mosquitto is not running on 127.0.0.1:1883")
+
+
+@needs_broker
+@pytest.mark.django_db(transaction=True)
+def test_bridge_stores_then_acks_and_survives_bad_payloads(meter, prefix):
+    bridge = BridgeThread(f"mqtt://{BROKER[0]}:{BROKER[1]}")
+    device = Device(meter, prefix)
+    try:
+        device.publish({"timestamp": ts(), "total_power": 3600.0})
+        assert device.answer() == {"type": "ack", "id": None, "stored": 1, "duplicates": 0}
+        assert Reading.objects.filter(meter=meter).count() == 1
+        device.publish(b"\x00garbage")
+        assert device.answer()["code"] == "malformed_json"
+        device.publish({"id": 5, "readings": [{"timestamp": ts(1), "voltage_a": -3}]})
+        answer = device.answer()
+        assert answer["code"] == "invalid_readings" and answer["id"] == 5
+        device.publish({"id": 6, "readings": [{"timestamp": ts(2), "total_power": 1}, {"timestamp": ts()}]})
+        assert device.answer() == {"type": "ack", "id": 6, "stored": 1, "duplicates": 1}
+        assert Reading.objects.filter(meter=meter).count() == 2
+    finally:
+        device.close()
+        bridge.stop()
+
+
+@needs_broker
+@pytest.mark.django_db(transaction=True)
+def test_downlink_over_mqtt(meter, prefix, settings, monkeypatch):
+    from energy import services, tasks
+
+    monkeypatch.setattr(tasks.device_command_deliver, "delay", lambda command_id: None)
+    settings.MQTT_URL = f"mqtt://{BROKER[0]}:{BROKER[1]}"
+    device = Device(meter, prefix)
+    try:
+        command = services.device_command_send(device=meter, name="relay.open", payload={"relay": 1})
+        services.device_command_deliver(command_id=command.pk)
+        received = device.commands.get(timeout=5)
+        assert received["id"] == command.pk and received["name"] == "relay.open"
+        command.refresh_from_db()
+        assert (command.status, command.channel) == ("delivered", "mqtt")
+    finally:
+        device.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_private_broker(port: int, tmp_path) -> subprocess.Popen:
+    config = tmp_path / "mosquitto.conf"
+    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    process = subprocess.Popen([shutil.which("mosquitto"), "-c", str(config)], stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 5
+    while not broker_up("127.0.0.1", port):
+        assert time.monotonic() < deadline, "private mosquitto did not start"
+        time.sleep(0.05)
+    return process
+
+
+@pytest.mark.skipif(shutil.which("mosquitto") is None, reason="mosquitto is not installed")
+@pytest.mark.django_db(transaction=True)
+def test_bridge_reconnects_after_a_broker_restart(meter, prefix, tmp_path):
+    port = free_port()
+    broker = start_private_broker(port, tmp_path)
+    bridge = None
+    try:
+        bridge = BridgeThread(f"mqtt://127.0.0.1:{port}")
+        device = Device(meter, prefix, port=port)
+        device.publish({"timestamp": ts(0), "total_power": 1.0})
+        assert device.answer()["stored"] == 1
+        device.close()
+        broker.terminate()
+        broker.wait(5)
+        time.sleep(0.5)
+        broker = start_private_broker(port, tmp_path)
+        deadline = time.monotonic() + 20
+        while not bridge.bridge.connected.is_set():
+            assert time.monotonic() < deadline, "bridge did not reconnect"
+            time.sleep(0.1)
+        time.sleep(0.3)
+        device = Device(meter, prefix, port=port)
+        device.publish({"timestamp": ts(1), "total_power": 2.0})
+        assert device.answer() == {"type": "ack", "id": None, "stored": 1, "duplicates": 0}
+        device.close()
+        assert Reading.objects.filter(meter=meter).count() == 2
+    finally:
+        if bridge is not None:
+            bridge.stop()
+        broker.terminate()
+        broker.wait(5)
