@@ -165,3 +165,13 @@ class Reading(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.meter_id}@{self.ts.isoformat()}"
+
+
+# Analytics models (rollups, their work queue, retention settings) live in their own module.
+from energy.analytics.models import (  # noqa: E402, F401
+    AnalyticsSettings,
+    ReadingRollup1h,
+    ReadingRollup1m,
+    ReadingRollup15m,
+    RollupDirty,
+)

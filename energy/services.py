@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from energy.analytics.rollups import rollups_mark_dirty
 from energy.models import READING_FIELDS, DeviceCredential, Gateway, Meter, Reading, new_device_secret
 from energy.validation import METER_ID, METER_SERIAL, FieldError, ReadingInput, ReadingsInvalid, readings_parse
 from joulepoint.events import publish
@@ -168,6 +169,8 @@ def reading_batch_ingest(*, device: Meter | Gateway, items: list, source: str) -
         stored = _insert_readings(rows) if rows else set()
         stored_keys = [key for key in by_key if key in stored]
         if stored_keys:
+            # The rollups of these readings' hours are recomputed after commit (analytics).
+            rollups_mark_dirty(keys=stored_keys)
             publish(
                 device.organization,
                 DATA_INGESTED,

@@ -129,7 +129,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BEAT_SCHEDULE = {
     "outbox-dispatch": {"task": "joulepoint.events.tasks.outbox_dispatch", "schedule": 10.0},
+    # Rollups are refreshed after each ingest commit; this catches windows whose task was lost.
+    "analytics-rollups": {"task": "energy.analytics.rollups_refresh_pending", "schedule": 30.0},
+    "analytics-retention": {"task": "energy.analytics.retention_enforce", "schedule": 3600.0},
 }
+CELERY_IMPORTS = ["energy.analytics.tasks"]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -200,6 +204,14 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_BODY_BYTES
 INGEST_MAX_BATCH = envint("INGEST_MAX_BATCH", 5000)
 INGEST_MAX_FUTURE_SECONDS = envint("INGEST_MAX_FUTURE_SECONDS", 300)
 DEVICE_RATE_LIMIT_PER_MINUTE = envint("DEVICE_RATE_LIMIT_PER_MINUTE", 600)
+
+# Analytics (docs/analytics.md). Retention defaults apply to organizations without their own
+# settings row; 0 keeps data forever.
+ANALYTICS_MAX_RANGE_DAYS = envint("ANALYTICS_MAX_RANGE_DAYS", 366)
+ANALYTICS_RAW_MAX_DAYS = envint("ANALYTICS_RAW_MAX_DAYS", 31)
+ANALYTICS_RAW_RETENTION_DAYS = envint("ANALYTICS_RAW_RETENTION_DAYS", 0)
+ANALYTICS_ROLLUP_RETENTION_DAYS = envint("ANALYTICS_ROLLUP_RETENTION_DAYS", 0)
+ANALYTICS_EXPECTED_INTERVAL_SECONDS = envint("ANALYTICS_EXPECTED_INTERVAL_SECONDS", 60)
 
 LOGGING = {
     "version": 1,
