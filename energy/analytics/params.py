@@ -125,7 +125,9 @@ def parse_tz(value: str | None, default: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise AnalyticsParamError("tz", f"Unknown time zone {name!r}; use an IANA name such as Europe/Berlin.") from None
+        raise AnalyticsParamError(
+            "tz", f"Unknown time zone {name!r}; use an IANA name such as Europe/Berlin."
+        ) from None
 
 
 def parse_instant(value: str, param: str, tz: ZoneInfo) -> datetime:

@@ -80,9 +80,9 @@ def _delete_in_batches(model, meter_id: int, cutoff: datetime, batch_size: int) 
     while True:
         with transaction.atomic():
             ids = list(
-                model.objects.filter(meter_id=meter_id, ts__lt=cutoff).order_by("ts").values_list("pk", flat=True)[
-                    :batch_size
-                ]
+                model.objects.filter(meter_id=meter_id, ts__lt=cutoff)
+                .order_by("ts")
+                .values_list("pk", flat=True)[:batch_size]
             )
             if not ids:
                 return total

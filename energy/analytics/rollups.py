@@ -207,9 +207,12 @@ def _write(model, meter_id: int, rows: pd.DataFrame) -> None:
     values = rows.astype(object).where(rows.notna(), None).to_numpy().tolist()
     if connection.vendor == "postgresql":
         columns = ", ".join(("meter_id", "ts", *ROLLUP_COLUMNS))
-        with connection.cursor() as cursor, cursor.cursor.copy(
-            f"COPY {model._meta.db_table} ({columns}) FROM STDIN"  # identifiers from the model only
-        ) as copy:
+        with (
+            connection.cursor() as cursor,
+            cursor.cursor.copy(
+                f"COPY {model._meta.db_table} ({columns}) FROM STDIN"  # identifiers from the model only
+            ) as copy,
+        ):
             for ts, row in zip(stamps, values, strict=True):
                 copy.write_row((meter_id, ts, *row))
         return
