@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from django.core.exceptions import EmptyResultSet
 from django.db import connection
 from django.db.models import Case, Count, F, FloatField, Q, QuerySet, Value, When
 
@@ -84,7 +85,10 @@ def demand_expression(rollups: QuerySet):
 
 def aggregate_subquery(queryset: QuerySet, select: str) -> tuple:
     """Run `SELECT <select> FROM (<queryset>) s`: aggregates over an aggregated queryset, in SQL."""
-    sql, params = queryset.query.sql_with_params()
+    try:
+        sql, params = queryset.query.sql_with_params()
+    except EmptyResultSet:  # e.g. a group without meters
+        return (None,) * len(select.split(","))
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT {select} FROM ({sql}) s", params)  # noqa: S608 (select is ours)
         return cursor.fetchone()
