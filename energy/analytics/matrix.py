@@ -8,9 +8,12 @@ both occurrences of the repeated hour.
 
 from __future__ import annotations
 
+import math
+import warnings
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pandas as pd
 from django.db.models import Sum
 
@@ -27,8 +30,8 @@ def local_days(time_range: TimeRange, tz: ZoneInfo) -> TimeRange:
     return TimeRange(local_midnight(first, tz), local_midnight(last + timedelta(days=1), tz))
 
 
-def _value(number) -> float | None:
-    return None if pd.isna(number) else round(float(number), 6)
+def _values(numbers) -> list[float | None]:
+    return [None if math.isnan(number) else round(float(number), 6) for number in numbers]
 
 
 def matrix_compute(*, subject: Subject, time_range: TimeRange, tz: ZoneInfo, shape: str) -> dict:
@@ -58,26 +61,26 @@ def matrix_compute(*, subject: Subject, time_range: TimeRange, tz: ZoneInfo, sha
         "method": selectors.energy_method(registers, subject.meter_ids),
         "hours": list(range(24)),
     }
+    grid = table.to_numpy(dtype="float64")
     if shape == "weekday":
         # Mean over the range's days of that weekday (days without data do not count).
-        weekday = table.groupby([day.weekday() for day in table.index]).mean()
+        weekdays = np.array([day.weekday() for day in table.index])
         result["aggregate"] = "mean"
-        result["rows"] = [
-            {
-                "weekday": index,
-                "label": WEEKDAYS[index],
-                "values": [_value(weekday.loc[index, hour]) if index in weekday.index else None for hour in range(24)],
-            }
-            for index in range(7)
-        ]
+        result["rows"] = []
+        for index in range(7):
+            days = grid[weekdays == index]
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                means = np.nanmean(days, axis=0) if len(days) else np.full(24, np.nan)
+            result["rows"].append({"weekday": index, "label": WEEKDAYS[index], "values": _values(means)})
     else:
         result["rows"] = [
             {
                 "date": day.isoformat(),
                 "weekday": WEEKDAYS[day.weekday()],
-                "values": [_value(table.loc[day, hour]) for hour in range(24)],
-                "total": _value(table.loc[day].sum(min_count=1)),
+                "values": _values(values),
+                "total": None if np.isnan(values).all() else round(float(np.nansum(values)), 6),
             }
-            for day in table.index
+            for day, values in zip(table.index, grid, strict=True)
         ]
     return result
