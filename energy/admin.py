@@ -3,7 +3,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 
-from energy.models import Gateway, Meter, MeterGroup, Reading, Site
+from energy.models import AnalyticsSettings, Gateway, Meter, MeterGroup, Reading, Site
 from joulepoint.tenancy.admin import OrganizationScopedAdmin, ReadOnlyScopedAdmin
 
 
@@ -79,3 +79,10 @@ class ReadingAdmin(ReadOnlyScopedAdmin):
     list_select_related = ["meter"]
     date_hierarchy = "ts"
     show_full_result_count = False
+
+
+@admin.register(AnalyticsSettings)
+class AnalyticsSettingsAdmin(OrganizationScopedAdmin):
+    """Retention (raw and rollup days) and the expected reporting interval of an organization."""
+
+    list_display = ["organization", "raw_retention_days", "rollup_retention_days", "expected_interval_seconds"]
