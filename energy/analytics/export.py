@@ -14,12 +14,15 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from django.db import connection
+
 from energy.analytics.models import REGISTER_FIELDS, ReadingRollup1h, ReadingRollup1m, ReadingRollup15m
 from energy.analytics.params import Subject, TimeRange
 from energy.analytics.rollups import rollups_ensure_current
 from energy.models import READING_FIELDS, Reading
 
 CHUNK_ROWS = 5000
+COPY_CHUNK_BYTES = 256 * 1024
 EXPORT_INTERVALS = ("raw", "1min", "5min", "15min", "1h", "1d")
 
 
@@ -31,6 +34,15 @@ def header(fields: list[str], interval: str) -> list[str]:
         unit = READING_FIELDS[name][0]
         columns.append(f"{name} ({unit})" if unit else name)
     return columns
+
+
+def _number(value) -> str:
+    """Floats as PostgreSQL prints them (shortest round-trip, no trailing ".0"), so the CSV is
+    the same from either database and from either path."""
+    if value is None:
+        return ""
+    text = repr(value)
+    return text[:-2] if text.endswith(".0") else text
 
 
 def _iso(ts) -> str:
@@ -67,6 +79,12 @@ def export_csv(
     yield sink.drain()
     if not subject.meter_ids:
         return
+    direct = {"raw": Reading, "1min": ReadingRollup1m, "15min": ReadingRollup15m, "1h": ReadingRollup1h}
+    if interval != "raw":
+        rollups_ensure_current(meter_ids=subject.meter_ids)
+    if connection.vendor == "postgresql" and interval in direct:
+        yield from _copy_out(direct[interval], subject, time_range, fields, resampled=interval != "raw")
+        return
     if interval == "raw":
         source = (
             Reading.objects.filter(meter_id__in=subject.meter_ids, ts__gte=time_range.start, ts__lt=time_range.end)
@@ -74,9 +92,8 @@ def export_csv(
             .values_list("ts", "meter_id", *fields)
             .iterator(chunk_size=CHUNK_ROWS)
         )
-        rows = ((_iso(row[0]), *row[1:]) for row in source)
+        rows = ((_iso(ts), meter_id, *map(_number, values)) for ts, meter_id, *values in source)
     else:
-        rollups_ensure_current(meter_ids=subject.meter_ids)
         rows = _resampled(subject, time_range, tz, fields, interval)
     writerows = sink.writer.writerows
     batch: list = []
@@ -90,6 +107,35 @@ def export_csv(
     if batch:
         writerows(batch)
         yield sink.drain()
+
+
+# The same text as `_iso`: whole seconds without a fraction, else microseconds.
+_PG_ISO = (
+    "CASE WHEN date_trunc('second', ts) = ts "
+    "THEN to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
+    "ELSE to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') END"
+)
+
+
+def _copy_out(model, subject: Subject, time_range: TimeRange, fields: list[str], *, resampled: bool) -> Iterator[bytes]:
+    """PostgreSQL: COPY … TO STDOUT streams the rows as CSV straight from the server, block by
+    block (the fastest path, still constant memory)."""
+    columns = ["meter_id", *(["n"] if resampled else []), *(_rollup_column(f) if resampled else f for f in fields)]
+    # Identifiers come from the model and READING_FIELDS only; values are bound by psycopg.
+    statement = (
+        f"COPY (SELECT {_PG_ISO}, {', '.join(columns)} FROM {model._meta.db_table} "  # noqa: S608
+        "WHERE meter_id = ANY(%s) AND ts >= %s AND ts < %s ORDER BY meter_id, ts) TO STDOUT WITH (FORMAT csv)"
+    )
+    params = [subject.meter_ids, time_range.start, time_range.end]
+    buffer = bytearray()
+    with connection.cursor() as cursor, cursor.cursor.copy(statement, params) as copy:
+        for block in copy:
+            buffer += block
+            if len(buffer) >= COPY_CHUNK_BYTES:
+                yield bytes(buffer)
+                buffer.clear()
+    if buffer:
+        yield bytes(buffer)
 
 
 def _rollup_rows(model, subject: Subject, time_range: TimeRange, fields: list[str]):
@@ -111,8 +157,8 @@ def _whole_hour_offsets(tz: ZoneInfo, time_range: TimeRange) -> bool:
 def _resampled(subject: Subject, time_range: TimeRange, tz: ZoneInfo, fields: list[str], interval: str):
     direct = {"1min": ReadingRollup1m, "15min": ReadingRollup15m, "1h": ReadingRollup1h}
     if interval in direct:
-        for ts, *rest in _rollup_rows(direct[interval], subject, time_range, fields):
-            yield (_iso(ts), *rest)
+        for ts, meter_id, n, *values in _rollup_rows(direct[interval], subject, time_range, fields):
+            yield (_iso(ts), meter_id, n, *map(_number, values))
         return
     if interval == "5min":
         source = _rollup_rows(ReadingRollup1m, subject, time_range, fields)
@@ -158,7 +204,7 @@ def _combine(source, bucket, is_register: list[bool]):
 def _emit(key, count, sums, weights, lasts, is_register):
     meter_id, start = key
     values = [
-        lasts[index] if register else (sums[index] / weights[index] if weights[index] else None)
+        _number(lasts[index] if register else (sums[index] / weights[index] if weights[index] else None))
         for index, register in enumerate(is_register)
     ]
     return (_iso(start.astimezone(ZoneInfo("UTC"))), meter_id, count, *values)
