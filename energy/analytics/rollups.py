@@ -13,7 +13,6 @@ finer level, with pandas, so the numbers are the same on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
@@ -73,32 +72,41 @@ def _merge(windows: list[tuple[datetime, datetime]]) -> list[tuple[datetime, dat
     return [(start, end) for start, end in merged]
 
 
-def rollups_refresh_pending(*, meter_ids: Iterable[int] | None = None, limit: int = 5000) -> int:
+def rollups_refresh_pending(*, meter_ids: Iterable[int] | None = None, limit: int = 1000, wait: bool = False) -> int:
     """Recompute the rollups of pending dirty windows (of these meters, or all); returns how
-    many windows were processed. Safe to run twice and side by side: a meter's windows are
-    recomputed under a lock on its row."""
-    pending = RollupDirty.objects.order_by("meter_id", "start")
+    many windows were processed.
+
+    Safe to run twice and side by side: each meter's windows are taken with
+    SELECT … FOR UPDATE SKIP LOCKED (another worker already has them) and recomputed under a
+    lock on the meter row. A query that needs fresh rollups passes `wait=True` to wait for a
+    worker holding them instead of skipping.
+    """
+    pending = RollupDirty.objects.order_by("meter_id")
     if meter_ids is not None:
         pending = pending.filter(meter_id__in=list(meter_ids))
-    by_meter: dict[int, list[tuple[int, datetime, datetime]]] = defaultdict(list)
-    for pk, meter_id, start, end in pending.values_list("pk", "meter_id", "start", "end")[:limit]:
-        by_meter[meter_id].append((pk, start, end))
-    for meter_id, rows in by_meter.items():
+    processed = 0
+    for meter_id in list(dict.fromkeys(pending.values_list("meter_id", flat=True)[:limit])):
         with transaction.atomic():
-            # Serializes refreshes of one meter (a no-op on SQLite, which has one writer).
-            if not Meter.objects.select_for_update().filter(pk=meter_id).exists():
+            rows = list(
+                RollupDirty.objects.select_for_update(skip_locked=not wait)
+                .filter(meter_id=meter_id)
+                .values_list("pk", "start", "end")
+            )
+            # Serializes refreshes of one meter (both locks are no-ops on SQLite, which has one writer).
+            if not rows or not Meter.objects.select_for_update().filter(pk=meter_id).exists():
                 continue
             for start, end in _merge([(start, end) for _, start, end in rows]):
                 rollups_refresh(meter_id=meter_id, start=start, end=end)
             RollupDirty.objects.filter(pk__in=[pk for pk, _, _ in rows]).delete()
-    return sum(len(rows) for rows in by_meter.values())
+            processed += len(rows)
+    return processed
 
 
 def rollups_ensure_current(*, meter_ids: Iterable[int]) -> None:
     """Bring these meters' rollups up to date before a query reads them."""
     meter_ids = list(meter_ids)
     if meter_ids and RollupDirty.objects.filter(meter_id__in=meter_ids).exists():
-        rollups_refresh_pending(meter_ids=meter_ids)
+        rollups_refresh_pending(meter_ids=meter_ids, wait=True)
 
 
 def rollups_refresh(*, meter_id: int, start: datetime, end: datetime) -> None:
