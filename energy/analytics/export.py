@@ -74,6 +74,10 @@ def export_csv(
     *, subject: Subject, time_range: TimeRange, tz: ZoneInfo, fields: list[str], interval: str
 ) -> Iterator[str]:
     """CSV text chunks: the header, then one row per meter and timestamp (ordered by meter, time)."""
+    if interval == "1d":
+        from energy.analytics.matrix import local_days
+
+        time_range = local_days(time_range, tz)
     sink = _Sink()
     sink.writer.writerow(header(fields, interval))
     yield sink.drain()
