@@ -211,19 +211,23 @@ def _refresh_chunk(meter_id: int, start: datetime, end: datetime) -> None:
 
 
 def _write(model, meter_id: int, rows: pd.DataFrame) -> None:
-    stamps = [datetime.fromtimestamp(int(epoch), tz=UTC) for epoch in rows.index]
-    values = rows.astype(object).where(rows.notna(), None).to_numpy().tolist()
     if connection.vendor == "postgresql":
+        # One COPY of CSV text written by pandas (floats at full round-trip precision, NaN as
+        # the empty NULL): much cheaper than adapting ~60 values per row in Python.
+        frame = rows.copy()
+        frame.insert(0, "ts", pd.to_datetime(rows.index, unit="s", utc=True).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        frame.insert(0, "meter_id", meter_id)
         columns = ", ".join(("meter_id", "ts", *ROLLUP_COLUMNS))
         with (
             connection.cursor() as cursor,
             cursor.cursor.copy(
-                f"COPY {model._meta.db_table} ({columns}) FROM STDIN"  # identifiers from the model only
+                f"COPY {model._meta.db_table} ({columns}) FROM STDIN WITH (FORMAT csv)"  # identifiers from the model
             ) as copy,
         ):
-            for ts, row in zip(stamps, values, strict=True):
-                copy.write_row((meter_id, ts, *row))
+            copy.write(frame.to_csv(header=False, index=False))
         return
+    stamps = [datetime.fromtimestamp(int(epoch), tz=UTC) for epoch in rows.index]
+    values = rows.astype(object).where(rows.notna(), None).to_numpy().tolist()
     model.objects.bulk_create(
         [
             model(meter_id=meter_id, ts=ts, **dict(zip(ROLLUP_COLUMNS, row, strict=True)))
