@@ -123,3 +123,25 @@ def test_export_errors_are_json_400(api, meter):
     response = api.get(EXPORT, {"meter": meter.pk, "interval": "2h"})
     assert response.status_code == 400
     assert response.json()["param"] == "interval"
+
+
+def test_under_asgi_the_export_is_pulled_chunk_by_chunk():
+    import asyncio
+
+    from energy.api.analytics import _async_chunks
+
+    pulled = []
+
+    def chunks():
+        for index in range(3):
+            pulled.append(index)
+            yield f"chunk {index}\n"
+
+    async def consume():
+        seen = []
+        async for chunk in _async_chunks(chunks()):
+            seen.append((chunk, len(pulled)))
+        return seen
+
+    # Each chunk is produced only when the server asks for it: never drained into a list.
+    assert asyncio.run(consume()) == [("chunk 0\n", 1), ("chunk 1\n", 2), ("chunk 2\n", 3)]
