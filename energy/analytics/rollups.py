@@ -57,9 +57,18 @@ def rollups_mark_dirty(*, keys: Iterable[tuple[int, datetime]]) -> None:
             for meter_id, (low, high) in spans.items()
         ]
     )
+    transaction.on_commit(_queue_refresh)
+
+
+def _queue_refresh() -> None:
+    """After commit: a broker outage must not turn a stored batch into an error; the dirty rows
+    stay and the beat task (or the next query of these meters) picks them up."""
     from energy.analytics import tasks
 
-    transaction.on_commit(tasks.rollups_refresh_pending_task.delay)
+    try:
+        tasks.rollups_refresh_pending_task.delay()
+    except Exception:
+        logger.exception("could not queue the rollup refresh; beat will catch up")
 
 
 def _merge(windows: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
