@@ -7,7 +7,8 @@ delays the rollups). Analytics queries call `rollups_ensure_current` for their m
 so a reading that got a 2xx is in the very next KPI even before a worker ran.
 
 Every level (1 minute, 15 minutes, 1 hour) is computed from the raw readings, never from a
-finer level, with pandas, so the numbers are the same on SQLite and PostgreSQL.
+finer level: in SQL on PostgreSQL (no rows travel to Python), with pandas elsewhere, under the
+same definitions (tested against a hand-rolled raw aggregate on both databases).
 """
 
 from __future__ import annotations
@@ -211,6 +212,9 @@ def aggregate_frame(frame: pd.DataFrame, seconds: int) -> pd.DataFrame:
 
 
 def _refresh_chunk(meter_id: int, start: datetime, end: datetime) -> None:
+    if connection.vendor == "postgresql":
+        _refresh_chunk_sql(meter_id, start, end)
+        return
     frame = readings_frame(meter_id, start, end)
     for model in ROLLUP_MODELS:
         model.objects.filter(meter_id=meter_id, ts__gte=start, ts__lt=end).delete()
@@ -220,21 +224,6 @@ def _refresh_chunk(meter_id: int, start: datetime, end: datetime) -> None:
 
 
 def _write(model, meter_id: int, rows: pd.DataFrame) -> None:
-    if connection.vendor == "postgresql":
-        # One COPY of CSV text written by pandas (floats at full round-trip precision, NaN as
-        # the empty NULL): much cheaper than adapting ~60 values per row in Python.
-        frame = rows.copy()
-        frame.insert(0, "ts", pd.to_datetime(rows.index, unit="s", utc=True).strftime("%Y-%m-%dT%H:%M:%SZ"))
-        frame.insert(0, "meter_id", meter_id)
-        columns = ", ".join(("meter_id", "ts", *ROLLUP_COLUMNS))
-        with (
-            connection.cursor() as cursor,
-            cursor.cursor.copy(
-                f"COPY {model._meta.db_table} ({columns}) FROM STDIN WITH (FORMAT csv)"  # identifiers from the model
-            ) as copy,
-        ):
-            copy.write(frame.to_csv(header=False, index=False))
-        return
     stamps = [datetime.fromtimestamp(int(epoch), tz=UTC) for epoch in rows.index]
     values = rows.astype(object).where(rows.notna(), None).to_numpy().tolist()
     model.objects.bulk_create(
@@ -244,3 +233,51 @@ def _write(model, meter_id: int, rows: pd.DataFrame) -> None:
         ],
         batch_size=500,
     )
+
+
+def _increments_cte(name: str, table: str) -> str:
+    """Register increments of one meter's readings carrying `name`, the predecessor included."""
+    return f"""{name}_i AS (
+        SELECT ts, CASE WHEN prev IS NULL THEN NULL WHEN v >= prev THEN v - prev ELSE v END AS inc
+        FROM (
+            SELECT ts, {name} AS v, lag({name}) OVER (ORDER BY ts) AS prev FROM {table}
+            WHERE meter_id = %(meter)s AND {name} IS NOT NULL AND ts < %(end)s AND ts >= COALESCE(
+                (SELECT max(ts) FROM {table} WHERE meter_id = %(meter)s AND ts < %(start)s AND {name} IS NOT NULL),
+                %(start)s)
+        ) steps WHERE ts >= %(start)s
+    )"""  # noqa: S608
+
+
+def _refresh_chunk_sql(meter_id: int, start: datetime, end: datetime) -> None:
+    """PostgreSQL: the same aggregates as `aggregate_frame`, computed in the database (no rows
+    travel to Python), one INSERT … SELECT per level. Same definitions: `last` is the last
+    non-empty value, increments skip readings without the register."""
+    table = Reading._meta.db_table
+    fields = list(READING_FIELDS)
+    aggregates = []
+    for name in fields:
+        aggregates += [
+            f"avg(r.{name})",
+            f"min(r.{name})",
+            f"max(r.{name})",
+            f"(array_agg(r.{name} ORDER BY r.ts DESC) FILTER (WHERE r.{name} IS NOT NULL))[1]",
+        ]
+    aggregates += [f"sum({name}_i.inc)" for name in REGISTER_FIELDS]
+    joins = " ".join(f"LEFT JOIN {name}_i ON {name}_i.ts = r.ts" for name in REGISTER_FIELDS)
+    ctes = ", ".join(_increments_cte(name, table) for name in REGISTER_FIELDS)
+    params = {"meter": meter_id, "start": start, "end": end}
+    with connection.cursor() as cursor:
+        for model in ROLLUP_MODELS:
+            model.objects.filter(meter_id=meter_id, ts__gte=start, ts__lt=end).delete()
+            seconds = int(model.bucket_seconds)
+            # Identifiers and the bucket size come from the models only; values are parameters.
+            cursor.execute(
+                f"""WITH {ctes}
+                INSERT INTO {model._meta.db_table} (meter_id, ts, {", ".join(ROLLUP_COLUMNS)})
+                SELECT %(meter)s, to_timestamp(floor(extract(epoch FROM r.ts) / {seconds}) * {seconds}), count(*),
+                       {", ".join(aggregates)}
+                FROM {table} r {joins}
+                WHERE r.meter_id = %(meter)s AND r.ts >= %(start)s AND r.ts < %(end)s
+                GROUP BY 2""",  # noqa: S608
+                params,
+            )
