@@ -186,7 +186,9 @@ def readings_frame(meter_id: int, start: datetime, end: datetime) -> pd.DataFram
     frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
     frame["epoch"] = (frame["ts"] - _EPOCH) // pd.Timedelta(seconds=1)
     for name in REGISTER_FIELDS:
-        frame[f"{name}_inc"] = register_increments(frame[name], _previous_register(meter_id, start, name))
+        # No predecessor lookup for a register the chunk lacks (it would scan the whole history).
+        previous = _previous_register(meter_id, start, name) if frame[name].notna().any() else None
+        frame[f"{name}_inc"] = register_increments(frame[name], previous)
     return frame
 
 
@@ -254,25 +256,42 @@ def _refresh_chunk_sql(meter_id: int, start: datetime, end: datetime) -> None:
     non-empty value, increments skip readings without the register."""
     table = Reading._meta.db_table
     fields = list(READING_FIELDS)
+    params = {"meter": meter_id, "start": start, "end": end}
+    with connection.cursor() as cursor:
+        # Meters send a subset of the fields: aggregate only those present in the chunk.
+        cursor.execute(
+            f"SELECT count(*), {', '.join(f'count({name})' for name in fields)} FROM {table} "  # noqa: S608
+            "WHERE meter_id = %(meter)s AND ts >= %(start)s AND ts < %(end)s",
+            params,
+        )
+        total, *counts = cursor.fetchone()
+        present = {name for name, count in zip(fields, counts, strict=True) if count}
     aggregates = []
     for name in fields:
+        if name not in present:
+            aggregates += ["NULL"] * 4
+            continue
         aggregates += [
             f"avg(r.{name})",
             f"min(r.{name})",
             f"max(r.{name})",
             f"(array_agg(r.{name} ORDER BY r.ts DESC) FILTER (WHERE r.{name} IS NOT NULL))[1]",
         ]
-    aggregates += [f"sum({name}_i.inc)" for name in REGISTER_FIELDS]
-    joins = " ".join(f"LEFT JOIN {name}_i ON {name}_i.ts = r.ts" for name in REGISTER_FIELDS)
-    ctes = ", ".join(_increments_cte(name, table) for name in REGISTER_FIELDS)
-    params = {"meter": meter_id, "start": start, "end": end}
+    # Increments only for registers the chunk carries: looking for the predecessor of a register
+    # the meter never sends would scan its whole history.
+    registers = [name for name in REGISTER_FIELDS if name in present]
+    aggregates += [f"sum({name}_i.inc)" if name in present else "NULL" for name in REGISTER_FIELDS]
+    joins = " ".join(f"LEFT JOIN {name}_i ON {name}_i.ts = r.ts" for name in registers)
+    ctes = ("WITH " + ", ".join(_increments_cte(name, table) for name in registers)) if registers else ""
     with connection.cursor() as cursor:
         for model in ROLLUP_MODELS:
             model.objects.filter(meter_id=meter_id, ts__gte=start, ts__lt=end).delete()
+            if not total:
+                continue
             seconds = int(model.bucket_seconds)
             # Identifiers and the bucket size come from the models only; values are parameters.
             cursor.execute(
-                f"""WITH {ctes}
+                f"""{ctes}
                 INSERT INTO {model._meta.db_table} (meter_id, ts, {", ".join(ROLLUP_COLUMNS)})
                 SELECT %(meter)s, to_timestamp(floor(extract(epoch FROM r.ts) / {seconds}) * {seconds}), count(*),
                        {", ".join(aggregates)}
