@@ -14,6 +14,13 @@ from tests import factories
 
 pytestmark = pytest.mark.django_db
 
+
+@pytest.fixture(autouse=True)
+def _fast_hashing(settings):
+    # OAuth2 client secrets are hashed when the test tokens are made; the real hasher is slow.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 BASE = "/api/energy/analytics/"
 ROUTES = ["live_trail", "kpi", "matrix", "export", "forecast"]
 T0 = datetime(2026, 6, 10, 10, 0, tzinfo=UTC)

@@ -12,6 +12,13 @@ from tests import factories
 
 pytestmark = pytest.mark.django_db
 
+
+@pytest.fixture(autouse=True)
+def _fast_hashing(settings):
+    # OAuth2 client secrets are hashed when the test tokens are made; the real hasher is slow.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 EXPORT = "/api/energy/analytics/export"
 T0 = datetime(2026, 6, 10, 10, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
