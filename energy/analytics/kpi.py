@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
-from django.db.models import F, Max, Min, Q, Sum
+from django.db.models import Count, F, Max, Min, Q, Sum, Value
 
 from energy.analytics import selectors
 from energy.analytics.params import Subject, TimeRange, ceil_time, floor_time, isoz
@@ -22,26 +22,42 @@ def _round(value, digits: int = 6):
 def kpi_compute(*, organization, subject: Subject, time_range: TimeRange, tz: ZoneInfo) -> dict:
     time_range = TimeRange(floor_time(time_range.start, QUARTER), ceil_time(time_range.end, QUARTER))
     rollups = selectors.rollups_15m(subject, time_range)
-    registers = selectors.register_meter_ids(rollups)
 
+    # One pass per meter: both energy methods are summed, the meter's method picks one after.
     per_meter = {
         row["meter_id"]: row
         for row in rollups.values("meter_id").annotate(
             readings=Sum("n"),
-            imported=Sum(selectors.import_expression(registers)),
-            exported=Sum(selectors.export_expression(registers)),
+            registers=Count("total_energy_last"),
+            powers=Count("total_power_avg"),
+            register_imported=Sum("total_energy_inc"),
+            register_exported=Sum("export_energy_inc"),
+            integrated_imported=Sum(selectors.import_expression(set())),
+            integrated_exported=Sum(selectors.export_expression(set())),
             pf_weighted=Sum(F("power_factor_avg") * F("n")),
             pf_readings=Sum("n", filter=~_null("power_factor_avg")),
             **{f"v{phase}_min": Min(f"voltage_{phase}_min") for phase in PHASES},
             **{f"v{phase}_max": Max(f"voltage_{phase}_max") for phase in PHASES},
         )
     }
+    registers = {meter_id for meter_id, row in per_meter.items() if row["registers"]}
+    for meter_id, row in per_meter.items():
+        method = "register" if meter_id in registers else "integrated"
+        row["imported"], row["exported"] = row[f"{method}_imported"], row[f"{method}_exported"]
     meters = [per_meter.get(meter_id, {}) for meter_id in subject.meter_ids]
 
-    demand, demand_method = selectors.demand_expression(rollups)
-    series = rollups.values("ts").annotate(d=Sum(demand)).filter(d__isnull=False)
-    peak_kw, average_kw, intervals = selectors.aggregate_subquery(series.values("d"), "MAX(d), AVG(d), COUNT(*)")
-    peak = series.order_by("-d", "ts").values("ts", "d").first()
+    if any(row.get("powers") for row in meters):
+        demand, demand_method = F("total_power_avg") / Value(1000.0), "power"
+    else:
+        demand, demand_method = F("total_energy_inc") * Value(4.0), "register"
+    series = rollups.values("ts").annotate(d=Sum(demand)).filter(d__isnull=False).values("ts", "d")
+    peak_at, _, peak_kw, average_kw, intervals = selectors.aggregate_subquery(
+        series,
+        "ts, d, MAX(d) OVER (), AVG(d) OVER (), COUNT(*) OVER ()",
+        suffix="ORDER BY d DESC, ts LIMIT 1",
+        width=5,
+    )
+    peak_at = selectors.as_datetime(peak_at)
 
     received = sum(row.get("readings") or 0 for row in meters)
     interval = retention_for(organization.pk).expected_interval_seconds
@@ -75,8 +91,8 @@ def kpi_compute(*, organization, subject: Subject, time_range: TimeRange, tz: Zo
         },
         "peak_demand": {
             "kw": _round(peak_kw),
-            "interval_start": isoz(peak["ts"]) if peak else None,
-            "interval_start_local": peak["ts"].astimezone(tz).isoformat() if peak else None,
+            "interval_start": isoz(peak_at),
+            "interval_start_local": peak_at.astimezone(tz).isoformat() if peak_at else None,
             "method": demand_method,
         },
         "average_power_kw": _round(average_kw),

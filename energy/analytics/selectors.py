@@ -8,11 +8,12 @@ average power integrated over the 15-minute buckets (method `integrated_power`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connection
 from django.db.models import Case, Count, F, FloatField, Q, QuerySet, Value, When
+from django.utils.dateparse import parse_datetime
 
 from energy.analytics.models import ReadingRollup15m
 from energy.analytics.params import Subject, TimeRange
@@ -83,15 +84,26 @@ def demand_expression(rollups: QuerySet):
     return F("total_energy_inc") * Value(4.0), "register"
 
 
-def aggregate_subquery(queryset: QuerySet, select: str) -> tuple:
-    """Run `SELECT <select> FROM (<queryset>) s`: aggregates over an aggregated queryset, in SQL."""
+def aggregate_subquery(queryset: QuerySet, select: str, *, suffix: str = "", width: int | None = None) -> tuple:
+    """Run `SELECT <select> FROM (<queryset>) s <suffix>`: aggregates over an aggregated
+    queryset, in SQL. Answers a row of NULLs when the queryset is empty."""
+    width = width or len(select.split(","))
     try:
         sql, params = queryset.query.sql_with_params()
     except EmptyResultSet:  # e.g. a group without meters
-        return (None,) * len(select.split(","))
+        return (None,) * width
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {select} FROM ({sql}) s", params)  # noqa: S608 (select is ours)
-        return cursor.fetchone()
+        cursor.execute(f"SELECT {select} FROM ({sql}) s {suffix}", params)  # noqa: S608 (select is ours)
+        row = cursor.fetchone()
+    return row if row is not None else (None,) * width
+
+
+def as_datetime(value) -> datetime | None:
+    """A timestamp read by raw SQL: a datetime (PostgreSQL) or text in UTC (SQLite)."""
+    if value is None or isinstance(value, datetime):
+        return value
+    parsed = parse_datetime(str(value))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 # Counters of events per subject and range; the PQ/protection app may register its own tables.
