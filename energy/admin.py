@@ -3,7 +3,18 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 
-from energy.models import Gateway, Meter, MeterGroup, MeterPQState, PQConfig, PQEvent, ProtectionEvent, Reading, Site
+from energy.models import (
+    AnalyticsSettings,
+    Gateway,
+    Meter,
+    MeterGroup,
+    MeterPQState,
+    PQConfig,
+    PQEvent,
+    ProtectionEvent,
+    Reading,
+    Site,
+)
 from energy.pq_services import CONFIG_DEFAULTS, CONFIG_FIELDS, pq_config_validate
 from joulepoint.tenancy.admin import OrganizationScopedAdmin, ReadOnlyScopedAdmin, user_organization_ids
 
@@ -182,3 +193,10 @@ class ProtectionEventAdmin(ReadOnlyScopedAdmin):
     list_select_related = ["meter"]
     date_hierarchy = "occurred_at"
     search_fields = ["meter__name", "meter__serial"]
+
+
+@admin.register(AnalyticsSettings)
+class AnalyticsSettingsAdmin(OrganizationScopedAdmin):
+    """Retention (raw and rollup days) and the expected reporting interval of an organization."""
+
+    list_display = ["organization", "raw_retention_days", "rollup_retention_days", "expected_interval_seconds"]

@@ -221,8 +221,16 @@ class DeviceCommand(TenantModel):
         return self.meter or self.gateway
 
 
-# Power quality and protection models live in their own module; importing them here makes
-# them models of this app (Django loads energy.models).
+# Analytics models (rollups, their work queue, retention settings) and power quality and
+# protection models live in their own modules; importing them here makes them models of this
+# app (Django loads energy.models).
+from energy.analytics.models import (  # noqa: E402, F401
+    AnalyticsSettings,
+    ReadingRollup1h,
+    ReadingRollup1m,
+    ReadingRollup15m,
+    RollupDirty,
+)
 from energy.pq_models import (  # noqa: E402, F401
     DEFAULT_EARTH_LEAKAGE_MA,
     DEFAULT_IMBALANCE_PCT,

@@ -17,6 +17,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from energy import pq_services
+from energy.analytics.rollups import rollups_mark_dirty
 from energy.models import (
     READING_FIELDS,
     DeviceCommand,
@@ -223,6 +224,8 @@ def reading_batch_ingest(*, device: Meter | Gateway, items: list, source: str) -
                 samples.setdefault(meter_id, []).append(sample_from(ts, reading.values, reading.extra))
             pq_services.readings_detect(samples_by_meter=samples, source=source)
         if stored_keys:
+            # The rollups of these readings' hours are recomputed after commit (analytics).
+            rollups_mark_dirty(keys=stored_keys)
             publish(
                 device.organization_id,
                 DATA_INGESTED,

@@ -136,7 +136,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BEAT_SCHEDULE = {
     "outbox-dispatch": {"task": "joulepoint.events.tasks.outbox_dispatch", "schedule": 10.0},
+    # Rollups are refreshed after each ingest commit; this catches windows whose task was lost.
+    "analytics-rollups": {"task": "energy.analytics.rollups_refresh_pending", "schedule": 30.0},
+    "analytics-retention": {"task": "energy.analytics.retention_enforce", "schedule": 3600.0},
 }
+CELERY_IMPORTS = ["energy.analytics.tasks"]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -230,6 +234,14 @@ WS_AUTH_TIMEOUT_SECONDS = envint("WS_AUTH_TIMEOUT_SECONDS", 10)
 WS_LIVE_MAX_SUBSCRIPTIONS = envint("WS_LIVE_MAX_SUBSCRIPTIONS", 500)
 DEVICE_COMMAND_TTL_SECONDS = envint("DEVICE_COMMAND_TTL_SECONDS", 300)
 CELERY_BEAT_SCHEDULE["device-commands-expire"] = {"task": "energy.tasks.device_commands_expire", "schedule": 30.0}
+
+# Analytics (docs/analytics.md). Retention defaults apply to organizations without their own
+# settings row; 0 keeps data forever.
+ANALYTICS_MAX_RANGE_DAYS = envint("ANALYTICS_MAX_RANGE_DAYS", 366)
+ANALYTICS_RAW_MAX_DAYS = envint("ANALYTICS_RAW_MAX_DAYS", 31)
+ANALYTICS_RAW_RETENTION_DAYS = envint("ANALYTICS_RAW_RETENTION_DAYS", 0)
+ANALYTICS_ROLLUP_RETENTION_DAYS = envint("ANALYTICS_ROLLUP_RETENTION_DAYS", 0)
+ANALYTICS_EXPECTED_INTERVAL_SECONDS = envint("ANALYTICS_EXPECTED_INTERVAL_SECONDS", 60)
 
 LOGGING = {
     "version": 1,

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+
 import factory
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
-from energy.models import Gateway, Meter, MeterGroup, Site
+from energy.models import Gateway, Meter, MeterGroup, Reading, Site
 from joulepoint.tenancy.models import Membership, Organization
 
 
@@ -82,3 +86,40 @@ class MeterGroupFactory(factory.django.DjangoModelFactory):
     def meters(obj, create, extracted, **kwargs):
         if create and extracted:
             obj.meters.set(extracted)
+
+
+class ReadingFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Reading
+
+    meter = factory.SubFactory(MeterFactory)
+    ts = factory.LazyFunction(timezone.now)
+    received_at = factory.LazyFunction(timezone.now)
+
+
+def reading_series(start: datetime, step: timedelta, count: int, **fields) -> list[dict]:
+    """`count` readings from `start` every `step`; each field is a constant, a list or f(index)."""
+
+    def value(spec, index):
+        if callable(spec):
+            return spec(index)
+        if isinstance(spec, list | tuple):
+            return spec[index]
+        return spec
+
+    return [{"ts": start + step * i, **{name: value(spec, i) for name, spec in fields.items()}} for i in range(count)]
+
+
+def readings_create(meter: Meter, rows: Iterable[dict], *, rollup: bool = True) -> list[Reading]:
+    """Store readings in bulk (like ingest) and, unless told not to, bring the meter's rollups up to date."""
+    from energy.analytics.rollups import rollups_refresh
+
+    now = timezone.now()
+    readings = Reading.objects.bulk_create([Reading(meter=meter, received_at=now, **row) for row in rows])
+    if rollup and readings:
+        stamps = [reading.ts for reading in readings]
+        rollups_refresh(meter_id=meter.pk, start=min(stamps), end=max(stamps) + timedelta(seconds=1))
+    return readings
+
+
+ValueSpec = float | list | Callable[[int], float]

@@ -33,6 +33,8 @@ pytestmark = pytest.mark.django_db
 # Documentation routes hold no tenant data.
 SKIPPED_ROUTE_NAMES = {"schema", "api-docs"}
 MARKER = "ACME-PRIVATE"
+# Analytics routes take their subject as a query parameter (meter=, group=) and answer 400 without one.
+ANALYTICS_PREFIX = "analytics-"
 T0 = datetime(2025, 10, 16, 10, tzinfo=UTC)
 
 
@@ -142,7 +144,8 @@ def snapshot(rows: dict) -> dict:
 
 
 def assert_no_leak(response, first: dict) -> None:
-    text = response.content.decode()
+    body = b"".join(response.streaming_content) if response.streaming else response.content
+    text = body.decode()
     assert MARKER not in text, text[:500]
     for device in (first[Meter], first[Gateway]):
         assert str(device.device_key) not in text
@@ -181,6 +184,8 @@ def test_route_walked_as_another_tenant(outsider_api, first, own, route, pattern
     for method in route_methods(pattern):
         if kwargs:
             _detail_is_404(outsider_api, url, method, first)
+        elif method == "get" and pattern.name.startswith(ANALYTICS_PREFIX):
+            _analytics_subject_is_404(outsider_api, url, first, own)
         elif method == "get":
             _list_has_no_foreign_rows(outsider_api, url, model, pattern, first, own)
         else:
@@ -228,6 +233,18 @@ def _detail_is_404(client, url: str, method: str, first: dict) -> None:
         assert response.status_code == 404, (method, path, response.status_code, response.content[:300])
         assert response["Content-Type"].startswith("application/json")
         assert_no_leak(response, first)
+
+
+def _analytics_subject_is_404(client, url: str, first: dict, own: dict) -> None:
+    window = {"start": "2025-10-16T00:00:00Z", "end": "2025-10-17T00:00:00Z"}
+    for name, model in (("meter", Meter), ("group", MeterGroup)):
+        response = client.get(url, {name: first[model].pk, **window})
+        assert response.status_code == 404, (url, name, response.status_code, response.content[:300])
+        assert_no_leak(response, first)
+        # The outsider's own subject answers, so the 404 above means something.
+        mine = client.get(url, {name: own[model].pk, **window})
+        assert mine.status_code in (200, 400), (url, name, mine.status_code, mine.content[:300])
+        assert_no_leak(mine, first)
 
 
 def _list_has_no_foreign_rows(client, url: str, model, pattern: URLPattern, first: dict, own: dict) -> None:

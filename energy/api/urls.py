@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import re_path
 
-from energy.api import pq_views, views
+from energy.api import analytics, pq_views, views
 from joulepoint.api import OptionalSlashRouter
 
 router = OptionalSlashRouter()
@@ -29,5 +29,10 @@ urlpatterns = [
     re_path(r"^energy-data/bulk/?$", readings_bulk, name="reading-bulk"),
     re_path(r"^devices/commands/?$", device_commands, name="device-commands"),
     re_path(r"^devices/commands/(?P<pk>[0-9]{1,18})/ack/?$", device_command_ack, name="device-command-ack"),
+    re_path(r"^analytics/live_trail/?$", analytics.LiveTrailView.as_view(), name="analytics-live-trail"),
+    re_path(r"^analytics/kpi/?$", analytics.KPIView.as_view(), name="analytics-kpi"),
+    re_path(r"^analytics/matrix/?$", analytics.MatrixView.as_view(), name="analytics-matrix"),
+    re_path(r"^analytics/export/?$", analytics.ExportView.as_view(), name="analytics-export"),
+    re_path(r"^analytics/forecast/?$", analytics.ForecastView.as_view(), name="analytics-forecast"),
     *router.urls,
 ]

@@ -1,0 +1,243 @@
+"""Parsing of analytics query parameters: the subject, the time range, the interval, the zone.
+
+Every error is an `AnalyticsParamError` (a 400 with a message naming the parameter); a subject
+of another organization is a 404, exactly like a missing one.
+
+Subjects: `meter=`, `group=` or `account=`. Resolvers live in `SUBJECT_RESOLVERS`, so the
+billing app registers its `account` resolver (an account → its meters and zone) from its
+AppConfig.ready() with `subject_resolver_register("account", resolver)`; until it does,
+`account=` answers 400 "billing accounts are not available yet".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from django.conf import settings
+from django.http import Http404
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+from rest_framework import exceptions, status
+
+from energy.models import READING_FIELDS, Meter, MeterGroup
+
+# Intervals the API accepts, in seconds ("1d" is a local calendar day, not 86,400 s).
+INTERVALS: dict[str, int] = {"1min": 60, "5min": 300, "15min": 900, "1h": 3600, "1d": 86400}
+BIGINT_MAX = 2**63 - 1
+
+
+class AnalyticsParamError(exceptions.APIException):
+    """A bad analytics parameter: 400 with `detail` and the offending `param`."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_code = "invalid_parameter"
+
+    def __init__(self, param: str, message: str):
+        super().__init__(detail=message)
+        self.param = param
+        self.extra = {"param": param}
+
+
+@dataclass
+class Subject:
+    """What an analytics query is about: one or more meters of one organization."""
+
+    kind: str  # "meter", "group" or "account"
+    id: int
+    name: str
+    meters: list[Meter] = field(default_factory=list)
+    timezone: str = "UTC"
+
+    @property
+    def meter_ids(self) -> list[int]:
+        return [meter.pk for meter in self.meters]
+
+    def as_dict(self) -> dict:
+        return {"type": self.kind, "id": self.id, "name": self.name, "meter_ids": self.meter_ids}
+
+
+SubjectResolver = Callable[..., Subject]
+
+
+def _common_timezone(meters: list[Meter]) -> str:
+    zones = {meter.site.timezone for meter in meters}
+    return zones.pop() if len(zones) == 1 else "UTC"
+
+
+def _resolve_meter(*, organization, pk: int) -> Subject:
+    meter = Meter.objects.for_org(organization).select_related("site").filter(pk=pk).first()
+    if meter is None:
+        raise Http404("No such meter.")
+    return Subject(kind="meter", id=meter.pk, name=meter.name, meters=[meter], timezone=meter.site.timezone)
+
+
+def _resolve_group(*, organization, pk: int) -> Subject:
+    group = MeterGroup.objects.for_org(organization).filter(pk=pk).first()
+    if group is None:
+        raise Http404("No such meter group.")
+    # for_org again on the members: a group only ever holds its organization's meters, but
+    # the analytics must not trust that.
+    meters = list(Meter.objects.for_org(organization).filter(groups=group).select_related("site").order_by("pk"))
+    return Subject(kind="group", id=group.pk, name=group.name, meters=meters, timezone=_common_timezone(meters))
+
+
+def _account_unavailable(*, organization, pk: int) -> Subject:
+    raise AnalyticsParamError("account", "billing accounts are not available yet; use meter= or group=.")
+
+
+SUBJECT_RESOLVERS: dict[str, SubjectResolver] = {
+    "meter": _resolve_meter,
+    "group": _resolve_group,
+    "account": _account_unavailable,
+}
+
+
+def subject_resolver_register(kind: str, resolver: SubjectResolver) -> None:
+    """Plug in a subject kind (billing: `account`); `resolver(organization=, pk=)` → Subject or Http404."""
+    SUBJECT_RESOLVERS[kind] = resolver
+
+
+def parse_id(value: str, param: str) -> int:
+    try:
+        pk = int(value)
+    except (TypeError, ValueError):
+        raise AnalyticsParamError(param, f"{param} must be a positive integer id.") from None
+    if not 1 <= pk <= BIGINT_MAX:
+        raise AnalyticsParamError(param, f"{param} must be a positive integer id.")
+    return pk
+
+
+def subject_resolve(*, organization, query: Mapping[str, str]) -> Subject:
+    """The subject named by exactly one of meter=, group=, account=."""
+    given = [kind for kind in SUBJECT_RESOLVERS if query.get(kind) not in (None, "")]
+    if len(given) != 1:
+        names = ", ".join(f"{kind}=" for kind in SUBJECT_RESOLVERS)
+        raise AnalyticsParamError("meter", f"Name exactly one subject: {names}")
+    kind = given[0]
+    return SUBJECT_RESOLVERS[kind](organization=organization, pk=parse_id(query[kind], kind))
+
+
+def parse_tz(value: str | None, default: str) -> ZoneInfo:
+    name = value or default
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise AnalyticsParamError(
+            "tz", f"Unknown time zone {name!r}; use an IANA name such as Europe/Berlin."
+        ) from None
+
+
+def parse_instant(value: str, param: str, tz: ZoneInfo) -> datetime:
+    """ISO 8601 date-time (naive values are local to `tz`) or a date (local midnight)."""
+    value = value.strip()
+    try:
+        parsed = parse_datetime(value)
+        if parsed is None:
+            day = parse_date(value)
+            if day is None:
+                raise ValueError
+            parsed = datetime(day.year, day.month, day.day)
+    except (ValueError, OverflowError):
+        raise AnalyticsParamError(param, f"{param} must be an ISO 8601 date or date-time; got {value!r}.") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=tz)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise AnalyticsParamError(param, f"{param} is out of range.") from None
+
+
+def local_midnight(day: date, tz: ZoneInfo) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC)
+
+
+@dataclass
+class TimeRange:
+    start: datetime  # UTC, inclusive
+    end: datetime  # UTC, exclusive
+
+    @property
+    def seconds(self) -> float:
+        return (self.end - self.start).total_seconds()
+
+
+def parse_range(
+    query: Mapping[str, str],
+    *,
+    tz: ZoneInfo,
+    default: timedelta,
+    max_days: int | None = None,
+    max_hint: str = "",
+    now: datetime | None = None,
+) -> TimeRange:
+    """`start`/`end` (end exclusive); missing ones default to [end - default, now)."""
+    now = now or timezone.now()
+    end = parse_instant(query["end"], "end", tz) if query.get("end") else None
+    start = parse_instant(query["start"], "start", tz) if query.get("start") else None
+    if end is None:
+        end = start + default if start is not None else now
+    if start is None:
+        start = end - default
+    if end <= start:
+        raise AnalyticsParamError("end", "end must be after start.")
+    limit = max_days if max_days is not None else settings.ANALYTICS_MAX_RANGE_DAYS
+    if end - start > timedelta(days=limit):
+        raise AnalyticsParamError("end", f"The range is longer than {limit} days{max_hint}.")
+    return TimeRange(start=start, end=end)
+
+
+def parse_interval(value: str | None, *, allowed: tuple[str, ...], default: str) -> str:
+    interval = value or default
+    if interval not in allowed:
+        raise AnalyticsParamError("interval", f"Unknown interval {interval!r}; use one of: {', '.join(allowed)}.")
+    return interval
+
+
+def parse_fields(value: str | None, *, default: tuple[str, ...]) -> list[str]:
+    if not value:
+        return list(default)
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in READING_FIELDS]
+    if unknown or not names:
+        raise AnalyticsParamError(
+            "fields", f"Unknown field(s) {', '.join(unknown) or '(none)'}; choose from: {', '.join(READING_FIELDS)}."
+        )
+    return list(dict.fromkeys(names))
+
+
+def parse_int(value: str | None, param: str, *, default: int, low: int, high: int) -> int:
+    if value in (None, ""):
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise AnalyticsParamError(param, f"{param} must be an integer between {low} and {high}.") from None
+    if not low <= number <= high:
+        raise AnalyticsParamError(param, f"{param} must be between {low} and {high}; got {number}.")
+    return number
+
+
+def parse_choice(value: str | None, param: str, *, choices: tuple[str, ...], default: str) -> str:
+    choice = value or default
+    if choice not in choices:
+        raise AnalyticsParamError(param, f"Unknown {param} {choice!r}; use one of: {', '.join(choices)}.")
+    return choice
+
+
+def floor_time(moment: datetime, seconds: int) -> datetime:
+    epoch = int(moment.timestamp())
+    return datetime.fromtimestamp(epoch - epoch % seconds, tz=UTC)
+
+
+def ceil_time(moment: datetime, seconds: int) -> datetime:
+    floored = floor_time(moment, seconds)
+    return floored if floored == moment else floored + timedelta(seconds=seconds)
+
+
+def isoz(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,143 @@
+"""Shared reads over the 15-minute rollups: the subject's import energy and demand expressions.
+
+A meter "has a register" in a range when any of its rollups there carries `total_energy`;
+its import energy is then the sum of register increments, otherwise the positive part of its
+average power integrated over the 15-minute buckets (method `integrated_power`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from django.core.exceptions import EmptyResultSet
+from django.db import connection
+from django.db.models import Case, Count, F, FloatField, Q, QuerySet, Value, When
+from django.utils.dateparse import parse_datetime
+
+from energy.analytics.models import ReadingRollup15m
+from energy.analytics.params import Subject, TimeRange
+from energy.analytics.rollups import rollups_ensure_current
+from joulepoint.events.models import OutboxEvent
+from joulepoint.events.types import PQ_EVENT, PROTECTION_EVENT
+
+QUARTER_HOURS_KWH = 0.25 / 1000.0  # W averaged over 15 minutes → kWh
+
+
+def rollups_15m(subject: Subject, time_range: TimeRange) -> QuerySet:
+    """The subject's 15-minute rollups in the range, current (pending windows recomputed first)."""
+    rollups_ensure_current(meter_ids=subject.meter_ids)
+    return ReadingRollup15m.objects.filter(
+        meter_id__in=subject.meter_ids, ts__gte=time_range.start, ts__lt=time_range.end
+    ).order_by()
+
+
+def register_meter_ids(rollups: QuerySet) -> set[int]:
+    return {
+        row["meter_id"]
+        for row in rollups.values("meter_id").annotate(registers=Count("total_energy_last"))
+        if row["registers"]
+    }
+
+
+def import_expression(register_meters: set[int]):
+    """kWh imported in one rollup row, by the meter's method."""
+    integrated = Case(
+        When(total_power_avg__gt=0, then=F("total_power_avg") * Value(QUARTER_HOURS_KWH)),
+        default=Value(0.0),
+        output_field=FloatField(),
+    )
+    if not register_meters:
+        return integrated
+    return Case(
+        When(meter_id__in=sorted(register_meters), then=F("total_energy_inc")),
+        default=integrated,
+        output_field=FloatField(),
+    )
+
+
+def export_expression(register_meters: set[int]):
+    integrated = Case(
+        When(total_power_avg__lt=0, then=-F("total_power_avg") * Value(QUARTER_HOURS_KWH)),
+        default=Value(0.0),
+        output_field=FloatField(),
+    )
+    if not register_meters:
+        return integrated
+    return Case(
+        When(meter_id__in=sorted(register_meters), then=F("export_energy_inc")),
+        default=integrated,
+        output_field=FloatField(),
+    )
+
+
+def energy_method(register_meters: set[int], meter_ids: list[int]) -> str:
+    if not register_meters:
+        return "integrated_power"
+    return "register" if register_meters >= set(meter_ids) else "mixed"
+
+
+def demand_expression(rollups: QuerySet):
+    """Average kW of one rollup row: from power when the subject reports it, else from energyx4."""
+    if rollups.filter(total_power_avg__isnull=False).exists():
+        return F("total_power_avg") / Value(1000.0), "power"
+    return F("total_energy_inc") * Value(4.0), "register"
+
+
+def aggregate_subquery(queryset: QuerySet, select: str, *, suffix: str = "", width: int | None = None) -> tuple:
+    """Run `SELECT <select> FROM (<queryset>) s <suffix>`: aggregates over an aggregated
+    queryset, in SQL. Answers a row of NULLs when the queryset is empty."""
+    width = width or len(select.split(","))
+    try:
+        sql, params = queryset.query.sql_with_params()
+    except EmptyResultSet:  # e.g. a group without meters
+        return (None,) * width
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {select} FROM ({sql}) s {suffix}", params)  # noqa: S608 (select is ours)
+        row = cursor.fetchone()
+    return row if row is not None else (None,) * width
+
+
+def as_datetime(value) -> datetime | None:
+    """A timestamp read by raw SQL: a datetime (PostgreSQL) or text in UTC (SQLite)."""
+    if value is None or isinstance(value, datetime):
+        return value
+    parsed = parse_datetime(str(value))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+# Counters of events per subject and range; the PQ/protection app may register its own tables.
+EventCounter = Callable[..., int]
+
+
+def _outbox_counter(key: str) -> EventCounter:
+    def count(*, organization, meter_ids: list[int], start: datetime, end: datetime) -> int:
+        return (
+            OutboxEvent.objects.for_org(organization)
+            .filter(Q(payload__meter_id__in=meter_ids), key=key, occurred_at__gte=start, occurred_at__lt=end)
+            .count()
+        )
+
+    return count
+
+
+EVENT_COUNTERS: dict[str, EventCounter] = {
+    "pq": _outbox_counter(PQ_EVENT),
+    "protection": _outbox_counter(PROTECTION_EVENT),
+}
+
+
+def event_counts(*, organization, subject: Subject, time_range: TimeRange) -> dict[str, int]:
+    if not subject.meter_ids:
+        return dict.fromkeys(EVENT_COUNTERS, 0)
+    return {
+        name: counter(
+            organization=organization, meter_ids=subject.meter_ids, start=time_range.start, end=time_range.end
+        )
+        for name, counter in EVENT_COUNTERS.items()
+    }
+
+
+def sum_or_none(*values):
+    present = [value for value in values if value is not None]
+    return sum(present) if present else None
