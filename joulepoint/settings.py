@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "joulepoint.integrations",
     "joulepoint.events",
     "energy",
+    "automations",
 ]
 
 MIDDLEWARE = [
@@ -129,6 +130,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BEAT_SCHEDULE = {
     "outbox-dispatch": {"task": "joulepoint.events.tasks.outbox_dispatch", "schedule": 10.0},
+    "automations-sweep": {"task": "automations.tasks.deliveries_sweep", "schedule": 5.0},
 }
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -173,6 +175,10 @@ SPECTACULAR_SETTINGS = {
     "OAUTH2_FLOWS": ["clientCredentials", "authorizationCode"],
     "OAUTH2_TOKEN_URL": "/o/token/",
     "OAUTH2_AUTHORIZATION_URL": "/o/authorize/",
+    "ENUM_NAME_OVERRIDES": {
+        "AutomationActionTypeEnum": "automations.models.ActionType",
+        "AlertSeverityEnum": "automations.models.Severity",
+    },
 }
 
 OAUTH2_PROVIDER_APPLICATION_MODEL = "tenancy.Application"
@@ -200,6 +206,29 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_BODY_BYTES
 INGEST_MAX_BATCH = envint("INGEST_MAX_BATCH", 5000)
 INGEST_MAX_FUTURE_SECONDS = envint("INGEST_MAX_FUTURE_SECONDS", 300)
 DEVICE_RATE_LIMIT_PER_MINUTE = envint("DEVICE_RATE_LIMIT_PER_MINUTE", 600)
+
+# Automations (docs/automations.md). Retry n (n >= 1) waits BASE * FACTOR**(n-1) seconds, capped
+# at MAX_DELAY, times a random factor in [1 - JITTER, 1 + JITTER]; after MAX_ATTEMPTS the
+# delivery is dead. Defaults: 5 s, 20 s, 80 s, 5.3 min, 21 min, 85 min, 5.7 h → dead after 8.
+AUTOMATIONS_RETRY_BASE_SECONDS = float(env("AUTOMATIONS_RETRY_BASE_SECONDS", "5"))
+AUTOMATIONS_RETRY_FACTOR = float(env("AUTOMATIONS_RETRY_FACTOR", "4"))
+AUTOMATIONS_RETRY_MAX_DELAY_SECONDS = float(env("AUTOMATIONS_RETRY_MAX_DELAY_SECONDS", str(6 * 3600)))
+AUTOMATIONS_RETRY_JITTER = float(env("AUTOMATIONS_RETRY_JITTER", "0.2"))
+AUTOMATIONS_MAX_ATTEMPTS = envint("AUTOMATIONS_MAX_ATTEMPTS", 8)
+# Circuit breaker per endpoint: opens after N consecutive failures, half-opens after COOLDOWN.
+AUTOMATIONS_BREAKER_FAILURES = envint("AUTOMATIONS_BREAKER_FAILURES", 5)
+AUTOMATIONS_BREAKER_COOLDOWN_SECONDS = float(env("AUTOMATIONS_BREAKER_COOLDOWN_SECONDS", "60"))
+AUTOMATIONS_WEBHOOK_TIMEOUT_SECONDS = float(env("AUTOMATIONS_WEBHOOK_TIMEOUT_SECONDS", "10"))
+AUTOMATIONS_WEBHOOK_MAX_RESPONSE_BYTES = envint("AUTOMATIONS_WEBHOOK_MAX_RESPONSE_BYTES", 64 * 1024)
+# Off in production: webhooks may not target private, loopback or link-local addresses.
+AUTOMATIONS_WEBHOOK_ALLOW_PRIVATE = envbool("AUTOMATIONS_WEBHOOK_ALLOW_PRIVATE", "False")
+AUTOMATIONS_RELAY_COMMAND_EXPIRY_SECONDS = envint("AUTOMATIONS_RELAY_COMMAND_EXPIRY_SECONDS", 900)
+# alert.triggered chains: a rule fired by an alert may raise another alert up to this depth.
+AUTOMATIONS_MAX_CHAIN_DEPTH = envint("AUTOMATIONS_MAX_CHAIN_DEPTH", 3)
+# Plugins: dotted paths here plus the `joulepoint.automations.plugins` entry-point group.
+AUTOMATIONS_PLUGINS = [
+    p for p in env("AUTOMATIONS_PLUGINS", "automations.plugins.example.LogEventPlugin").split(",") if p
+]
 
 LOGGING = {
     "version": 1,

@@ -15,4 +15,5 @@ urlpatterns = [
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
     re_path(r"^api/docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/energy/", include("energy.api.urls")),
+    path("api/automations/", include("automations.api.urls")),
 ]
