@@ -332,6 +332,8 @@ def rule_save(*, rule: Rule, action_ids: list[int] | None) -> Rule:
         RuleAction.objects.bulk_create(
             [RuleAction(rule=rule, action_id=action_id, position=index) for index, action_id in enumerate(action_ids)]
         )
+    # Now and again after commit: a reader between the two may cache the old answer for a moment.
+    rules_changed(organization_id=rule.organization_id)
     transaction.on_commit(lambda: rules_changed(organization_id=rule.organization_id))
     return rule
 
