@@ -108,9 +108,12 @@ def engine_match(rules: list[Rule], contexts: list[tuple[str, dict]]) -> list[tu
     matches = []
     apply = jsonlogic.evaluate
     truthy = jsonlogic.truthy
+    max_depth = settings.AUTOMATIONS_MAX_CHAIN_DEPTH
     for sub_id, event in contexts:
         data = {"event": event}
         chain = event.get("chain") if event.get("key") == ALERT_TRIGGERED else None
+        if chain and len(chain) >= max_depth:
+            continue  # loop guard: an alert chain triggers no rule past the maximum depth
         for rule in rules:
             if chain and rule.pk in chain:
                 continue  # loop guard: a rule fires once per alert chain
