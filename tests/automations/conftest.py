@@ -59,6 +59,9 @@ def webhook_action(org, receiver):
 def high_power_rule(org, webhook_action):
     """The seed's HighPower rule (throttle 300 s per meter) with the webhook action."""
     return factories.RuleFactory(
-        organization=org, name="HighPower", throttle_seconds=300, dedupe_template="meter:{meter_id}",
+        organization=org,
+        name="HighPower",
+        throttle_seconds=300,
+        dedupe_template="meter:{meter_id}",
         actions=[webhook_action],
     )

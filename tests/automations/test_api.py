@@ -153,21 +153,28 @@ def test_bad_action_configs_are_400_naming_the_key(api, action_type, config, key
 
 
 @pytest.mark.parametrize(
-    "url", ["http://127.0.0.1/x", "http://10.0.0.5/x", "http://169.254.169.254/latest", "http://[::1]/", "http://localhost/"]
+    "url",
+    ["http://127.0.0.1/x", "http://10.0.0.5/x", "http://169.254.169.254/latest", "http://[::1]/", "http://localhost/"],
 )
 def test_private_webhook_targets_are_refused_unless_allowed(api, settings, url):
     settings.AUTOMATIONS_WEBHOOK_ALLOW_PRIVATE = False
-    response = api.post("/api/automations/actions/", {"name": "x", "type": "webhook", "config": {"url": url}}, format="json")
+    response = api.post(
+        "/api/automations/actions/", {"name": "x", "type": "webhook", "config": {"url": url}}, format="json"
+    )
     assert response.status_code == 400
     assert "url" in response.json()["config"]
     settings.AUTOMATIONS_WEBHOOK_ALLOW_PRIVATE = True
-    response = api.post("/api/automations/actions/", {"name": "x", "type": "webhook", "config": {"url": url}}, format="json")
+    response = api.post(
+        "/api/automations/actions/", {"name": "x", "type": "webhook", "config": {"url": url}}, format="json"
+    )
     assert response.status_code == 201
 
 
 def test_webhook_secret_is_generated_shown_once_then_masked(api):
     response = api.post(
-        "/api/automations/actions/", {"name": "hook", "type": "webhook", "config": VALID_CONFIGS["webhook"]}, format="json"
+        "/api/automations/actions/",
+        {"name": "hook", "type": "webhook", "config": VALID_CONFIGS["webhook"]},
+        format="json",
     )
     secret = response.json()["config"]["secret"]
     assert secret.startswith("whsec_") and "*" not in secret
@@ -202,10 +209,18 @@ def _rows(org, other_org, meter):
     action = factories.ActionFactory(organization=org)
     rule = factories.RuleFactory(organization=org, actions=[action], alert_severity="major")
     delivery = Delivery.objects.create(
-        organization=org, action=action, action_type="webhook", rule=rule, event_id="e1", event_key="data.ingested",
-        idempotency_key="k1", status="dead",
+        organization=org,
+        action=action,
+        action_type="webhook",
+        rule=rule,
+        event_id="e1",
+        event_key="data.ingested",
+        idempotency_key="k1",
+        status="dead",
     )
-    alert = Alert.objects.create(organization=org, rule=rule, subject="meter:1", event_id="e1", event_key="data.ingested")
+    alert = Alert.objects.create(
+        organization=org, rule=rule, subject="meter:1", event_id="e1", event_key="data.ingested"
+    )
     from django.utils import timezone
 
     command = RelayCommand.objects.create(
@@ -231,7 +246,10 @@ def test_every_route_is_isolated_from_other_tenants(api, outsider_api, org, othe
         assert outsider_api.get(f"{base}{pk}/").status_code == 404, route
         assert anonymous_api.get(base).status_code == 401, route
     for route in ("rules", "actions", "annotations"):
-        assert outsider_api.patch(f"/api/automations/{route}/{ids[route]}/", {}, format="json").status_code in (404, 405)
+        assert outsider_api.patch(f"/api/automations/{route}/{ids[route]}/", {}, format="json").status_code in (
+            404,
+            405,
+        )
         assert outsider_api.delete(f"/api/automations/{route}/{ids[route]}/").status_code == 404
     posts = [
         f"rules/{ids['rules']}/dry-run/",
@@ -270,7 +288,8 @@ def test_dry_run_of_a_saved_rule_has_no_side_effect(api, high_power_rule, meter)
     assert planned["type"] == "webhook"
     assert planned["payload"]["body"]["data"]["event"]["total_power"] == 6000
     low = api.post(
-        f"/api/automations/rules/{high_power_rule.pk}/dry-run", {"event": {"meter_id": meter.pk, "total_power": 4000}},
+        f"/api/automations/rules/{high_power_rule.pk}/dry-run",
+        {"event": {"meter_id": meter.pk, "total_power": 4000}},
         format="json",
     ).json()
     assert low["matched"] is False and low["actions"] == []
@@ -314,7 +333,8 @@ def test_templates_with_missing_fields_render_empty_not_crash(api, org, meter):
     )
     rule = factories.RuleFactory(organization=org, actions=[action], dedupe_template="{missing}:{meter_id}")
     body = api.post(
-        f"/api/automations/rules/{rule.pk}/dry-run/", {"event": {"meter_id": meter.pk, "total_power": 9000}},
+        f"/api/automations/rules/{rule.pk}/dry-run/",
+        {"event": {"meter_id": meter.pk, "total_power": 9000}},
         format="json",
     ).json()
     assert body["dedupe_key"] == f":{meter.pk}"

@@ -65,7 +65,9 @@ def test_signing_agrees_with_the_standardwebhooks_package():
     secret = signing.secret_generate()
     body = b'{"type":"alert.triggered","data":{"x":1}}'
     ours = signing.headers(secret=secret, msg_id="msg_1", body=body, timestamp=1_700_000_000)
-    theirs = standardwebhooks.Webhook(secret).sign("msg_1", datetime.fromtimestamp(1_700_000_000, tz=UTC), body.decode())
+    theirs = standardwebhooks.Webhook(secret).sign(
+        "msg_1", datetime.fromtimestamp(1_700_000_000, tz=UTC), body.decode()
+    )
     assert ours["webhook-signature"] == theirs
     assert len(base64.b64decode(secret.removeprefix("whsec_"))) == 24
 

@@ -31,7 +31,9 @@ def test_seed_rule_fires_on_6kw_not_on_4kw(eager_tasks, high_power_rule, meter, 
     assert delivery.status == "succeeded", delivery.last_error
     assert delivery.response_code == 200 and delivery.attempts == 1 and delivery.latency_ms > 0
     [request] = receiver.requests
-    assert signing.verify(secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", body=request["body"], headers=request["headers"])
+    assert signing.verify(
+        secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", body=request["body"], headers=request["headers"]
+    )
     assert request["headers"]["webhook-id"] == delivery.webhook_id
     assert request["headers"]["x-env"] == "test"
     body = json.loads(request["body"])
@@ -40,7 +42,9 @@ def test_seed_rule_fires_on_6kw_not_on_4kw(eager_tasks, high_power_rule, meter, 
     assert body["data"]["rule"]["name"] == "HighPower"
 
 
-def test_one_batch_is_one_task_and_throttle_dedupes_per_meter(eager_tasks, high_power_rule, site, device_client, receiver, monkeypatch):
+def test_one_batch_is_one_task_and_throttle_dedupes_per_meter(
+    eager_tasks, high_power_rule, site, device_client, receiver, monkeypatch
+):
     meters = [factories.MeterFactory(site=site) for _ in range(2)]
     gateway = factories.GatewayFactory(site=site)
     from automations import tasks
@@ -49,9 +53,7 @@ def test_one_batch_is_one_task_and_throttle_dedupes_per_meter(eager_tasks, high_
     original = tasks.rules_evaluate_event.delay
     monkeypatch.setattr(tasks.rules_evaluate_event, "delay", lambda m: (calls.append(m), original(m))[1])
     batch = [
-        {"meter_id": m.pk, **reading(power, minute)}
-        for minute, power in enumerate([6000, 7000, 8000])
-        for m in meters
+        {"meter_id": m.pk, **reading(power, minute)} for minute, power in enumerate([6000, 7000, 8000]) for m in meters
     ]
     response = device_client(gateway).post("/api/energy/energy-data/bulk", batch)
     assert response.status_code == 201
@@ -67,7 +69,11 @@ def test_one_batch_is_one_task_and_throttle_dedupes_per_meter(eager_tasks, high_
 
 def _event(org, key, payload, event_id=None) -> Event:
     return Event(
-        organization_id=org.pk, key=key, payload=payload, source="test", occurred_at=timezone.now(),
+        organization_id=org.pk,
+        key=key,
+        payload=payload,
+        source="test",
+        occurred_at=timezone.now(),
         id=event_id or uuid.uuid4(),
     )
 
@@ -94,7 +100,14 @@ def test_throttle_is_per_dedupe_key_and_expires(org, meter, webhook_action):
     import time
 
     time.sleep(1.2)
-    assert len(services.rules_evaluate(event=_event(org, DATA_INGESTED, {"readings": [{"meter_id": meter.pk, "total_power": 9000}]})).deliveries) == 1
+    assert (
+        len(
+            services.rules_evaluate(
+                event=_event(org, DATA_INGESTED, {"readings": [{"meter_id": meter.pk, "total_power": 9000}]})
+            ).deliveries
+        )
+        == 1
+    )
 
 
 def test_alert_lifecycle(api, org, meter):
@@ -103,7 +116,11 @@ def test_alert_lifecycle(api, org, meter):
     )
     for power in (6000, 6100):
         services.rules_evaluate(
-            event=_event(org, DATA_INGESTED, {"readings": [{"meter_id": meter.pk, "site_id": meter.site_id, "total_power": power}]})
+            event=_event(
+                org,
+                DATA_INGESTED,
+                {"readings": [{"meter_id": meter.pk, "site_id": meter.site_id, "total_power": power}]},
+            )
         )
     [alert] = Alert.objects.all()
     assert alert.severity == "critical" and alert.status == "active" and alert.occurrences == 2
@@ -121,7 +138,9 @@ def test_alert_lifecycle(api, org, meter):
     cleared = api.post(f"/api/automations/alerts/{alert.pk}/clear").json()
     assert cleared["status"] == "cleared" and cleared["cleared_at"]
     # once cleared, a new firing opens a new alert
-    services.rules_evaluate(event=_event(org, DATA_INGESTED, {"readings": [{"meter_id": meter.pk, "total_power": 7000}]}))
+    services.rules_evaluate(
+        event=_event(org, DATA_INGESTED, {"readings": [{"meter_id": meter.pk, "total_power": 7000}]})
+    )
     assert Alert.objects.filter(status="active").count() == 1 and Alert.objects.count() == 2
 
 
@@ -130,7 +149,10 @@ def test_chaining_on_alert_triggered_with_a_loop_guard(eager_tasks, org, meter, 
     base = factories.RuleFactory(organization=org, name="base", alert_severity="major")
     # escalates any alert into another alert: would loop forever without the guard
     escalate = factories.RuleFactory(
-        organization=org, name="escalate", event_key="alert.triggered", alert_severity="critical",
+        organization=org,
+        name="escalate",
+        event_key="alert.triggered",
+        alert_severity="critical",
         jsonlogic={"in": [{"var": "event.severity"}, ["major", "critical"]]},
         dedupe_template="escalated:{alert_id}",
     )
@@ -139,7 +161,9 @@ def test_chaining_on_alert_triggered_with_a_loop_guard(eager_tasks, org, meter, 
     from django.db import transaction
 
     with transaction.atomic():
-        services.rules_evaluate(event=_event(org, DATA_INGESTED, {"readings": [{"meter_id": meter.pk, "total_power": 9000}]}))
+        services.rules_evaluate(
+            event=_event(org, DATA_INGESTED, {"readings": [{"meter_id": meter.pk, "total_power": 9000}]})
+        )
     # base raises alert 1 → escalate fires once (alert 2) → escalate is already in the chain: stop
     alerts = list(Alert.objects.order_by("id"))
     assert [a.rule_id for a in alerts] == [base.pk, escalate.pk]
@@ -153,13 +177,19 @@ def test_chain_depth_limit_stops_publishing(eager_tasks, org, meter, settings):
     factories.RuleFactory(organization=org, name="r0", alert_severity="major")
     for n in range(1, 4):
         factories.RuleFactory(
-            organization=org, name=f"r{n}", event_key="alert.triggered", alert_severity="major",
-            jsonlogic={"==": [1, 1]}, dedupe_template=f"r{n}:{{alert_id}}",
+            organization=org,
+            name=f"r{n}",
+            event_key="alert.triggered",
+            alert_severity="major",
+            jsonlogic={"==": [1, 1]},
+            dedupe_template=f"r{n}:{{alert_id}}",
         )
     from django.db import transaction
 
     with transaction.atomic():
-        services.rules_evaluate(event=_event(org, DATA_INGESTED, {"readings": [{"meter_id": meter.pk, "total_power": 9000}]}))
+        services.rules_evaluate(
+            event=_event(org, DATA_INGESTED, {"readings": [{"meter_id": meter.pk, "total_power": 9000}]})
+        )
     published = OutboxEvent.objects.filter(key="alert.triggered")
     assert max(len(row.payload["chain"]) for row in published) == 2
     # r0's alert triggers r1..r3 (depth 2); their alerts are at the maximum depth and trigger nothing
