@@ -6,6 +6,7 @@ to answer in turn (then `default`); every request is recorded with headers and r
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -44,10 +45,8 @@ class Receiver:
                     self.send_header("Location", receiver.redirect_to)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
-                try:
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
 
             do_PUT = do_POST
             do_PATCH = do_POST
