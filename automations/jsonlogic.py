@@ -110,3 +110,85 @@ def truthy(value: Any) -> bool:
     if isinstance(value, list):
         return len(value) > 0
     return bool(value)
+
+
+# --- compiled evaluation -------------------------------------------------------------------------
+# The engine evaluates every active rule against every reading of a batch, so it compiles each
+# rule once into nested closures over the *library's own operator functions* (same semantics,
+# checked against the same conformance file) and skips re-walking the JSON tree per evaluation.
+# Iterating operators (map, filter, reduce, all, some, none) and anything unknown fall back to
+# the library's apply() for that subtree.
+
+from json_logic.builtins import not_ as _not, to_bool as _to_bool  # noqa: E402
+
+_FALLBACK = {"filter", "reduce", "map", "all", "some", "none"}
+
+
+def compile_logic(logic: Any):
+    """A function data → value equal to `evaluate(logic, data)`."""
+    if isinstance(logic, list):
+        parts = [compile_logic(item) for item in logic]
+        return lambda data: [part(data) for part in parts]
+    if not isinstance(logic, dict) or len(logic) != 1:
+        return lambda data: logic
+    op, args = next(iter(logic.items()))
+    if not isinstance(args, list):
+        args = [args]
+    if op in _FALLBACK or (op not in OPERATIONS and op not in ("if", "?:", "and", "or")):
+        return lambda data: _apply(logic, data, OPERATIONS)
+    compiled = [compile_logic(arg) for arg in args]
+    if op in ("if", "?:"):
+        return _compile_if(compiled)
+    if op == "and":
+
+        def _and(data):
+            current = None
+            for part in compiled:
+                current = part(data)
+                if _not(current):
+                    return current
+            return current
+
+        return _and
+    if op == "or":
+
+        def _or(data):
+            current = None
+            for part in compiled:
+                current = part(data)
+                if _to_bool(current):
+                    return current
+            return current
+
+        return _or
+    fn = OPERATIONS[op]
+    if len(compiled) == 1:
+        (a,) = compiled
+        return lambda data: fn(data, a(data))
+    if len(compiled) == 2:
+        a, b = compiled
+        return lambda data: fn(data, a(data), b(data))
+    if len(compiled) == 3:
+        a, b, c = compiled
+        return lambda data: fn(data, a(data), b(data), c(data))
+    return lambda data: fn(data, *[part(data) for part in compiled])
+
+
+def _compile_if(compiled: list):
+    count = len(compiled)
+
+    def _if(data):
+        last = count - 1
+        index = 0
+        while index < last:
+            if _to_bool(compiled[index](data)):
+                index += 1
+                if index >= count:
+                    return None
+                return compiled[index](data)
+            index += 2
+        if index >= count:
+            return None
+        return compiled[index](data)
+
+    return _if

@@ -103,22 +103,31 @@ def rule_matches(rule_logic: Any, event: dict) -> bool:
         return False
 
 
+def rule_compiled(rule: Rule):
+    """The rule's condition compiled once per loaded rule (see jsonlogic.compile_logic)."""
+    compiled = getattr(rule, "_compiled_condition", None)
+    if compiled is None or compiled[0] is not rule.jsonlogic:
+        compiled = (rule.jsonlogic, jsonlogic.compile_logic(rule.jsonlogic))
+        rule._compiled_condition = compiled
+    return compiled[1]
+
+
 def engine_match(rules: list[Rule], contexts: list[tuple[str, dict]]) -> list[tuple[Rule, str, dict]]:
     """The hot loop: every rule against every context; returns (rule, sub-id, event) matches."""
     matches = []
-    apply = jsonlogic.evaluate
     truthy = jsonlogic.truthy
     max_depth = settings.AUTOMATIONS_MAX_CHAIN_DEPTH
+    compiled = [(rule, rule_compiled(rule)) for rule in rules]
     for sub_id, event in contexts:
         data = {"event": event}
         chain = event.get("chain") if event.get("key") == ALERT_TRIGGERED else None
         if chain and len(chain) >= max_depth:
             continue  # loop guard: an alert chain triggers no rule past the maximum depth
-        for rule in rules:
+        for rule, condition in compiled:
             if chain and rule.pk in chain:
                 continue  # loop guard: a rule fires once per alert chain
             try:
-                matched = truthy(apply(rule.jsonlogic, data))
+                matched = truthy(condition(data))
             except Exception:
                 logger.warning("rule %s evaluation failed", rule.pk, exc_info=True)
                 continue

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class Receiver:
-    def __init__(self, *, responses: list[int] | None = None, default: int = 200, delay: float = 0.0):
+    def __init__(self, *, responses: list[int] | None = None, default: int = 200, delay: float = 0.0, port: int = 0):
         self.responses = list(responses or [])
         self.default = default
         self.delay = delay
@@ -51,7 +51,7 @@ class Receiver:
             do_PUT = do_POST
             do_PATCH = do_POST
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}/hook"

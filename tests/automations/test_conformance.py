@@ -31,8 +31,13 @@ def test_the_jsonlogic_file_has_every_case():
 
 
 @pytest.mark.parametrize(("rule", "data", "expected"), JSONLOGIC, ids=[json.dumps(c[0])[:60] for c in JSONLOGIC])
-def test_jsonlogic_conformance(rule, data, expected):
-    got = jsonlogic.evaluate(rule, data)
+@pytest.mark.parametrize("engine", ["library", "compiled"])
+def test_jsonlogic_conformance(rule, data, expected, engine):
+    """Both paths: the library's apply() (dry runs) and the engine's compiled closures."""
+    if engine == "library":
+        got = jsonlogic.evaluate(rule, data)
+    else:
+        got = jsonlogic.compile_logic(rule)(data)
     if isinstance(expected, float) and math.isnan(expected):
         assert math.isnan(got)
     else:
