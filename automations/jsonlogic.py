@@ -19,6 +19,8 @@ from typing import Any
 
 from json_logic.apply import apply as _apply
 from json_logic.builtins import BUILTINS as _LIBRARY_OPERATIONS
+from json_logic.builtins import not_ as _not
+from json_logic.builtins import to_bool as _to_bool
 
 # `log` prints to stdout from inside a worker; not an operator a stored rule may use.
 OPERATIONS = {name: fn for name, fn in _LIBRARY_OPERATIONS.items() if name != "log"}
@@ -119,7 +121,6 @@ def truthy(value: Any) -> bool:
 # Iterating operators (map, filter, reduce, all, some, none) and anything unknown fall back to
 # the library's apply() for that subtree.
 
-from json_logic.builtins import not_ as _not, to_bool as _to_bool  # noqa: E402
 
 _FALLBACK = {"filter", "reduce", "map", "all", "some", "none"}
 

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "joulepoint.settings")
 os.environ.setdefault("AUTOMATIONS_WEBHOOK_ALLOW_PRIVATE", "1")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
@@ -36,6 +36,7 @@ from automations.models import Rule  # noqa: E402
 from joulepoint.events.types import DATA_INGESTED, Event  # noqa: E402
 
 RULES = 100
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 EVENTS = 10_000
 
 
@@ -54,9 +55,11 @@ def make_rules(rng: random.Random) -> list[Rule]:
     rules = []
     for index in range(RULES):
         rule = Rule(
-            pk=index + 1, name=f"r{index}", event_key=DATA_INGESTED,
+            pk=index + 1,
+            name=f"r{index}",
+            event_key=DATA_INGESTED,
             jsonlogic=shapes[index % len(shapes)](rng.randint(3000, 12000)),
-        )  # fmt: skip
+        )
         jsonlogic.validate(rule.jsonlogic)
         rules.append(rule)
     return rules
@@ -75,8 +78,14 @@ def make_event(rng: random.Random) -> Event:
         }
         for i in range(EVENTS)
     ]
-    return Event(organization_id=1, key=DATA_INGESTED, payload={"readings": readings}, source="bench",
-                 occurred_at=timezone.now(), id=uuid.uuid4())  # fmt: skip
+    return Event(
+        organization_id=1,
+        key=DATA_INGESTED,
+        payload={"readings": readings},
+        source="bench",
+        occurred_at=timezone.now(),
+        id=uuid.uuid4(),
+    )
 
 
 def bench_engine() -> None:
@@ -139,10 +148,11 @@ def bench_deliveries(count: int = 2000) -> None:
     Action.objects.for_org(org).delete()
     receiver = Receiver()
     action = Action.objects.create(
-        organization=org, name="bench hook", type="webhook",
-        config={"url": receiver.url, "method": "POST", "headers": {}, "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-                "timeout_seconds": 5},
-    )  # fmt: skip
+        organization=org,
+        name="bench hook",
+        type="webhook",
+        config={"url": receiver.url, "method": "POST", "headers": {}, "secret": SECRET, "timeout_seconds": 5},
+    )
     rule = Rule.objects.create(organization=org, name="all", event_key=DATA_INGESTED, jsonlogic={"==": [1, 1]})
     RuleAction.objects.create(rule=rule, action=action)
     concurrency = int(os.environ.get("BENCH_WORKER_CONCURRENCY", "8"))
@@ -150,8 +160,14 @@ def bench_deliveries(count: int = 2000) -> None:
     try:
         time.sleep(4)  # worker boot
         readings = [{"meter_id": i, "site_id": 1, "total_power": 1000.0} for i in range(count)]
-        event = Event(organization_id=org.pk, key=DATA_INGESTED, payload={"readings": readings}, source="bench",
-                      occurred_at=timezone.now(), id=uuid.uuid4())  # fmt: skip
+        event = Event(
+            organization_id=org.pk,
+            key=DATA_INGESTED,
+            payload={"readings": readings},
+            source="bench",
+            occurred_at=timezone.now(),
+            id=uuid.uuid4(),
+        )
         started = time.perf_counter()
         summary = services.rules_evaluate(event=event)  # creates the rows and queues one attempt each
         queued = time.perf_counter() - started
@@ -174,8 +190,11 @@ def bench_deliveries(count: int = 2000) -> None:
         p95_e2e = e2e[int(0.95 * (len(e2e) - 1))] if e2e else float("nan")
         rate = done / elapsed
         received = len({r["headers"]["webhook-id"] for r in receiver.requests})
-        print(f"deliveries: {done}/{len(summary.deliveries)} succeeded in {elapsed:.2f} s (rows created and queued in {queued:.2f} s)"
-              f" with a {concurrency}-process worker; receiver saw {received} distinct webhook-ids")  # fmt: skip
+        print(
+            f"deliveries: {done}/{len(summary.deliveries)} succeeded in {elapsed:.2f} s "
+            f"(rows created and queued in {queued:.2f} s) with a {concurrency}-process worker; "
+            f"receiver saw {received} distinct webhook-ids"
+        )
         print(
             f"  {rate:,.0f} deliveries/s   HTTP latency p95 {p95:.1f} ms   created-to-succeeded p95 {p95_e2e:,.0f} ms"
         )

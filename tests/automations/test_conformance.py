@@ -34,10 +34,7 @@ def test_the_jsonlogic_file_has_every_case():
 @pytest.mark.parametrize("engine", ["library", "compiled"])
 def test_jsonlogic_conformance(rule, data, expected, engine):
     """Both paths: the library's apply() (dry runs) and the engine's compiled closures."""
-    if engine == "library":
-        got = jsonlogic.evaluate(rule, data)
-    else:
-        got = jsonlogic.compile_logic(rule)(data)
+    got = jsonlogic.evaluate(rule, data) if engine == "library" else jsonlogic.compile_logic(rule)(data)
     if isinstance(expected, float) and math.isnan(expected):
         assert math.isnan(got)
     else:

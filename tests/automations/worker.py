@@ -48,9 +48,20 @@ class Worker:
     def start(self) -> Worker:
         schedule = Path(tempfile.mkdtemp(prefix="jp-beat-")) / "schedule"
         command = [
-            sys.executable, "-m", "celery", "-A", "joulepoint", "worker", "--loglevel=WARNING",
-            f"--concurrency={self.concurrency}", "--pool=prefork", "-Q", "default", "-n", f"e2e-{os.getpid()}-{time.time_ns()}@%h",
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "joulepoint",
+            "worker",
+            "--loglevel=WARNING",
+            f"--concurrency={self.concurrency}",
+            "--pool=prefork",
+            "-Q",
+            "default",
+            "-n",
+            f"e2e-{os.getpid()}-{time.time_ns()}@%h",
+        ]
         if self.beat:
             command += ["-B", "-s", str(schedule)]
         self.process = subprocess.Popen(

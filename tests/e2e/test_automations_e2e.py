@@ -21,7 +21,8 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(
         not settings.CELERY_BROKER_URL,
-        reason="needs a Celery broker: set REDIS_URL (or CELERY_BROKER_URL); the embedded default runs tasks in-process",
+        reason="needs a Celery broker: set REDIS_URL (or CELERY_BROKER_URL); "
+        "the embedded default runs tasks in-process",
     ),
 ]
 
