@@ -455,15 +455,29 @@ def _eager() -> bool:
     return bool(current_app.conf.task_always_eager)
 
 
+ENQUEUE_CHUNK = 10
+
+
 def deliveries_enqueue(ids: list[int], *, countdown: float = 0) -> None:
-    """Queue attempts. In-process (eager) Celery cannot wait, so delayed retries are left to the
-    sweeper; with a broker they are also queued with a countdown (the sweeper is the safety net)."""
+    """Queue attempts, up to ENQUEUE_CHUNK deliveries per task (a batch of 2,000 firings is 200
+    broker messages, not 2,000). In-process (eager) Celery cannot wait, so delayed retries are left
+    to the sweeper; with a broker they are also queued with a countdown (the sweeper is the
+    safety net for a countdown held by a worker that died)."""
     if not ids or (countdown > 0 and _eager()):
         return
-    from automations.tasks import delivery_attempt
+    from automations.tasks import delivery_attempt_many
 
-    for delivery_id in ids:
-        delivery_attempt.apply_async((delivery_id,), countdown=countdown or None)
+    for start in range(0, len(ids), ENQUEUE_CHUNK):
+        delivery_attempt_many.apply_async((ids[start : start + ENQUEUE_CHUNK],), countdown=countdown or None)
+
+
+def _relaxed_commit() -> None:
+    """Inside a transaction on PostgreSQL: commit without waiting for the WAL flush. Used for the
+    delivery lease and result: if the database itself crashes right after, the delivery is attempted
+    again (same webhook-id, receivers dedupe), never lost; in exchange an attempt costs no fsync."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
 CLAIMABLE = [Delivery.Status.PENDING, Delivery.Status.RETRYING, Delivery.Status.DEFERRED]
@@ -472,12 +486,7 @@ CLAIMABLE = [Delivery.Status.PENDING, Delivery.Status.RETRYING, Delivery.Status.
 def _claim(delivery_id: int, now: datetime, lease_seconds: float) -> bool:
     due = Q(status__in=CLAIMABLE, next_attempt_at__lte=now) | Q(status=Delivery.Status.IN_FLIGHT, lease_until__lt=now)
     with transaction.atomic():
-        if connection.vendor == "postgresql":
-            # The lease need not survive a database crash (the delivery would simply be attempted
-            # again, same webhook-id), so this commit skips the WAL flush: one fsync per attempt,
-            # not two.
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        _relaxed_commit()
         return bool(
             Delivery.objects.filter(due, pk=delivery_id).update(
                 status=Delivery.Status.IN_FLIGHT, lease_until=now + timedelta(seconds=lease_seconds)
@@ -547,12 +556,14 @@ def _finish(delivery: Delivery, outcome: Outcome, now: datetime) -> str:
         delivery.last_error = outcome.error
         countdown = retry_delay(delivery.attempts)
         delivery.next_attempt_at = now + timedelta(seconds=countdown)
-    delivery.save(
-        update_fields=[
-            "status", "attempts", "response_code", "latency_ms", "lease_until", "completed_at",
-            "last_error", "result", "next_attempt_at", "updated_at",
-        ]
-    )  # fmt: skip
+    with transaction.atomic():
+        _relaxed_commit()
+        delivery.save(
+            update_fields=[
+                "status", "attempts", "response_code", "latency_ms", "lease_until", "completed_at",
+                "last_error", "result", "next_attempt_at", "updated_at",
+            ]
+        )  # fmt: skip
     if delivery.status == Delivery.Status.RETRYING:
         delivery_id = delivery.pk
         transaction.on_commit(lambda: deliveries_enqueue([delivery_id], countdown=countdown))

@@ -20,5 +20,10 @@ def delivery_attempt(delivery_id: int) -> str | None:
 
 
 @shared_task(acks_late=True)
+def delivery_attempt_many(delivery_ids: list[int]) -> list[str | None]:
+    return [services.delivery_attempt(delivery_id=delivery_id) for delivery_id in delivery_ids]
+
+
+@shared_task(acks_late=True)
 def deliveries_sweep() -> dict:
     return services.deliveries_sweep()
