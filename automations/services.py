@@ -483,43 +483,81 @@ def _relaxed_commit() -> None:
 CLAIMABLE = [Delivery.Status.PENDING, Delivery.Status.RETRYING, Delivery.Status.DEFERRED]
 
 
-def _claim(delivery_id: int, now: datetime, lease_seconds: float) -> bool:
+def delivery_attempt(*, delivery_id: int, now: datetime | None = None) -> str | None:
+    """Run one attempt of a due delivery; returns the new status, or None when it was not due or
+    another worker holds it."""
+    return deliveries_attempt(delivery_ids=[delivery_id], now=now).get(delivery_id)
+
+
+def _claim_many(delivery_ids: list[int], now: datetime, lease_seconds: float) -> list[int]:
+    """Take the due ones among `delivery_ids`: one locking read and one UPDATE setting a lease, so
+    two workers (a countdown task and the sweeper, or a redelivered task) never send the same
+    attempt twice, and a worker that dies mid-attempt leaves a lease that expires and is taken over."""
     due = Q(status__in=CLAIMABLE, next_attempt_at__lte=now) | Q(status=Delivery.Status.IN_FLIGHT, lease_until__lt=now)
     with transaction.atomic():
         _relaxed_commit()
-        return bool(
-            Delivery.objects.filter(due, pk=delivery_id).update(
+        rows = Delivery.objects.filter(due, pk__in=delivery_ids)
+        if connection.features.has_select_for_update_skip_locked:
+            rows = rows.select_for_update(skip_locked=True)
+        claimed = list(rows.values_list("pk", flat=True))
+        if claimed:
+            Delivery.objects.filter(pk__in=claimed).update(
                 status=Delivery.Status.IN_FLIGHT, lease_until=now + timedelta(seconds=lease_seconds)
             )
-        )
+    return claimed
 
 
-def delivery_attempt(*, delivery_id: int, now: datetime | None = None) -> str | None:
-    """Run one attempt of a due delivery; returns the new status, or None when it was not due or
-    another worker holds it. The claim is one conditional UPDATE that sets a lease, so two workers
-    (a countdown task and the sweeper, or a redelivered task) never send the same attempt twice,
-    and a worker that dies mid-attempt leaves a lease that expires and is taken over."""
+def deliveries_attempt(*, delivery_ids: list[int], now: datetime | None = None) -> dict[int, str]:
+    """Attempt each due delivery among `delivery_ids` once: {id: new status} for those attempted.
+    Claims, loads and checks breakers for the whole set in a few queries; each result is saved
+    as soon as its attempt ends."""
     now = now or timezone.now()
     lease = settings.AUTOMATIONS_WEBHOOK_TIMEOUT_SECONDS + 60
-    if not _claim(delivery_id, now, lease):
-        return None
-    delivery = Delivery.objects.select_related("action", "rule").get(pk=delivery_id)
+    claimed = _claim_many(delivery_ids, now, lease)
+    if not claimed:
+        return {}
+    deliveries = Delivery.objects.select_related("action", "rule").filter(pk__in=claimed).order_by("pk")
+    healthy_endpoints = _healthy_endpoints(deliveries)
+    results: dict[int, str] = {}
+    for delivery in deliveries:
+        results[delivery.pk] = _attempt_claimed(delivery, now, lease, delivery.endpoint in healthy_endpoints)
+    return results
+
+
+def _healthy_endpoints(deliveries) -> set[str]:
+    """Endpoints whose breaker is closed with no failure counted (or has no row yet)."""
+    by_org: dict[int, set[str]] = {}
+    for delivery in deliveries:
+        if delivery.endpoint:
+            by_org.setdefault(delivery.organization_id, set()).add(delivery.endpoint)
+    healthy: set[str] = set()
+    for organization_id, endpoints in by_org.items():
+        unhealthy = set(
+            CircuitBreaker.objects.filter(organization_id=organization_id, endpoint__in=endpoints)
+            .exclude(state=CircuitBreaker.State.CLOSED, consecutive_failures=0)
+            .values_list("endpoint", flat=True)
+        )
+        healthy |= endpoints - unhealthy
+    return healthy
+
+
+def _attempt_claimed(delivery: Delivery, now: datetime, lease: float, healthy: bool) -> str:
     if delivery.action is None:
         return _finish(delivery, Outcome(ok=False, retry=False, error="the action was deleted"), now)
-    if delivery.endpoint:
+    if delivery.endpoint and not healthy:
         allowed, retry_at, healthy = breaker_allow(
             organization_id=delivery.organization_id, endpoint=delivery.endpoint, now=now, lease_seconds=lease
         )
         if not allowed:
             delivery.status = Delivery.Status.DEFERRED
             delivery.next_attempt_at = retry_at
+            delivery.lease_until = None
             delivery.last_error = f"circuit breaker open for {delivery.endpoint}; deferred, not dropped"
-            delivery.save(update_fields=["status", "next_attempt_at", "last_error", "updated_at"])
+            delivery.save(update_fields=["status", "next_attempt_at", "lease_until", "last_error", "updated_at"])
             countdown = max((retry_at - timezone.now()).total_seconds(), 0)
+            delivery_id = delivery.pk
             transaction.on_commit(lambda: deliveries_enqueue([delivery_id], countdown=countdown or 0.01))
             return delivery.status
-    else:
-        healthy = True
     outcome = handler_for(delivery.action_type).execute(delivery)
     if delivery.endpoint and not outcome.waiting and not (outcome.ok and healthy):
         breaker_record(

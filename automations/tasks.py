@@ -20,8 +20,8 @@ def delivery_attempt(delivery_id: int) -> str | None:
 
 
 @shared_task(acks_late=True)
-def delivery_attempt_many(delivery_ids: list[int]) -> list[str | None]:
-    return [services.delivery_attempt(delivery_id=delivery_id) for delivery_id in delivery_ids]
+def delivery_attempt_many(delivery_ids: list[int]) -> dict[int, str]:
+    return services.deliveries_attempt(delivery_ids=delivery_ids)
 
 
 @shared_task(acks_late=True)
