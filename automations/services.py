@@ -12,6 +12,7 @@ import hashlib
 import logging
 import random
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -509,19 +510,62 @@ def _claim_many(delivery_ids: list[int], now: datetime, lease_seconds: float) ->
 
 def deliveries_attempt(*, delivery_ids: list[int], now: datetime | None = None) -> dict[int, str]:
     """Attempt each due delivery among `delivery_ids` once: {id: new status} for those attempted.
-    Claims, loads and checks breakers for the whole set in a few queries; each result is saved
-    as soon as its attempt ends."""
+    Claims, loads and checks breakers for the whole set in a few queries, sends the webhooks of
+    the set concurrently (threads; they touch no database), and records all outcomes in one
+    UPDATE. A worker killed in between leaves leases that expire: those deliveries are attempted
+    again with the same webhook-id (at least once)."""
     now = now or timezone.now()
     lease = settings.AUTOMATIONS_WEBHOOK_TIMEOUT_SECONDS + 60
     claimed = _claim_many(delivery_ids, now, lease)
     if not claimed:
         return {}
-    deliveries = Delivery.objects.select_related("action", "rule").filter(pk__in=claimed).order_by("pk")
+    deliveries = list(Delivery.objects.select_related("action", "rule").filter(pk__in=claimed).order_by("pk"))
     healthy_endpoints = _healthy_endpoints(deliveries)
     results: dict[int, str] = {}
+    ready: list[tuple[Delivery, bool]] = []
+    finished: list[tuple[Delivery, Outcome]] = []
     for delivery in deliveries:
-        results[delivery.pk] = _attempt_claimed(delivery, now, lease, delivery.endpoint in healthy_endpoints)
+        if delivery.action is None:
+            finished.append((delivery, Outcome(ok=False, retry=False, error="the action was deleted")))
+            continue
+        healthy = delivery.endpoint in healthy_endpoints
+        if delivery.endpoint and not healthy:
+            allowed, retry_at, healthy = breaker_allow(
+                organization_id=delivery.organization_id, endpoint=delivery.endpoint, now=now, lease_seconds=lease
+            )
+            if not allowed:
+                results[delivery.pk] = _defer(delivery, retry_at)
+                continue
+        ready.append((delivery, healthy))
+    webhooks = [delivery for delivery, _ in ready if delivery.action_type == "webhook"]
+    outcomes: dict[int, Outcome] = {}
+    if len(webhooks) > 1:
+        handler = handler_for("webhook")
+        with ThreadPoolExecutor(max_workers=min(len(webhooks), ENQUEUE_CHUNK)) as pool:
+            for delivery, outcome in zip(webhooks, pool.map(handler.execute, webhooks), strict=True):
+                outcomes[delivery.pk] = outcome
+    for delivery, healthy in ready:
+        outcome = outcomes.get(delivery.pk) or handler_for(delivery.action_type).execute(delivery)
+        if delivery.endpoint and not outcome.waiting and not (outcome.ok and healthy):
+            breaker_record(
+                organization_id=delivery.organization_id, endpoint=delivery.endpoint, ok=outcome.ok, now=timezone.now()
+            )
+        finished.append((delivery, outcome))
+    if finished:
+        results.update(_finish_many(finished, now))
     return results
+
+
+def _defer(delivery: Delivery, retry_at: datetime) -> str:
+    delivery.status = Delivery.Status.DEFERRED
+    delivery.next_attempt_at = retry_at
+    delivery.lease_until = None
+    delivery.last_error = f"circuit breaker open for {delivery.endpoint}; deferred, not dropped"
+    delivery.save(update_fields=["status", "next_attempt_at", "lease_until", "last_error", "updated_at"])
+    countdown = max((retry_at - timezone.now()).total_seconds(), 0)
+    delivery_id = delivery.pk
+    transaction.on_commit(lambda: deliveries_enqueue([delivery_id], countdown=countdown or 0.01))
+    return delivery.status
 
 
 def _healthy_endpoints(deliveries) -> set[str]:
@@ -541,38 +585,19 @@ def _healthy_endpoints(deliveries) -> set[str]:
     return healthy
 
 
-def _attempt_claimed(delivery: Delivery, now: datetime, lease: float, healthy: bool) -> str:
-    if delivery.action is None:
-        return _finish(delivery, Outcome(ok=False, retry=False, error="the action was deleted"), now)
-    if delivery.endpoint and not healthy:
-        allowed, retry_at, healthy = breaker_allow(
-            organization_id=delivery.organization_id, endpoint=delivery.endpoint, now=now, lease_seconds=lease
-        )
-        if not allowed:
-            delivery.status = Delivery.Status.DEFERRED
-            delivery.next_attempt_at = retry_at
-            delivery.lease_until = None
-            delivery.last_error = f"circuit breaker open for {delivery.endpoint}; deferred, not dropped"
-            delivery.save(update_fields=["status", "next_attempt_at", "lease_until", "last_error", "updated_at"])
-            countdown = max((retry_at - timezone.now()).total_seconds(), 0)
-            delivery_id = delivery.pk
-            transaction.on_commit(lambda: deliveries_enqueue([delivery_id], countdown=countdown or 0.01))
-            return delivery.status
-    outcome = handler_for(delivery.action_type).execute(delivery)
-    if delivery.endpoint and not outcome.waiting and not (outcome.ok and healthy):
-        breaker_record(
-            organization_id=delivery.organization_id, endpoint=delivery.endpoint, ok=outcome.ok, now=timezone.now()
-        )
-    return _finish(delivery, outcome, now)
+FINISH_FIELDS = [
+    "status", "attempts", "response_code", "latency_ms", "lease_until", "completed_at",
+    "last_error", "result", "next_attempt_at", "updated_at",
+]  # fmt: skip
 
 
-def _finish(delivery: Delivery, outcome: Outcome, now: datetime) -> str:
+def _apply_outcome(delivery: Delivery, outcome: Outcome, now: datetime) -> float:
+    """Move the delivery to its next state (in memory); returns the retry countdown, or 0."""
     delivery.attempts += 1
     delivery.response_code = outcome.response_code
     delivery.latency_ms = outcome.latency_ms
     delivery.lease_until = None
-    finished = timezone.now()
-    countdown = 0.0
+    delivery.updated_at = finished = timezone.now()
     if outcome.ok:
         delivery.status = Delivery.Status.SUCCEEDED
         delivery.completed_at = finished
@@ -594,18 +619,27 @@ def _finish(delivery: Delivery, outcome: Outcome, now: datetime) -> str:
         delivery.last_error = outcome.error
         countdown = retry_delay(delivery.attempts)
         delivery.next_attempt_at = now + timedelta(seconds=countdown)
+        return countdown
+    return 0.0
+
+
+def _finish_many(finished: list[tuple[Delivery, Outcome]], now: datetime) -> dict[int, str]:
+    """Record the outcomes of a task's attempts in one UPDATE and one (relaxed) commit."""
+    retries: list[tuple[int, float]] = []
+    for delivery, outcome in finished:
+        countdown = _apply_outcome(delivery, outcome, now)
+        if countdown:
+            retries.append((delivery.pk, countdown))
     with transaction.atomic():
         _relaxed_commit()
-        delivery.save(
-            update_fields=[
-                "status", "attempts", "response_code", "latency_ms", "lease_until", "completed_at",
-                "last_error", "result", "next_attempt_at", "updated_at",
-            ]
-        )  # fmt: skip
-    if delivery.status == Delivery.Status.RETRYING:
-        delivery_id = delivery.pk
-        transaction.on_commit(lambda: deliveries_enqueue([delivery_id], countdown=countdown))
-    return delivery.status
+        Delivery.objects.bulk_update([delivery for delivery, _ in finished], FINISH_FIELDS)
+    for delivery_id, countdown in retries:
+        transaction.on_commit(lambda d=delivery_id, c=countdown: deliveries_enqueue([d], countdown=c))
+    return {delivery.pk: delivery.status for delivery, _ in finished}
+
+
+def _finish(delivery: Delivery, outcome: Outcome, now: datetime) -> str:
+    return _finish_many([(delivery, outcome)], now)[delivery.pk]
 
 
 @transaction.atomic
