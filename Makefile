@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 URL := http://$(HOST):$(PORT)
-SERVER ?= $(BIN)/uvicorn joulepoint.asgi:application --host $(HOST) --port $(PORT)
+SERVER ?= $(BIN)/uvicorn joulepoint.asgi:application --host $(HOST) --port $(PORT) --lifespan off
 SIM_INTERVAL ?= 5
 MANAGE := $(BIN)/python manage.py
 

@@ -9,8 +9,8 @@ breaker state in the database; nothing here keeps state in one process's memory.
 from __future__ import annotations
 
 import hashlib
-import os
 import logging
+import os
 import random
 import uuid
 from concurrent.futures import ThreadPoolExecutor

@@ -291,10 +291,12 @@ class DepotSimulator:
         for kind in KINDS:
             flow = flows[kind]
             phase_v = [round(voltage + offset + self.rng.gauss(0, 0.1), 1) for offset in offsets]
+            # Currents and power factor follow from the values as sent, so a reading is consistent.
+            power, reactive = round(flow.power_w, 1), round(flow.reactive_var, 1)
             reading = {
                 "timestamp": timestamp,
-                "total_power": round(flow.power_w, 1),
-                "reactive_power": round(flow.reactive_var, 1),
+                "total_power": power,
+                "reactive_power": reactive,
                 "total_energy": round(self.registers[kind], 4),
                 "voltage_a": phase_v[0],
                 "voltage_b": phase_v[1],
@@ -304,11 +306,11 @@ class DepotSimulator:
             }
             if kind in self.export_registers:
                 reading["export_energy"] = round(self.export_registers[kind], 4)
-            apparent = math.hypot(flow.power_w, flow.reactive_var)
+            apparent = math.hypot(power, reactive)
             for phase, weight, volts in zip("abc", flow.phase_weights, phase_v, strict=True):
                 reading[f"current_{phase}"] = round(apparent * weight / volts, 2)
             if apparent >= 1.0:
-                reading["power_factor"] = round(abs(flow.power_w) / apparent, 3)
+                reading["power_factor"] = round(abs(power) / apparent, 3)
                 reading["thd_i_pct"] = round(flow.thd_i_pct, 2)
             readings[kind] = reading
         readings["pv"]["irradiance_w_m2"] = round(irradiance, 1)
@@ -401,6 +403,7 @@ class ReadingSender:
         self.client = client or httpx.Client(timeout=timeout)
         self.backlog: dict[str, deque[dict]] = {kind: deque(maxlen=max_backlog) for kind in self.meters}
         self.server_down = False
+        self.connected = False  # has the server ever answered?
 
     def close(self) -> None:
         self.client.close()
@@ -440,13 +443,17 @@ class ReadingSender:
         try:
             response = self.client.post(url, content=body, headers=headers)
         except httpx.HTTPError as exc:
-            if not self.server_down:
+            if not self.connected:
+                # Started beside the server (make run): it may still be booting.
+                logger.info("waiting for the server at %s (%s)", self.base_url, exc)
+            elif not self.server_down:
                 logger.warning("server unreachable at %s (%s); keeping readings and retrying", self.base_url, exc)
             self.server_down = True
             return PostResult(error=f"{type(exc).__name__}: {exc}")
-        if self.server_down:
+        if self.server_down and self.connected:
             logger.warning("server is back at %s", self.base_url)
-            self.server_down = False
+        self.server_down = False
+        self.connected = True
         status = response.status_code
         if status in (200, 201):
             for _ in batch:

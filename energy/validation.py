@@ -106,7 +106,8 @@ def reading_parse(item: object, *, index: int, now: datetime, max_future: timede
             continue
         if raw is None:
             continue
-        number = _number(raw)
+        # orjson gives a JSON number as an exact float or int; finite floats need no more checks.
+        number = raw if type(raw) is float and math.isfinite(raw) else _number(raw)
         if number is None:
             errors.append(FieldError(index, name, "must be a finite number"))
             continue
@@ -114,6 +115,9 @@ def reading_parse(item: object, *, index: int, now: datetime, max_future: timede
         if spec is None:
             if len(name) > MAX_EXTRA_NAME:
                 errors.append(FieldError(index, name, f"field names are at most {MAX_EXTRA_NAME} characters"))
+            elif not name.isprintable():
+                # Control characters (\u0000 above all: PostgreSQL jsonb rejects it) make no field name.
+                errors.append(FieldError(index, name, "field names may not contain control characters"))
             extra[name] = number
             continue
         lower = spec[1]

@@ -83,7 +83,11 @@ def event_fan_out(*, event: Event) -> None:
 
 
 def outbox_event_dispatch(*, event_id: str) -> bool:
-    """Deliver one outbox row to its subscribers and mark it dispatched; safe to run twice."""
+    """Deliver one outbox row to its subscribers and mark it dispatched; safe to run twice.
+
+    A failing subscriber leaves the row pending with `attempts` and `last_error` recorded (its
+    own writes are rolled back to a savepoint), then the error is raised so the task retries.
+    """
     with transaction.atomic():
         row = OutboxEvent.objects.select_for_update().filter(pk=event_id).first()
         if row is None or row.status == OutboxEvent.Status.DISPATCHED:
@@ -98,19 +102,30 @@ def outbox_event_dispatch(*, event_id: str) -> bool:
             id=row.id,
         )
         try:
-            event_fan_out(event=event)
+            with transaction.atomic():
+                event_fan_out(event=event)
         except Exception as exc:
+            failure = exc
             row.last_error = repr(exc)[:2000]
             row.save(update_fields=["attempts", "last_error"])
-            raise
-        row.status = OutboxEvent.Status.DISPATCHED
-        row.dispatched_at = timezone.now()
-        row.last_error = ""
-        row.save(update_fields=["attempts", "status", "dispatched_at", "last_error"])
-        return True
+        else:
+            row.status = OutboxEvent.Status.DISPATCHED
+            row.dispatched_at = timezone.now()
+            row.last_error = ""
+            row.save(update_fields=["attempts", "status", "dispatched_at", "last_error"])
+            return True
+    # Raised after the commit above: raising inside the block would roll back the record of it.
+    raise failure
+
+
+def outbox_event_fail(*, event_id: str) -> None:
+    """Give up on a row after its last retry: it stays visible as failed, with its last error."""
+    OutboxEvent.objects.filter(pk=event_id, status=OutboxEvent.Status.PENDING).update(status=OutboxEvent.Status.FAILED)
 
 
 def outbox_pending_ids(*, older_than: timedelta = timedelta(seconds=10), limit: int = 500) -> list[str]:
+    """Rows committed but never attempted: their process died before handing them to a worker.
+    Rows already attempted are in their own task's retry schedule and are left to it."""
     cutoff = timezone.now() - older_than
-    rows = OutboxEvent.objects.filter(status=OutboxEvent.Status.PENDING, created_at__lte=cutoff)
+    rows = OutboxEvent.objects.filter(status=OutboxEvent.Status.PENDING, attempts=0, created_at__lte=cutoff)
     return [str(pk) for pk in rows.values_list("pk", flat=True)[:limit]]

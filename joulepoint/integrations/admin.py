@@ -51,6 +51,11 @@ class ApiAccessAdmin(OrganizationScopedAdmin):
     readonly_fields = ["client_id"]
     search_fields = ["name", "client_id"]
 
+    @admin.display(description="Scopes")
+    def scopes(self, obj) -> str:
+        # Shown in place of the form field when the user may view but not change.
+        return obj.allowed_scopes
+
     def get_changeform_initial_data(self, request):
         return {
             "client_type": ApiAccess.CLIENT_CONFIDENTIAL,

@@ -7,6 +7,8 @@ change list, the foreign-key choices and the organization of new rows through `f
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.admin.utils import get_fields_from_path
+from django.core.exceptions import FieldDoesNotExist
 from django.db.models import QuerySet
 
 from joulepoint.tenancy.models import Membership, Organization
@@ -41,6 +43,23 @@ class OrganizationScopedAdmin(admin.ModelAdmin):
         if request.user.is_superuser or not hasattr(queryset, "for_orgs"):
             return queryset
         return queryset.for_orgs(self._org_ids(request, write=True))
+
+    def get_list_filter(self, request):
+        """A plain related-field filter lists every row of the related model, other tenants'
+        included; for members it lists only the values present in their scoped rows."""
+        list_filter = super().get_list_filter(request)
+        if request.user.is_superuser:
+            return list_filter
+        return [
+            (item, admin.RelatedOnlyFieldListFilter) if isinstance(item, str) and self._is_relation(item) else item
+            for item in list_filter
+        ]
+
+    def _is_relation(self, path: str) -> bool:
+        try:
+            return get_fields_from_path(self.model, path)[-1].is_relation
+        except FieldDoesNotExist:
+            return False
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         formfield = super().formfield_for_foreignkey(db_field, request, **kwargs)

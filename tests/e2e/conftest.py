@@ -1,0 +1,192 @@
+"""Real servers for end-to-end tests: the ASGI app under uvicorn and a Celery worker, as
+subprocesses pointed at the test database, so they see exactly what a test committed.
+
+Tests using them need `@pytest.mark.django_db(transaction=True)`: rows written inside the
+usual per-test transaction would be invisible to another process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+BASE_DIR = Path(settings.BASE_DIR)
+VENV_BIN = Path(sys.executable).parent
+STARTUP_TIMEOUT = 30.0
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_database_url() -> str:
+    """A DATABASE_URL for the database the tests run against (after pytest-django set it up)."""
+    db = connection.settings_dict
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{Path(db['NAME']).resolve()}"  # absolute path → sqlite:////abs/path
+    if db["ENGINE"] == "django.db.backends.postgresql":
+        auth = db["USER"] or ""
+        if db.get("PASSWORD"):
+            auth += f":{db['PASSWORD']}"
+        host = db.get("HOST") or "127.0.0.1"
+        port = db.get("PORT") or 5432
+        return f"postgres://{auth}{'@' if auth else ''}{host}:{port}/{db['NAME']}"
+    raise RuntimeError(f"e2e fixtures do not know how to share a {db['ENGINE']} database")
+
+
+def subprocess_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=test_database_url(),
+        TEST_DATABASE_NAME=connection.settings_dict["NAME"],
+        DJANGO_SETTINGS_MODULE="joulepoint.settings",
+        # Hold no idle connection: the test database is flushed and finally dropped under them.
+        DB_CONN_MAX_AGE="0",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+class ServerProcess:
+    """A subprocess whose output goes to a file, shown when it fails to start."""
+
+    def __init__(self, name: str, args: list[str]):
+        self.name = name
+        self.log = tempfile.NamedTemporaryFile(prefix=f"jp-e2e-{name}-", suffix=".log", delete=False)  # noqa: SIM115
+        self.process = subprocess.Popen(
+            args,
+            cwd=BASE_DIR,
+            env=subprocess_env(),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so stop() reaches its children
+        )
+
+    def output(self) -> str:
+        self.log.flush()
+        return Path(self.log.name).read_text(errors="replace")[-5000:]
+
+    def check_alive(self) -> None:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.output()}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=5)
+        self.log.close()
+        Path(self.log.name).unlink(missing_ok=True)
+
+
+def _wait_for_http(server: ServerProcess, url: str) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        server.check_alive()
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return  # any HTTP answer means it is serving
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.2)
+    raise RuntimeError(f"{server.name} did not answer {url} within {STARTUP_TIMEOUT}s:\n{server.output()}")
+
+
+@pytest.fixture(scope="session")
+def asgi_server(django_db_setup) -> Iterator[str]:
+    """The platform under uvicorn on a free 127.0.0.1 port; yields its base URL."""
+    port = _free_port()
+    server = ServerProcess(
+        "uvicorn",
+        [
+            str(VENV_BIN / "uvicorn"),
+            "joulepoint.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--lifespan",
+            "off",
+            "--log-level",
+            "warning",
+        ],
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for_http(server, f"{base_url}/api/schema/")
+        yield base_url
+    finally:
+        server.stop()
+
+
+def _wait_for_worker(server: ServerProcess, hostname: str) -> None:
+    from joulepoint.celery import app
+
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        server.check_alive()
+        if app.control.ping(destination=[hostname], timeout=1.0):
+            return
+    raise RuntimeError(f"the Celery worker did not answer a ping within {STARTUP_TIMEOUT}s:\n{server.output()}")
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup) -> Iterator[str]:
+    """A real Celery worker on the configured broker; yields its hostname.
+
+    Skips when no broker is configured (the embedded default runs tasks in-process)."""
+    if not settings.CELERY_BROKER_URL:
+        pytest.skip("needs a real Celery broker: set REDIS_URL (or CELERY_BROKER_URL) to run with a worker")
+    hostname = f"e2e-{os.getpid()}@{socket.gethostname()}"
+    worker = ServerProcess(
+        "celery-worker",
+        [
+            str(VENV_BIN / "celery"),
+            "-A",
+            "joulepoint",
+            "worker",
+            "-l",
+            "warning",
+            "--pool",
+            "solo",
+            "--hostname",
+            hostname,
+            "--without-gossip",
+            "--without-mingle",
+        ],
+    )
+    try:
+        _wait_for_worker(worker, hostname)
+        yield hostname
+    finally:
+        worker.stop()
+
+
+@pytest.fixture
+def live_url(asgi_server, transactional_db) -> str:
+    """The live server's base URL, for a test whose writes are committed."""
+    return asgi_server
+
+
+@pytest.fixture
+def celery_worker(celery_worker_process, transactional_db) -> str:
+    return celery_worker_process

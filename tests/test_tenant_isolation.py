@@ -1,0 +1,226 @@
+"""Every API route, walked as a second tenant with the first tenant's ids: 404 or no rows, never a leak.
+
+The routes come from the URL resolver, not a hand-kept list, so a route added later is walked too.
+A route this walk cannot drive (an unknown URL parameter, a model with no sample row) fails loudly
+and asks to be taught here, rather than being skipped.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
+
+from energy.models import Gateway, Meter, MeterGroup, Reading, Site
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+# Documentation routes hold no tenant data.
+SKIPPED_ROUTE_NAMES = {"schema", "api-docs"}
+MARKER = "ACME-PRIVATE"
+T0 = datetime(2025, 10, 16, 10, tzinfo=UTC)
+
+
+def _walk(patterns, prefix: str = ""):
+    for entry in patterns:
+        if isinstance(entry, URLResolver):
+            yield from _walk(entry.url_patterns, prefix + str(entry.pattern))
+        elif isinstance(entry, URLPattern):
+            yield prefix + str(entry.pattern), entry
+
+
+def api_routes() -> list[tuple[str, URLPattern]]:
+    return [
+        (route, pattern)
+        for route, pattern in _walk(get_resolver().url_patterns)
+        if route.lstrip("^").startswith("api/") and pattern.name not in SKIPPED_ROUTE_NAMES
+    ]
+
+
+ROUTES = api_routes()
+
+
+def route_methods(pattern: URLPattern) -> list[str]:
+    callback = pattern.callback
+    actions = getattr(callback, "actions", None)
+    if actions:
+        return sorted(actions)
+    view_class = getattr(callback, "cls", None) or getattr(callback, "view_class", None)
+    assert view_class is not None, f"{pattern.name}: teach the tenant walk how to call this function view"
+    return sorted(m for m in ("get", "post", "put", "patch", "delete") if hasattr(view_class, m))
+
+
+def route_model(pattern: URLPattern):
+    view_class = getattr(pattern.callback, "cls", None)
+    queryset = getattr(view_class, "queryset", None)
+    return queryset.model if queryset is not None else None
+
+
+def _rows(org, marker: str) -> dict:
+    site = factories.SiteFactory(organization=org, name=f"{marker} site")
+    meter = factories.MeterFactory(site=site, name=f"{marker} meter", serial=f"{marker}-SN")
+    gateway = factories.GatewayFactory(site=site, name=f"{marker} gateway")
+    group = factories.MeterGroupFactory(organization=org, name=f"{marker} group", meters=[meter])
+    reading = Reading.objects.create(meter=meter, ts=T0, total_power=4242.0, received_at=timezone.now())
+    return {Site: site, Meter: meter, Gateway: gateway, MeterGroup: group, Reading: reading}
+
+
+@pytest.fixture(autouse=True)
+def _fast_hashing(settings):
+    # OAuth2 client secrets are hashed on creation; the production hasher costs ~1 s per token here.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def first(org):
+    """The first tenant's rows, one of each tenant model the API serves, named with MARKER."""
+    return _rows(org, MARKER)
+
+
+@pytest.fixture
+def own(other_org):
+    """The outsider's own rows, so a list that answers nothing at all does not pass for isolated."""
+    return _rows(other_org, "outsider")
+
+
+def snapshot(rows: dict) -> dict:
+    """What the first tenant would notice if an outsider changed or deleted their rows."""
+    state = {}
+    for model, row in rows.items():
+        fresh = model.objects.filter(pk=row.pk).values().first()
+        state[model.__name__] = fresh
+    return state
+
+
+def assert_no_leak(response, first: dict) -> None:
+    text = response.content.decode()
+    assert MARKER not in text, text[:500]
+    for device in (first[Meter], first[Gateway]):
+        assert str(device.device_key) not in text
+        assert device.device_secret not in text
+
+
+def detail_kwargs(pattern: URLPattern, model, rows: dict) -> dict:
+    names = list(pattern.pattern.regex.groupindex)
+    kwargs = {}
+    for name in names:
+        assert name == "pk", f"{pattern.name}: teach the tenant walk which row {name!r} names"
+        assert model in rows, f"{pattern.name}: add a sample {model.__name__} row to the tenant walk"
+        kwargs[name] = rows[model].pk
+    return kwargs
+
+
+def test_the_walk_sees_the_api():
+    names = {pattern.name for _route, pattern in ROUTES}
+    assert {"reading-list", "reading-bulk", "site-list", "meter-detail", "meter-rotate-key"} <= names
+    assert {"metergroup-detail", "gateway-rotate-key"} <= names
+    assert not names & SKIPPED_ROUTE_NAMES
+    assert all(name for name in names), "every API route needs a name so the walk can reverse it"
+
+
+@pytest.mark.parametrize("route,pattern", ROUTES, ids=[route for route, _ in ROUTES])
+def test_route_walked_as_another_tenant(outsider_api, first, own, route, pattern):
+    model = route_model(pattern)
+    kwargs = detail_kwargs(pattern, model, first) if pattern.pattern.regex.groupindex else {}
+    url = reverse(pattern.name, kwargs=kwargs)
+    before = snapshot(first)
+    counts = {m: m.objects.for_org(first[Site].organization).count() for m in first}
+
+    for method in route_methods(pattern):
+        if kwargs:
+            _detail_is_404(outsider_api, url, method, first)
+        elif method == "get":
+            _list_has_no_foreign_rows(outsider_api, url, model, pattern, first, own)
+        else:
+            response = getattr(outsider_api, method)(url, _payload_naming(first), format="json")
+            assert response.status_code < 500, response.content
+            assert_no_leak(response, first)
+
+    assert snapshot(first) == before, f"{route} changed the first tenant's rows"
+    assert {m: m.objects.for_org(first[Site].organization).count() for m in first} == counts
+    assert references_into(first, from_org=own[Site].organization) == [], f"{route} linked to foreign rows"
+
+
+def references_into(first: dict, *, from_org) -> list[str]:
+    """The outsider's rows that point at one of the first tenant's rows (by foreign key or M2M)."""
+    found = []
+    for model in first:
+        for field in model._meta.get_fields():
+            if field.auto_created or not (field.many_to_one or field.many_to_many):
+                continue
+            if field.related_model not in first:
+                continue
+            target = first[field.related_model]
+            if model.objects.for_org(from_org).filter(**{field.name: target}).exists():
+                found.append(f"{model.__name__}.{field.name} -> {field.related_model.__name__} {target.pk}")
+    return found
+
+
+def _payload_naming(first: dict) -> dict:
+    """A write body that points at the first tenant's rows wherever a field could."""
+    return {
+        "name": "hijacked",
+        "serial": "hijacked",
+        "site": first[Site].pk,
+        "meter": first[Meter].pk,
+        "meters": [first[Meter].pk],
+        "meter_id": first[Meter].pk,
+        "timestamp": "2025-10-16T10:00:00Z",
+        "total_power": 1.0,
+    }
+
+
+def _detail_is_404(client, url: str, method: str, first: dict) -> None:
+    for path in (url, url.rstrip("/") + "/"):
+        response = getattr(client, method)(path, _payload_naming(first), format="json")
+        assert response.status_code == 404, (method, path, response.status_code, response.content[:300])
+        assert response["Content-Type"].startswith("application/json")
+        assert_no_leak(response, first)
+
+
+def _list_has_no_foreign_rows(client, url: str, model, pattern: URLPattern, first: dict, own: dict) -> None:
+    response = client.get(url)
+    assert response.status_code == 200, response.content
+    assert_no_leak(response, first)
+    body = response.json()
+    rows = body["results"] if isinstance(body, dict) and "results" in body else body
+    if model is not None:
+        listed = {row["id"] for row in rows}
+        assert first[model].pk not in listed
+        assert own[model].pk in listed, "the outsider's own row is missing: the walk would prove nothing"
+
+    # Filtering by the first tenant's ids must not open a door either.
+    filterset = getattr(getattr(pattern.callback, "cls", None), "filterset_class", None)
+    if filterset is not None:
+        names = {"site": first[Site].pk, "meter": first[Meter].pk, "group": first[MeterGroup].pk}
+        params = {name: value for name, value in names.items() if name in filterset.base_filters}
+        for name, value in params.items():
+            filtered = client.get(url, {name: value})
+            assert filtered.status_code in (200, 400), filtered.content
+            assert_no_leak(filtered, first)
+            if filtered.status_code == 200:
+                assert filtered.json()["results"] == [], (name, filtered.json())
+
+
+def test_outsider_reading_the_first_tenants_meter_gets_an_empty_list(outsider_api, first, own):
+    response = outsider_api.get("/api/energy/energy-data/", {"meter": first[Meter].pk})
+    assert response.status_code == 200
+    assert response.json()["count"] == 0
+    assert response.json()["results"] == []
+    # The same query for their own meter does answer, so the empty list above means something.
+    assert outsider_api.get("/api/energy/energy-data/", {"meter": own[Meter].pk}).json()["count"] == 1
+
+
+def test_the_first_tenant_sees_its_own_rows(api, first):
+    # The other side of the coin: the rows the outsider could not see are there for their owner.
+    for path, model in [
+        ("/api/energy/sites/", Site),
+        ("/api/energy/meters/", Meter),
+        ("/api/energy/groups/", MeterGroup),
+        ("/api/energy/gateways/", Gateway),
+        ("/api/energy/energy-data/", Reading),
+    ]:
+        assert [row["id"] for row in api.get(path).json()["results"]] == [first[model].pk]
