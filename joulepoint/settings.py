@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "joulepoint.integrations",
     "joulepoint.events",
     "energy",
+    "automations",
 ]
 
 MIDDLEWARE = [
@@ -139,6 +140,7 @@ CELERY_BEAT_SCHEDULE = {
     # Rollups are refreshed after each ingest commit; this catches windows whose task was lost.
     "analytics-rollups": {"task": "energy.analytics.rollups_refresh_pending", "schedule": 30.0},
     "analytics-retention": {"task": "energy.analytics.retention_enforce", "schedule": 3600.0},
+    "automations-sweep": {"task": "automations.tasks.deliveries_sweep", "schedule": 5.0},
 }
 CELERY_IMPORTS = ["energy.analytics.tasks"]
 
@@ -192,6 +194,8 @@ SPECTACULAR_SETTINGS = {
         "MeterKindEnum": "energy.models.Meter.Kind",
         "PQEventKindEnum": "energy.pq_models.PQEvent.Kind",
         "ProtectionEventKindEnum": "energy.pq_models.ProtectionEvent.Kind",
+        "AutomationActionTypeEnum": "automations.models.ActionType",
+        "AlertSeverityEnum": "automations.models.Severity",
     },
 }
 
@@ -242,6 +246,29 @@ ANALYTICS_RAW_MAX_DAYS = envint("ANALYTICS_RAW_MAX_DAYS", 31)
 ANALYTICS_RAW_RETENTION_DAYS = envint("ANALYTICS_RAW_RETENTION_DAYS", 0)
 ANALYTICS_ROLLUP_RETENTION_DAYS = envint("ANALYTICS_ROLLUP_RETENTION_DAYS", 0)
 ANALYTICS_EXPECTED_INTERVAL_SECONDS = envint("ANALYTICS_EXPECTED_INTERVAL_SECONDS", 60)
+
+# Automations (docs/automations.md). Retry n (n >= 1) waits BASE * FACTOR**(n-1) seconds, capped
+# at MAX_DELAY, times a random factor in [1 - JITTER, 1 + JITTER]; after MAX_ATTEMPTS the
+# delivery is dead. Defaults: 5 s, 20 s, 80 s, 5.3 min, 21 min, 85 min, 5.7 h → dead after 8.
+AUTOMATIONS_RETRY_BASE_SECONDS = float(env("AUTOMATIONS_RETRY_BASE_SECONDS", "5"))
+AUTOMATIONS_RETRY_FACTOR = float(env("AUTOMATIONS_RETRY_FACTOR", "4"))
+AUTOMATIONS_RETRY_MAX_DELAY_SECONDS = float(env("AUTOMATIONS_RETRY_MAX_DELAY_SECONDS", str(6 * 3600)))
+AUTOMATIONS_RETRY_JITTER = float(env("AUTOMATIONS_RETRY_JITTER", "0.2"))
+AUTOMATIONS_MAX_ATTEMPTS = envint("AUTOMATIONS_MAX_ATTEMPTS", 8)
+# Circuit breaker per endpoint: opens after N consecutive failures, half-opens after COOLDOWN.
+AUTOMATIONS_BREAKER_FAILURES = envint("AUTOMATIONS_BREAKER_FAILURES", 5)
+AUTOMATIONS_BREAKER_COOLDOWN_SECONDS = float(env("AUTOMATIONS_BREAKER_COOLDOWN_SECONDS", "60"))
+AUTOMATIONS_WEBHOOK_TIMEOUT_SECONDS = float(env("AUTOMATIONS_WEBHOOK_TIMEOUT_SECONDS", "10"))
+AUTOMATIONS_WEBHOOK_MAX_RESPONSE_BYTES = envint("AUTOMATIONS_WEBHOOK_MAX_RESPONSE_BYTES", 64 * 1024)
+# Off in production: webhooks may not target private, loopback or link-local addresses.
+AUTOMATIONS_WEBHOOK_ALLOW_PRIVATE = envbool("AUTOMATIONS_WEBHOOK_ALLOW_PRIVATE", "False")
+AUTOMATIONS_RELAY_COMMAND_EXPIRY_SECONDS = envint("AUTOMATIONS_RELAY_COMMAND_EXPIRY_SECONDS", 900)
+# alert.triggered chains: a rule fired by an alert may raise another alert up to this depth.
+AUTOMATIONS_MAX_CHAIN_DEPTH = envint("AUTOMATIONS_MAX_CHAIN_DEPTH", 3)
+# Plugins: dotted paths here plus the `joulepoint.automations.plugins` entry-point group.
+AUTOMATIONS_PLUGINS = [
+    p for p in env("AUTOMATIONS_PLUGINS", "automations.plugins.example.LogEventPlugin").split(",") if p
+]
 
 LOGGING = {
     "version": 1,

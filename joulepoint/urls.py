@@ -16,4 +16,5 @@ urlpatterns = [
     re_path(r"^api/docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/energy/", include("energy.api.urls")),
     path("dashboard/", include("energy.live.dashboard")),
+    path("api/automations/", include("automations.api.urls")),
 ]

@@ -123,3 +123,47 @@ def readings_create(meter: Meter, rows: Iterable[dict], *, rollup: bool = True) 
 
 
 ValueSpec = float | list | Callable[[int], float]
+# --- automations ---------------------------------------------------------------------------------
+
+
+class ActionFactory(factory.django.DjangoModelFactory):
+    """A webhook action by default; pass `type` and `config` for the others."""
+
+    class Meta:
+        model = "automations.Action"
+
+    organization = factory.SubFactory(OrganizationFactory)
+    name = factory.Sequence(lambda n: f"Action {n}")
+    type = "webhook"
+    config = factory.LazyFunction(
+        lambda: {
+            "url": "http://127.0.0.1:9/hook",
+            "method": "POST",
+            "headers": {},
+            "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "timeout_seconds": 2,
+        }
+    )
+
+
+class RuleFactory(factory.django.DjangoModelFactory):
+    """The seed's HighPower rule unless told otherwise; `actions=[...]` links actions in order."""
+
+    class Meta:
+        model = "automations.Rule"
+        skip_postgeneration_save = True
+
+    organization = factory.SubFactory(OrganizationFactory)
+    name = factory.Sequence(lambda n: f"Rule {n}")
+    event_key = "data.ingested"
+    throttle_seconds = 0
+    dedupe_template = "meter:{meter_id}"
+    jsonlogic = factory.LazyFunction(lambda: {">": [{"var": ["event.total_power", 0]}, 5000]})
+
+    @factory.post_generation
+    def actions(obj, create, extracted, **kwargs):
+        if create and extracted:
+            from automations.models import RuleAction
+
+            for position, action in enumerate(extracted):
+                RuleAction.objects.create(rule=obj, action=action, position=position)

@@ -1,0 +1,268 @@
+"""The non-webhook action types: relay commands with approval, e-mail, annotations, wallet
+top-ups waiting for billing, and plugins (settings list and entry points)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+from oauth2_provider.models import AccessToken
+from rest_framework.test import APIClient
+
+from automations import plugins, services
+from automations.models import Annotation, Delivery, RelayCommand
+from joulepoint.events.types import DATA_INGESTED, Event
+from joulepoint.tenancy.services import api_credential_create
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+def fire(org, meter, action, power: float = 9000, **event) -> Delivery:
+    factories.RuleFactory(organization=org, actions=[action])
+    return fire_again(org, meter, power, **event)
+
+
+def fire_again(org, meter, power: float = 9000, **extra) -> Delivery:
+    reading = {
+        "meter_id": meter.pk,
+        "site_id": meter.site_id,
+        "total_power": power,
+        "timestamp": "2025-10-16T10:00:00Z",
+        **extra,
+    }
+    event = Event(
+        organization_id=org.pk,
+        key=DATA_INGESTED,
+        payload={"readings": [reading]},
+        source="test",
+        occurred_at=timezone.now(),
+        id=uuid.uuid4(),
+    )
+    ids = services.rules_evaluate(event=event).deliveries
+    services.delivery_attempt(delivery_id=ids[0])
+    return Delivery.objects.get(pk=ids[0])
+
+
+@pytest.fixture
+def relay_action(org, meter):
+    return factories.ActionFactory(
+        organization=org,
+        type="relay_command",
+        config={"meter_id": None, "command": "open", "approver_role": "approver", "expires_in_seconds": 900},
+    )
+
+
+def user_client(org, user, scopes):
+    """A token issued to a user (authorization-code style) of an application of `org`."""
+    credential = api_credential_create(organization=org, name=f"user app {user.pk}", scopes=scopes)
+    token = AccessToken.objects.create(
+        application=credential.application,
+        user=user,
+        token=f"user-{user.pk}-{uuid.uuid4().hex}",
+        scope=" ".join(scopes),
+        expires=timezone.now() + timedelta(hours=1),
+    )
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token.token}")
+    return client
+
+
+def test_relay_command_waits_for_approval_then_approved_by_scope(api_client_factory, org, meter, relay_action):
+    delivery = fire(org, meter, relay_action)
+    assert delivery.status == "succeeded"
+    command = RelayCommand.objects.get()
+    assert command.status == "awaiting_approval" and command.meter_id == meter.pk and command.command == "open"
+    assert delivery.result["relay_command_id"] == command.pk
+    writer = api_client_factory(org, ["automations:read", "automations:write"])
+    assert writer.post(f"/api/automations/relay-commands/{command.pk}/approve/").status_code == 403
+    approver = api_client_factory(org, ["automations:read", "relay:approve"])
+    response = approver.post(f"/api/automations/relay-commands/{command.pk}/approve/", {"note": "ok"}, format="json")
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    # the device downlink service has not landed yet: approved commands wait, visibly
+    assert body["status"] == "approved" and body["downlink_status"] == "waiting_for_downlink"
+    assert body["decided_at"] and body["decided_by_application"] and body["decision_note"] == "ok"
+    again = approver.post(f"/api/automations/relay-commands/{command.pk}/reject/")
+    assert again.status_code == 409
+
+
+def test_relay_command_approval_by_role(org, meter, relay_action):
+    fire(org, meter, relay_action)
+    command = RelayCommand.objects.get()
+    viewer = factories.MembershipFactory(organization=org, role="viewer").user
+    approver = factories.MembershipFactory(organization=org, role="approver").user
+    scopes = ["automations:read", "automations:write"]
+    refused = user_client(org, viewer, scopes).post(f"/api/automations/relay-commands/{command.pk}/approve/")
+    assert refused.status_code == 403 and "approver" in refused.json()["detail"]
+    response = user_client(org, approver, scopes).post(f"/api/automations/relay-commands/{command.pk}/reject/")
+    assert response.status_code == 200, response.json()
+    assert response.json()["status"] == "rejected" and response.json()["decided_by"] == approver.username
+
+
+def test_an_approver_of_another_organization_cannot_decide(org, other_org, meter, relay_action):
+    fire(org, meter, relay_action)
+    command = RelayCommand.objects.get()
+    stranger = factories.MembershipFactory(organization=other_org, role="approver").user
+    response = user_client(other_org, stranger, ["automations:write", "relay:approve"]).post(
+        f"/api/automations/relay-commands/{command.pk}/approve/"
+    )
+    assert response.status_code == 404
+    assert RelayCommand.objects.get().status == "awaiting_approval"
+
+
+def test_unapproved_relay_commands_expire(api, org, meter, relay_action):
+    fire(org, meter, relay_action)
+    command = RelayCommand.objects.get()
+    assert services.relay_commands_expire(now=command.expires_at - timedelta(seconds=1)) == 0
+    assert services.relay_commands_expire(now=command.expires_at + timedelta(seconds=1)) == 1
+    command.refresh_from_db()
+    assert command.status == "expired"
+    assert api.post(f"/api/automations/relay-commands/{command.pk}/approve/").status_code == 409
+
+
+def test_relay_approval_in_the_admin(client, org, meter, relay_action):
+    fire(org, meter, relay_action)
+    command = RelayCommand.objects.get()
+    approver = factories.MembershipFactory(organization=org, role="approver").user
+    client.force_login(approver)
+    response = client.post(
+        "/admin/automations/relaycommand/", {"action": "approve", "_selected_action": [command.pk]}, follow=True
+    )
+    assert response.status_code == 200
+    command.refresh_from_db()
+    assert command.status == "approved" and command.decided_by == approver
+
+
+def test_approved_commands_go_to_the_downlink_service_when_it_exists(org, meter, relay_action, monkeypatch):
+    sent = []
+
+    def device_command_send(*, meter, command, expires_at):
+        sent.append((meter.pk, command))
+        return type("Cmd", (), {"pk": 42, "status": "pending"})()
+
+    from energy import services as energy_services
+
+    monkeypatch.setattr(energy_services, "device_command_send", device_command_send, raising=False)
+    fire(org, meter, relay_action)
+    command = services.relay_command_decide(command=RelayCommand.objects.get(), approve=True, note="t")
+    assert command.status == "sent" and command.downlink_id == "42" and command.downlink_status == "pending"
+    assert sent == [(meter.pk, {"type": "relay", "action": "open", "relay_command_id": command.pk})]
+
+
+def test_notify_email(org, meter):
+    action = factories.ActionFactory(
+        organization=org,
+        type="notify_email",
+        config={
+            "recipients": ["ops@example.com"],
+            "subject_template": "High power {total_power:.0f} W",
+            "body_template": "Meter {meter_id}: {missing}.",
+        },
+    )
+    delivery = fire(org, meter, action)
+    assert delivery.status == "succeeded"
+    [message] = mail.outbox
+    assert message.subject == "High power 9000 W" and message.to == ["ops@example.com"]
+    assert message.body == f"Meter {meter.pk}: ."
+
+
+def test_annotate_writes_the_meter_timeline_and_the_api_lists_it(api, org, meter, outsider_api):
+    action = factories.ActionFactory(
+        organization=org, type="annotate", config={"text_template": "Peak {total_power} W"}
+    )
+    delivery = fire(org, meter, action)
+    assert delivery.status == "succeeded"
+    annotation = Annotation.objects.get()
+    assert annotation.text == "Peak 9000 W" and annotation.meter_id == meter.pk and annotation.source == "rule"
+    assert annotation.ts.isoformat().startswith("2025-10-16T10:00:00")
+    listed = api.get(
+        f"/api/automations/annotations/?meter={meter.pk}&start=2025-10-16T00:00:00Z&end=2025-10-17T00:00:00Z"
+    ).json()
+    assert listed["count"] == 1 and listed["results"][0]["text"] == "Peak 9000 W"
+    assert api.get(f"/api/automations/annotations/?meter={meter.pk}&start=2025-10-17T00:00:00Z").json()["count"] == 0
+    assert outsider_api.get("/api/automations/annotations/").json()["count"] == 0
+    # running the same delivery again does not annotate twice
+    Delivery.objects.filter(pk=delivery.pk).update(status="pending", next_attempt_at=timezone.now())
+    services.delivery_attempt(delivery_id=delivery.pk)
+    assert Annotation.objects.count() == 1
+
+
+def test_annotate_without_a_meter_is_dead_not_a_crash(org, meter):
+    action = factories.ActionFactory(organization=org, type="annotate", config={"text_template": "x"})
+    factories.RuleFactory(organization=org, actions=[action], event_key="pq.event", jsonlogic={"==": [1, 1]})
+    event = Event(
+        organization_id=org.pk, key="pq.event", payload={"kind": "sag"}, source="t", occurred_at=timezone.now()
+    )
+    [delivery_id] = services.rules_evaluate(event=event).deliveries
+    assert services.delivery_attempt(delivery_id=delivery_id) == "dead"
+
+
+def test_wallet_topup_waits_for_billing(api, org, meter):
+    action = factories.ActionFactory(
+        organization=org, type="wallet_topup", config={"wallet_id": 3, "amount": "25.00", "currency": "EUR"}
+    )
+    delivery = fire(org, meter, action)
+    assert delivery.status == "waiting" and delivery.attempts == 0
+    assert "billing" in delivery.last_error
+    assert delivery.payload == {"wallet_id": 3, "amount": "25.00", "currency": "EUR"}
+    assert api.get("/api/automations/deliveries/?status=waiting").json()["count"] == 1
+
+
+def test_wallet_topup_credits_through_the_billing_seam_once_it_exists(org, meter, monkeypatch):
+    calls = []
+    monkeypatch.setattr(
+        "automations.actions.billing_topup_service",
+        lambda: lambda **kwargs: calls.append(kwargs) or {"transaction_id": 1},
+    )
+    action = factories.ActionFactory(
+        organization=org, type="wallet_topup", config={"wallet_id": 3, "amount": "25.00", "currency": "EUR"}
+    )
+    delivery = fire(org, meter, action)
+    assert delivery.status == "succeeded"
+    [call] = calls
+    assert str(call["amount"]) == "25.00" and call["idempotency_key"] == delivery.idempotency_key
+
+
+def test_plugin_action_runs_the_example_plugin(org, meter, caplog):
+    action = factories.ActionFactory(
+        organization=org,
+        type="plugin_action",
+        config={
+            "plugin": "log_event",
+            "params": {"message": "meter {meter_id} at {total_power} W", "level": "warning"},
+        },
+    )
+    delivery = fire(org, meter, action)
+    assert delivery.status == "succeeded"
+    assert delivery.result == {"logged": f"meter {meter.pk} at 9000 W"}
+    assert f"meter {meter.pk} at 9000 W" in caplog.text
+
+
+def test_plugins_register_through_entry_points(monkeypatch, settings):
+    class Ping:
+        name = "ping"
+
+        def validate_params(self, params):
+            return params
+
+        def execute(self, *, params, context, organization_id):
+            return {"pong": True}
+
+    class EntryPoint:
+        name = "ping"
+
+        def load(self):
+            return Ping
+
+    monkeypatch.setattr(
+        plugins.metadata, "entry_points", lambda group: [EntryPoint()] if group == plugins.ENTRY_POINT_GROUP else []
+    )
+    plugins.registry.cache_clear()
+    try:
+        assert set(plugins.registry()) == {"log_event", "ping"}
+    finally:
+        plugins.registry.cache_clear()
