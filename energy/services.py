@@ -244,10 +244,14 @@ def reading_batch_ingest(*, device: Meter | Gateway, items: list, source: str) -
 
 
 def _ingested_payload(device: Meter | Gateway, stored_keys, by_key) -> dict:
-    """The batch as automations and dashboards see it: one entry per stored reading."""
+    """The batch as automations and dashboards see it: one entry per stored reading.
+
+    The sender is named by kind and id, never by its key: a device key is a credential, and
+    this payload reaches webhooks and browsers.
+    """
     return {
         "site_id": device.site_id,
-        "device_key": str(device.device_key),
+        "device": {"kind": "meter" if isinstance(device, Meter) else "gateway", "id": device.pk},
         "count": len(stored_keys),
         "readings": [
             {

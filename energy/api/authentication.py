@@ -11,9 +11,13 @@ import hashlib
 import hmac
 import uuid
 
-from rest_framework import authentication, exceptions
+from oauth2_provider.contrib.rest_framework import OAuth2Authentication
+from rest_framework import authentication, exceptions, permissions
 
 from energy import services
+from energy.api.throttling import DeviceRateThrottle
+from energy.models import DeviceCredential
+from joulepoint.tenancy.permissions import OrganizationTokenHasScope
 
 SIGNATURE_PREFIX = "sha256="
 
@@ -54,3 +58,41 @@ class DeviceKeyAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request) -> str:
         return 'DeviceKey header="X-Device-Key"'
+
+
+class IsDevice(permissions.BasePermission):
+    def has_permission(self, request, view) -> bool:
+        if not isinstance(request.auth, DeviceCredential):
+            raise exceptions.NotAuthenticated("Devices authenticate with the X-Device-Key header.")
+        return True
+
+
+class DeviceWritesMixin:
+    """For viewsets where devices write with their key (the actions in `device_actions`) and
+    integrators read with OAuth2. Choosing per action keeps a stray X-Device-Key header from
+    hiding a valid bearer token on GET."""
+
+    device_actions: frozenset[str] = frozenset()
+
+    @property
+    def is_device_action(self) -> bool:
+        # DRF picks authenticators before it sets `self.action`, so look the action up here.
+        action = getattr(self, "action", None)
+        if action is None and getattr(self, "request", None) is not None:
+            action = self.action_map.get(self.request.method.lower())
+        return action in self.device_actions
+
+    def get_authenticators(self):
+        if self.is_device_action:
+            return [DeviceKeyAuthentication()]
+        return [OAuth2Authentication()]
+
+    def get_permissions(self):
+        if self.is_device_action:
+            return [IsDevice()]
+        return [OrganizationTokenHasScope()]
+
+    def get_throttles(self):
+        if self.is_device_action:
+            return [DeviceRateThrottle()]
+        return super().get_throttles()

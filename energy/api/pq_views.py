@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from oauth2_provider.contrib.rest_framework import OAuth2Authentication
 from rest_framework import mixins, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -18,12 +17,9 @@ from rest_framework.response import Response
 from energy import pq_services, services
 from energy.api import pq_filters
 from energy.api import pq_serializers as s
-from energy.api.authentication import DeviceKeyAuthentication
-from energy.api.throttling import DeviceRateThrottle
-from energy.api.views import IsDevice
+from energy.api.authentication import DeviceWritesMixin
 from energy.models import Meter, PQEvent, ProtectionEvent
 from energy.validation import ReadingInput, ReadingsInvalid
-from joulepoint.tenancy.permissions import OrganizationTokenHasScope
 from joulepoint.tenancy.viewsets import OrganizationViewSet
 
 ID_REGEX = "[0-9]{1,18}"  # a path id that cannot overflow a bigint
@@ -94,7 +90,7 @@ class PQEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organizat
     lookup_value_regex = ID_REGEX
 
 
-class ProtectionEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrganizationViewSet):
+class ProtectionEventViewSet(DeviceWritesMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, OrganizationViewSet):
     """Protection events: devices POST them with their key; integrators read them with OAuth2."""
 
     queryset = ProtectionEvent.objects.select_related("meter")
@@ -105,29 +101,6 @@ class ProtectionEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, O
     ordering = ["-occurred_at", "id"]
     lookup_value_regex = ID_REGEX
     device_actions = frozenset({"create"})
-
-    @property
-    def is_device_action(self) -> bool:
-        # As in ReadingViewSet: authenticators are chosen before DRF sets `self.action`.
-        action = getattr(self, "action", None)
-        if action is None and getattr(self, "request", None) is not None:
-            action = self.action_map.get(self.request.method.lower())
-        return action in self.device_actions
-
-    def get_authenticators(self):
-        if self.is_device_action:
-            return [DeviceKeyAuthentication()]
-        return [OAuth2Authentication()]
-
-    def get_permissions(self):
-        if self.is_device_action:
-            return [IsDevice()]
-        return [OrganizationTokenHasScope()]
-
-    def get_throttles(self):
-        if self.is_device_action:
-            return [DeviceRateThrottle()]
-        return super().get_throttles()
 
     @extend_schema(
         request=s.ProtectionEventInSerializer,

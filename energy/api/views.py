@@ -5,18 +5,16 @@ from __future__ import annotations
 import orjson
 from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
-from oauth2_provider.contrib.rest_framework import OAuth2Authentication
-from rest_framework import exceptions, mixins, permissions, status, viewsets
+from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from energy import services
 from energy.api import filters, serializers
-from energy.api.authentication import DeviceKeyAuthentication
+from energy.api.authentication import DeviceKeyAuthentication, DeviceWritesMixin, IsDevice
 from energy.api.throttling import DeviceRateThrottle
-from energy.models import DeviceCommand, DeviceCredential, Gateway, Meter, MeterGroup, Reading, Site
+from energy.models import DeviceCommand, Gateway, Meter, MeterGroup, Reading, Site
 from energy.validation import ReadingsInvalid
-from joulepoint.tenancy.permissions import OrganizationTokenHasScope
 from joulepoint.tenancy.viewsets import OrganizationModelViewSet, OrganizationViewSet
 
 
@@ -74,13 +72,6 @@ class MeterGroupViewSet(OrganizationModelViewSet):
     ordering_fields = ["id", "name", "created_at"]
 
 
-class IsDevice(permissions.BasePermission):
-    def has_permission(self, request, view) -> bool:
-        if not isinstance(request.auth, DeviceCredential):
-            raise exceptions.NotAuthenticated("Devices authenticate with the X-Device-Key header.")
-        return True
-
-
 INGEST_ERRORS = {
     400: OpenApiResponse(serializers.IngestErrorSerializer, description="Invalid readings; nothing was stored"),
     401: OpenApiResponse(description="Missing, malformed or unknown device key"),
@@ -91,7 +82,7 @@ INGEST_ERRORS = {
 }
 
 
-class ReadingViewSet(mixins.ListModelMixin, OrganizationViewSet):
+class ReadingViewSet(DeviceWritesMixin, mixins.ListModelMixin, OrganizationViewSet):
     """Readings: devices POST them with their key; integrators read them back with OAuth2."""
 
     queryset = Reading.objects.all()
@@ -101,31 +92,6 @@ class ReadingViewSet(mixins.ListModelMixin, OrganizationViewSet):
     ordering_fields = ["ts", "meter", "id"]
     ordering = ["meter_id", "ts"]
     device_actions = frozenset({"create", "bulk"})
-
-    @property
-    def is_device_action(self) -> bool:
-        # DRF picks authenticators before it sets `self.action`, so look the action up here.
-        action = getattr(self, "action", None)
-        if action is None and getattr(self, "request", None) is not None:
-            action = self.action_map.get(self.request.method.lower())
-        return action in self.device_actions
-
-    def get_authenticators(self):
-        # Devices write with their key; integrators read with OAuth2. Choosing per action keeps
-        # a stray X-Device-Key header from hiding a valid bearer token on GET.
-        if self.is_device_action:
-            return [DeviceKeyAuthentication()]
-        return [OAuth2Authentication()]
-
-    def get_permissions(self):
-        if self.is_device_action:
-            return [IsDevice()]
-        return [OrganizationTokenHasScope()]
-
-    def get_throttles(self):
-        if self.is_device_action:
-            return [DeviceRateThrottle()]
-        return super().get_throttles()
 
     def _json_body(self, request) -> object:
         content_type = request.content_type.split(";")[0].strip().lower()

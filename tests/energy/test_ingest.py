@@ -586,6 +586,19 @@ def test_one_data_ingested_event_per_batch_with_only_the_stored_readings(
     ]
     assert readings[0]["total_power"] == 1001.0
     assert readings[2]["battery_soc"] == 50.0
+    assert event.payload["device"] == {"kind": "meter", "id": meter.pk}
+
+
+def test_data_ingested_never_carries_the_device_credential(
+    site, gateway, device_client, events, django_capture_on_commit_callbacks
+):
+    target = factories.MeterFactory(site=site)
+    with django_capture_on_commit_callbacks(execute=True):
+        device_client(gateway).post(SINGLE, reading(0, meter_id=target.pk))
+    text = str(events[0].payload)
+    assert str(gateway.device_key) not in text
+    assert gateway.device_secret not in text
+    assert events[0].payload["device"] == {"kind": "gateway", "id": gateway.pk}
 
 
 def test_single_reading_publishes_one_event(meter, device_client, events, django_capture_on_commit_callbacks):
