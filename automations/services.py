@@ -781,7 +781,7 @@ def relay_command_decide(
     *, command: RelayCommand, approve: bool, user=None, application=None, note: str = ""
 ) -> RelayCommand:
     """Approve or reject a command awaiting approval (who and when are recorded). An approved
-    command goes to the device downlink service, or waits in `approved` until that service exists."""
+    command goes to the device through the downlink service at once."""
     command = RelayCommand.objects.select_for_update().get(pk=command.pk)
     now = timezone.now()
     if command.status == RelayCommand.Status.AWAITING_APPROVAL and command.expires_at <= now:
@@ -800,33 +800,25 @@ def relay_command_decide(
     return command
 
 
-def downlink_service():
-    """The energy app's device downlink (live-streams issue), or None until it lands."""
+def relay_command_dispatch(*, command: RelayCommand) -> RelayCommand:
+    """Hand an approved command to the energy app's device downlink (MQTT, open socket or HTTP
+    polling); the downlink command's id and status are recorded on the relay command."""
     from energy import services as energy_services
 
-    return getattr(energy_services, "device_command_send", None)
-
-
-def relay_command_dispatch(*, command: RelayCommand) -> RelayCommand:
-    send = downlink_service()
-    if send is None:
-        command.downlink_status = "waiting_for_downlink"
-        command.save(update_fields=["downlink_status", "updated_at"])
-        return command
     try:
-        result = send(
-            meter=command.meter,
-            command={"type": "relay", "action": command.command, "relay_command_id": command.pk},
-            expires_at=command.expires_at,
+        sent = energy_services.device_command_send(
+            device=command.meter,
+            name=f"relay.{command.command}",
+            payload={"action": command.command, "relay_command_id": command.pk},
         )
-    except Exception as exc:
+    except ValueError as exc:
         command.status = RelayCommand.Status.FAILED
         command.downlink_status = f"error: {exc}"[:30]
         command.save(update_fields=["status", "downlink_status", "updated_at"])
         return command
     command.status = RelayCommand.Status.SENT
-    command.downlink_id = str(getattr(result, "pk", result) or "")[:100]
-    command.downlink_status = str(getattr(result, "status", "pending"))[:30]
+    command.downlink_id = str(sent.pk)
+    command.downlink_status = sent.status
     command.save(update_fields=["status", "downlink_id", "downlink_status", "updated_at"])
     return command
 

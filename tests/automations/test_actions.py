@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 
 from automations import plugins, services
 from automations.models import Annotation, Delivery, RelayCommand
+from energy.models import DeviceCommand
 from joulepoint.events.types import DATA_INGESTED, Event
 from joulepoint.tenancy.services import api_credential_create
 from tests import factories
@@ -83,8 +84,11 @@ def test_relay_command_waits_for_approval_then_approved_by_scope(api_client_fact
     response = approver.post(f"/api/automations/relay-commands/{command.pk}/approve/", {"note": "ok"}, format="json")
     assert response.status_code == 200, response.json()
     body = response.json()
-    # the device downlink service has not landed yet: approved commands wait, visibly
-    assert body["status"] == "approved" and body["downlink_status"] == "waiting_for_downlink"
+    # approved commands go straight to the device downlink, which tracks their delivery
+    assert body["status"] == "sent" and body["downlink_status"] == "pending"
+    downlink = DeviceCommand.objects.get(pk=int(body["downlink_id"]))
+    assert downlink.meter_id == meter.pk and downlink.name == "relay.open"
+    assert downlink.payload == {"action": "open", "relay_command_id": command.pk}
     assert body["decided_at"] and body["decided_by_application"] and body["decision_note"] == "ok"
     again = approver.post(f"/api/automations/relay-commands/{command.pk}/reject/")
     assert again.status_code == 409
@@ -134,23 +138,16 @@ def test_relay_approval_in_the_admin(client, org, meter, relay_action):
     )
     assert response.status_code == 200
     command.refresh_from_db()
-    assert command.status == "approved" and command.decided_by == approver
+    assert command.status == "sent" and command.decided_by == approver
 
 
-def test_approved_commands_go_to_the_downlink_service_when_it_exists(org, meter, relay_action, monkeypatch):
-    sent = []
-
-    def device_command_send(*, meter, command, expires_at):
-        sent.append((meter.pk, command))
-        return type("Cmd", (), {"pk": 42, "status": "pending"})()
-
-    from energy import services as energy_services
-
-    monkeypatch.setattr(energy_services, "device_command_send", device_command_send, raising=False)
+def test_approved_command_reaches_the_device_by_http_polling(org, meter, relay_action):
     fire(org, meter, relay_action)
     command = services.relay_command_decide(command=RelayCommand.objects.get(), approve=True, note="t")
-    assert command.status == "sent" and command.downlink_id == "42" and command.downlink_status == "pending"
-    assert sent == [(meter.pk, {"type": "relay", "action": "open", "relay_command_id": command.pk})]
+    assert command.status == "sent"
+    polled = APIClient().get("/api/energy/devices/commands/", HTTP_X_DEVICE_KEY=str(meter.device_key))
+    assert polled.status_code == 200
+    assert [(c["id"], c["name"]) for c in polled.json()] == [(int(command.downlink_id), "relay.open")]
 
 
 def test_notify_email(org, meter):
