@@ -23,6 +23,8 @@ from joulepoint.events import publish
 from joulepoint.events.types import DATA_INGESTED
 
 COLUMNS = ("meter_id", "ts", *READING_FIELDS, "extra", "received_at")
+# Column types of the JSON record PostgreSQL inserts from; every other column is float8.
+PG_RECORD_TYPES = {"meter_id": "bigint", "ts": "timestamptz", "extra": "text", "received_at": "timestamptz"}
 
 
 @dataclass
@@ -33,6 +35,24 @@ class IngestResult:
     stored_keys: list[tuple[int, datetime]] = field(default_factory=list)
     # (meter_id, ts) of each accepted reading, stored or duplicate, in request order.
     keys: list[tuple[int, datetime]] = field(default_factory=list)
+    # Database id of each reading this call stored, and what was stored, to answer without a query.
+    reading_ids: dict[tuple[int, datetime], int] = field(default_factory=dict)
+    inputs: dict[tuple[int, datetime], ReadingInput] = field(default_factory=dict)
+    received_at: datetime | None = None
+
+    def stored_reading(self, key: tuple[int, datetime]) -> Reading | None:
+        """The reading this call stored under `key`, as stored, built without a query."""
+        if key not in self.reading_ids:
+            return None
+        reading = self.inputs[key]
+        return Reading(
+            id=self.reading_ids[key],
+            meter_id=key[0],
+            ts=reading.ts,
+            extra=reading.extra,
+            received_at=self.received_at,
+            **reading.values,
+        )
 
 
 def device_credential_rotate(*, device: DeviceCredential) -> DeviceCredential:
@@ -46,10 +66,10 @@ def device_credential_rotate(*, device: DeviceCredential) -> DeviceCredential:
 
 def device_for_key(*, device_key: uuid.UUID) -> Meter | Gateway | None:
     """The active meter or gateway holding this key."""
-    meter = Meter.objects.select_related("organization").filter(device_key=device_key, is_active=True).first()
+    meter = Meter.objects.filter(device_key=device_key, is_active=True).first()
     if meter is not None:
         return meter
-    return Gateway.objects.select_related("organization").filter(device_key=device_key, is_active=True).first()
+    return Gateway.objects.filter(device_key=device_key, is_active=True).first()
 
 
 def _bind_meters(device: Meter | Gateway, readings: list[ReadingInput]) -> list[int]:
@@ -65,7 +85,8 @@ def _bind_meters(device: Meter | Gateway, readings: list[ReadingInput]) -> list[
             raise ReadingsInvalid(errors)
         return [device.pk] * len(readings)
 
-    site_meters = Meter.objects.filter(site_id=device.site_id, organization_id=device.organization_id)
+    # A disabled meter is refused through a gateway just as its own key is.
+    site_meters = Meter.objects.filter(site_id=device.site_id, organization_id=device.organization_id, is_active=True)
     by_id: dict[int, int] = {}
     by_serial: dict[str, int] = {}
     for pk, serial in site_meters.values_list("pk", "serial"):
@@ -75,7 +96,9 @@ def _bind_meters(device: Meter | Gateway, readings: list[ReadingInput]) -> list[
     for reading in readings:
         if reading.meter_id is not None:
             pk = by_id.get(reading.meter_id)
-            if pk is None:
+            if pk is not None and reading.meter_serial is not None and by_serial.get(reading.meter_serial) != pk:
+                errors.append(FieldError(reading.index, METER_SERIAL, "names a different meter than meter_id"))
+            elif pk is None:
                 errors.append(
                     FieldError(reading.index, METER_ID, f"meter {reading.meter_id} is not at this gateway's site")
                 )
@@ -102,39 +125,44 @@ def _bind_meters(device: Meter | Gateway, readings: list[ReadingInput]) -> list[
 bind_meters = _bind_meters
 
 
-def _insert_readings(rows: list[tuple]) -> set[tuple[int, datetime]]:
-    """Insert rows (in COLUMNS order), skipping (meter, ts) already stored; returns what was stored.
+def _insert_readings(rows: list[dict]) -> dict[tuple[int, datetime], int]:
+    """Insert rows (dicts keyed by COLUMNS; a missing measurement is NULL), skipping (meter, ts)
+    already stored; returns the id of each (meter, ts) stored.
 
-    PostgreSQL gets one INSERT … SELECT FROM unnest(arrays): one parameter per column, so a
-    5,000-row batch is a single round trip parsed once (several times faster than Django's
-    multi-row bulk_create). Other databases take one statement per row in the same transaction.
+    PostgreSQL gets one INSERT … SELECT FROM json_to_recordset(document): the batch travels as
+    one JSON parameter that orjson encodes in C, so a 5,000-row batch is a single round trip
+    parsed once (several times faster than Django's multi-row bulk_create, and about a third of
+    the client CPU of one array parameter per column, which psycopg adapts element by element
+    in Python). Other databases take one statement per row in the same transaction.
     """
     # Only identifiers from the model are formatted into the SQL; every value is a parameter.
     table = Reading._meta.db_table
     columns = ", ".join(COLUMNS)
-    stored: set[tuple[int, datetime]] = set()
+    stored: dict[tuple[int, datetime], int] = {}
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            casts = ["bigint[]", "timestamptz[]", *(["float8[]"] * len(READING_FIELDS)), "text[]", "timestamptz[]"]
-            arrays = ", ".join(f"%s::{cast}" for cast in casts)
+            # Timestamps are aware UTC datetimes, which orjson writes as ISO 8601 with an offset;
+            # floats are written in their shortest round-trip form, so float8 gets the same value.
+            record = ", ".join(f"{c} {PG_RECORD_TYPES.get(c, 'float8')}" for c in COLUMNS)
             select = ", ".join(f"t.{c}::jsonb" if c == "extra" else f"t.{c}" for c in COLUMNS)
             sql = (
-                f"INSERT INTO {table} ({columns}) SELECT {select} FROM unnest({arrays}) AS t({columns}) "  # noqa: S608
-                "ON CONFLICT (meter_id, ts) DO NOTHING RETURNING meter_id, ts"
+                f"INSERT INTO {table} ({columns}) SELECT {select} "  # noqa: S608
+                f"FROM json_to_recordset(%s::json) AS t({record}) "
+                "ON CONFLICT (meter_id, ts) DO NOTHING RETURNING id, meter_id, ts"
             )
-            cursor.execute(sql, [list(column) for column in zip(*rows, strict=True)])
-            stored.update((meter_id, ts) for meter_id, ts in cursor.fetchall())
+            cursor.execute(sql, [orjson.dumps(rows).decode()])
+            stored.update(((meter_id, ts), pk) for pk, meter_id, ts in cursor.fetchall())
         else:
             placeholders = ", ".join(["%s"] * len(COLUMNS))
             sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) ON CONFLICT (meter_id, ts) DO NOTHING"  # noqa: S608
             ts_field = Reading._meta.get_field("ts")
             for row in rows:
-                adapted = list(row)
-                adapted[1] = ts_field.get_db_prep_save(row[1], connection)
-                adapted[-1] = ts_field.get_db_prep_save(row[-1], connection)
+                adapted = [row.get(column) for column in COLUMNS]
+                adapted[1] = ts_field.get_db_prep_save(row["ts"], connection)
+                adapted[-1] = ts_field.get_db_prep_save(row["received_at"], connection)
                 cursor.execute(sql, adapted)
                 if cursor.rowcount == 1:
-                    stored.add((row[0], row[1]))
+                    stored[(row["meter_id"], row["ts"])] = cursor.lastrowid
     return stored
 
 
@@ -153,7 +181,7 @@ def reading_batch_ingest(*, device: Meter | Gateway, items: list, source: str) -
     meter_ids = _bind_meters(device, readings)
 
     keys: list[tuple[int, datetime]] = []
-    rows: list[tuple] = []
+    rows: list[dict] = []
     by_key: dict[tuple[int, datetime], ReadingInput] = {}
     for reading, meter_id in zip(readings, meter_ids, strict=True):
         key = (meter_id, reading.ts)
@@ -161,19 +189,18 @@ def reading_batch_ingest(*, device: Meter | Gateway, items: list, source: str) -
         if key in by_key:
             continue
         by_key[key] = reading
-        values = reading.values
         rows.append(
-            (
-                meter_id,
-                reading.ts,
-                *(values.get(name) for name in READING_FIELDS),
-                orjson.dumps(reading.extra).decode(),
-                now,
-            )
+            {
+                "meter_id": meter_id,
+                "ts": reading.ts,
+                **reading.values,
+                "extra": orjson.dumps(reading.extra).decode(),
+                "received_at": now,
+            }
         )
 
     with transaction.atomic():
-        stored = _insert_readings(rows) if rows else set()
+        stored = _insert_readings(rows) if rows else {}
         stored_keys = [key for key in by_key if key in stored]
         if stored_keys and settings.PQ_DETECTION_ENABLED:
             # Same transaction: PQ and protection events stand or fall with their readings.
@@ -184,13 +211,19 @@ def reading_batch_ingest(*, device: Meter | Gateway, items: list, source: str) -
             pq_services.readings_detect(samples_by_meter=samples, source=source)
         if stored_keys:
             publish(
-                device.organization,
+                device.organization_id,
                 DATA_INGESTED,
                 _ingested_payload(device, stored_keys, by_key),
                 source=source,
             )
     return IngestResult(
-        stored=len(stored_keys), duplicates=len(keys) - len(stored_keys), stored_keys=stored_keys, keys=keys
+        stored=len(stored_keys),
+        duplicates=len(keys) - len(stored_keys),
+        stored_keys=stored_keys,
+        keys=keys,
+        reading_ids=stored,
+        inputs=by_key,
+        received_at=now,
     )
 
 

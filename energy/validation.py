@@ -127,7 +127,8 @@ def reading_parse(item: object, *, index: int, now: datetime, max_future: timede
             else:
                 extra[name] = state
             continue
-        number = _number(raw)
+        # orjson gives a JSON number as an exact float or int; finite floats need no more checks.
+        number = raw if type(raw) is float and math.isfinite(raw) else _number(raw)
         if number is None:
             errors.append(FieldError(index, name, "must be a finite number"))
             continue

@@ -73,6 +73,7 @@ class GatewayFactory(factory.django.DjangoModelFactory):
 class MeterGroupFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = MeterGroup
+        skip_postgeneration_save = True
 
     organization = factory.SubFactory(OrganizationFactory)
     name = factory.Sequence(lambda n: f"Group {n}")

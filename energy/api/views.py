@@ -158,8 +158,11 @@ class ReadingViewSet(mixins.ListModelMixin, OrganizationViewSet):
         if not isinstance(body, dict):
             raise exceptions.ParseError("Send one reading as a JSON object; arrays go to /api/energy/energy-data/bulk.")
         result = self._ingest(request, [body])
-        meter_id, ts = result.keys[0]
-        reading = Reading.objects.get(meter_id=meter_id, ts=ts)
+        key = result.keys[0]
+        reading = result.stored_reading(key)
+        if reading is None:
+            meter_id, ts = key
+            reading = Reading.objects.get(meter_id=meter_id, ts=ts)
         reading.duplicate = result.duplicates == 1
         code = status.HTTP_200_OK if reading.duplicate else status.HTTP_201_CREATED
         return Response(serializers.StoredReadingSerializer(reading).data, status=code)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
-from rest_framework import mixins, serializers, viewsets
+from rest_framework import exceptions, mixins, serializers, viewsets
 
 from joulepoint.tenancy.permissions import token_organization
 
@@ -62,4 +66,22 @@ class OrganizationModelViewSet(
     """CRUD on a tenant model; created rows belong to the token's organization."""
 
     def perform_create(self, serializer) -> None:
-        serializer.save(organization=self.organization)
+        with _conflict_as_400():
+            serializer.save(organization=self.organization)
+
+    def perform_update(self, serializer) -> None:
+        with _conflict_as_400():
+            serializer.save()
+
+
+@contextmanager
+def _conflict_as_400() -> Iterator[None]:
+    """Serializers check unique constraints first; two requests racing past that check meet the
+    database constraint, and the loser gets a 400 rather than a 500."""
+    try:
+        with transaction.atomic():
+            yield
+    except IntegrityError:
+        raise exceptions.ValidationError(
+            {"detail": "This conflicts with an existing row (a unique field is taken)."}
+        ) from None

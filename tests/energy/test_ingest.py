@@ -378,6 +378,19 @@ def test_gateway_reading_for_a_meter_of_another_site_is_rejected(org, gateway, d
     assert error_fields(body) == [(0, "meter_id")]
 
 
+def test_gateway_reading_for_a_disabled_meter_is_rejected(site, gateway, device_client):
+    disabled = factories.MeterFactory(site=site, is_active=False)
+    body = assert_rejected(device_client(gateway).post(SINGLE, reading(0, meter_id=disabled.pk)), 400)
+    assert error_fields(body) == [(0, "meter_id")]
+
+
+def test_gateway_reading_whose_id_and_serial_name_different_meters_is_rejected(site, gateway, device_client):
+    first, second = factories.MeterFactory(site=site), factories.MeterFactory(site=site)
+    item = reading(0, meter_id=first.pk, meter_serial=second.serial)
+    body = assert_rejected(device_client(gateway).post(SINGLE, item), 400)
+    assert error_fields(body) == [(0, "meter_serial")]
+
+
 @pytest.mark.parametrize("path", [SINGLE, BULK])
 def test_gateway_reading_naming_no_meter_is_rejected(site, gateway, device_client, path):
     factories.MeterFactory(site=site)
