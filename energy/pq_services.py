@@ -248,7 +248,7 @@ def readings_detect(*, samples_by_meter: dict[int, list[pq.Sample]], source: str
     list(Meter.objects.select_for_update().filter(pk__in=meter_ids).order_by("pk").values_list("pk", flat=True))
     meters = list(Meter.objects.select_related("pq_config", "pq_state").filter(pk__in=meter_ids).order_by("pk"))
     open_events: dict[int, dict[str, PQEvent]] = {}
-    known = [m.pk for m in meters if _related(m, "pq_state") is not None]
+    known = [m.pk for m in meters if getattr(_related(m, "pq_state"), "open_event_count", 0)]
     if known:
         for event in PQEvent.objects.filter(meter_id__in=known, end__isnull=True):
             open_events.setdefault(event.meter_id, {})[event.kind] = event
@@ -337,7 +337,9 @@ def _detect_in_order(context: _MeterContext, samples: list[pq.Sample], open_even
     if any(s.carries_pq for s in samples):
         opened = {kind: _span_of(event) for kind, event in open_events.items()}
         new: list[pq.Span] = []
-        for kind, spans in pq.scan_all(samples, context.limits, opened).items():
+        results = pq.scan_all(samples, context.limits, opened)
+        context.state.open_event_count = sum(1 for spans in results.values() if spans and spans[-1].end is None)
+        for kind, spans in results.items():
             existing = open_events.get(kind)
             for span in spans:
                 if existing is not None and span.start == existing.start:
@@ -387,6 +389,7 @@ def _detect_late(context: _MeterContext, samples: list[pq.Sample]) -> None:
         spans = pq.scan(kind, (s for s in stored if s.ts >= resume[kind]), limits, None)
         _reconcile_pq(context, old_by_kind[kind], spans)
     _reconcile_protection(context, [s for s in stored if s.ts >= t_min], t_min)
+    context.state.open_event_count = PQEvent.objects.filter(meter_id=meter.pk, end__isnull=True).count()
 
 
 def _overlaps(event: PQEvent, span: pq.Span) -> bool:
