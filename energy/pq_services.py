@@ -24,7 +24,7 @@ from datetime import datetime
 
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Case, Count, DateTimeField, OuterRef, Q, Subquery, Value, When
 
 from energy import power_quality as pq
 from energy.models import (
@@ -240,13 +240,36 @@ def readings_detect(*, samples_by_meter: dict[int, list[pq.Sample]], source: str
     if not relevant:
         return
     meter_ids = sorted(relevant)
+    earliest = {meter_id: samples[0].ts for meter_id, samples in relevant.items()}
+    # This batch's own stored readings at or after its earliest relevant one, per meter.
+    own_since = {
+        meter_id: sum(1 for s in samples_by_meter[meter_id] if s.ts >= earliest[meter_id]) for meter_id in meter_ids
+    }
     outbox: Outbox = []
     # The lock serializes detection per meter across processes; id order avoids deadlocks.
     # It is its own statement: in READ COMMITTED a statement sees the snapshot taken when it
-    # started, so rows the previous lock holder committed (a first MeterPQState, closed
-    # events) are only visible to statements issued after the lock is granted.
+    # started, so rows the previous lock holder committed (its readings, a first MeterPQState,
+    # closed events) are only visible to statements issued after the lock is granted.
     list(Meter.objects.select_for_update().filter(pk__in=meter_ids).order_by("pk").values_list("pk", flat=True))
-    meters = list(Meter.objects.select_related("pq_config", "pq_state").filter(pk__in=meter_ids).order_by("pk"))
+    # One query for each meter's configuration, state and stored readings from the batch's
+    # earliest reading on (counted on the (meter, ts) index): if that is more than the batch
+    # stored itself, some reading came later than this one and the window is re-evaluated.
+    since = Case(
+        *(When(pk=meter_id, then=Value(ts)) for meter_id, ts in earliest.items()), output_field=DateTimeField()
+    )
+    stored_since = (
+        Reading.objects.filter(meter_id=OuterRef("pk"), ts__gte=OuterRef("pq_since"))
+        .order_by()
+        .values("meter_id")
+        .annotate(n=Count("*"))
+        .values("n")
+    )
+    meters = list(
+        Meter.objects.select_related("pq_config", "pq_state")
+        .filter(pk__in=meter_ids)
+        .annotate(pq_since=since, pq_stored_since=Subquery(stored_since))
+        .order_by("pk")
+    )
     open_events: dict[int, dict[str, PQEvent]] = {}
     known = [m.pk for m in meters if getattr(_related(m, "pq_state"), "open_event_count", 0)]
     if known:
@@ -256,23 +279,34 @@ def readings_detect(*, samples_by_meter: dict[int, list[pq.Sample]], source: str
         state = _related(meter, "pq_state")
         if state is None:
             state = MeterPQState(meter=meter, organization_id=meter.organization_id)
+        before = _state_key(state)
         context = _MeterContext(meter, thresholds_for(meter, _related(meter, "pq_config")), state, outbox)
         samples = relevant[meter.pk]
-        # Before the rules run, so announcements report the position after this batch.
-        _breaker_observe(
-            state,
-            ((s.ts, pq.physical_breaker(s.breaker_state)) for s in samples if s.breaker_state),
-            ProtectionEvent.Origin.READING,
-        )
-        if state.last_reading_at is None or samples[0].ts > state.last_reading_at:
+        # Latest-timestamp wins, so only the newest sample carrying a position matters.
+        newest = next((s for s in reversed(samples) if s.breaker_state), None)
+        if newest is not None:
+            _breaker_observe(
+                state, [(newest.ts, pq.physical_breaker(newest.breaker_state))], ProtectionEvent.Origin.READING
+            )
+        if (meter.pq_stored_since or 0) <= own_since[meter.pk]:
             _detect_in_order(context, samples, open_events.get(meter.pk, {}))
         else:
             _detect_late(context, samples)
-        if state.last_reading_at is None or samples[-1].ts > state.last_reading_at:
-            state.last_reading_at = samples[-1].ts
-        state.save()
+        if state.pk is None or _state_key(state) != before:
+            state.save()
     if outbox:
         publish_many(outbox, source=source)
+
+
+def _state_key(state: MeterPQState) -> tuple:
+    return (
+        state.open_event_count,
+        state.reading_breaker,
+        state.leakage_over,
+        state.breaker_state,
+        state.breaker_state_at,
+        state.breaker_state_origin,
+    )
 
 
 def _related(meter: Meter, name: str):
