@@ -18,7 +18,6 @@ Every opening and closing is announced once, through the outbox (must not be los
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -282,13 +281,10 @@ def readings_detect(*, samples_by_meter: dict[int, list[pq.Sample]], source: str
         before = _state_key(state)
         context = _MeterContext(meter, thresholds_for(meter, _related(meter, "pq_config")), state, outbox)
         samples = relevant[meter.pk]
-        # Latest-timestamp wins, so only the newest sample carrying a position matters.
-        newest = next((s for s in reversed(samples) if s.breaker_state), None)
-        if newest is not None:
-            _breaker_observe(
-                state, [(newest.ts, pq.physical_breaker(newest.breaker_state))], ProtectionEvent.Origin.READING
-            )
         if (meter.pq_stored_since or 0) <= own_since[meter.pk]:
+            # In order: this batch's newest breaker reading is the meter's newest. Observed
+            # before the rules run, so announcements report the position after this batch.
+            _breaker_observe_readings(state, samples)
             _detect_in_order(context, samples, open_events.get(meter.pk, {}))
         else:
             _detect_late(context, samples)
@@ -422,6 +418,7 @@ def _detect_late(context: _MeterContext, samples: list[pq.Sample]) -> None:
     for kind in pq.PQ_KINDS:
         spans = pq.scan(kind, (s for s in stored if s.ts >= resume[kind]), limits, None)
         _reconcile_pq(context, old_by_kind[kind], spans)
+    _breaker_observe_readings(context.state, stored)
     _reconcile_protection(context, [s for s in stored if s.ts >= t_min], t_min)
     context.state.open_event_count = PQEvent.objects.filter(meter_id=meter.pk, end__isnull=True).count()
 
@@ -565,14 +562,38 @@ def _reconcile_protection(context: _MeterContext, window: list[pq.Sample], t_min
             event.save(update_fields=["earth_leakage_ma"])
 
 
-def _breaker_observe(state: MeterPQState, observations: Iterable[tuple[datetime, str]], origin: str) -> None:
-    """The current breaker position is the latest-timestamped observation, whatever the
-    arrival order; an observation at the same instant as the current one replaces it."""
-    for ts, position in observations:
-        if state.breaker_state_at is None or ts >= state.breaker_state_at:
-            state.breaker_state = position
-            state.breaker_state_at = ts
-            state.breaker_state_origin = origin
+def _breaker_set(state: MeterPQState, ts: datetime, position: str, origin: str) -> None:
+    """Move the current breaker position when `position` is a change observed at or after the
+    moment the current one was established (`breaker_state_at`). A confirmation changes
+    nothing, so the state row is written only when the breaker moves. Callers make sure no
+    later observation exists (the latest-timestamped observation wins)."""
+    if position == state.breaker_state:
+        return
+    if state.breaker_state_at is None or ts >= state.breaker_state_at:
+        state.breaker_state = position
+        state.breaker_state_at = ts
+        state.breaker_state_origin = origin
+
+
+def _breaker_observe_readings(state: MeterPQState, samples: list[pq.Sample]) -> None:
+    """The position in the newest of these readings (samples in timestamp order, none stored
+    after them), dated from the first reading of its final run."""
+    newest = next((s for s in reversed(samples) if s.breaker_state), None)
+    if newest is None:
+        return
+    position = pq.physical_breaker(newest.breaker_state)
+    if position == state.breaker_state:
+        return
+    run_start = newest.ts
+    for sample in reversed(samples):
+        if sample.breaker_state is None:
+            continue
+        if pq.physical_breaker(sample.breaker_state) != position:
+            break
+        run_start = sample.ts
+    if state.breaker_state_at is not None and newest.ts >= state.breaker_state_at > run_start:
+        run_start = newest.ts  # a later posted event interrupted the run: date it after that
+    _breaker_set(state, run_start, position, ProtectionEvent.Origin.READING)
 
 
 # Device-posted protection events -----------------------------------------------------------
@@ -611,8 +632,10 @@ def protection_event_record(
         origin=ProtectionEvent.Origin.DEVICE,
     )
     state, _ = MeterPQState.objects.get_or_create(meter=meter, defaults={"organization_id": meter.organization_id})
-    if kind in BREAKER_AFTER:
-        _breaker_observe(state, [(occurred_at, BREAKER_AFTER[kind])], ProtectionEvent.Origin.DEVICE)
+    # A reading that observed the breaker after this event outranks it (latest wins).
+    later_reading = Reading.objects.filter(meter=meter, ts__gt=occurred_at, extra__has_key="breaker_state").exists()
+    if kind in BREAKER_AFTER and not later_reading:
+        _breaker_set(state, occurred_at, BREAKER_AFTER[kind], ProtectionEvent.Origin.DEVICE)
         state.save(update_fields=["breaker_state", "breaker_state_at", "breaker_state_origin"])
     outbox: Outbox = []
     _announce_protection(event, "recorded", site_id=meter.site_id, breaker_state=state.breaker_state, outbox=outbox)
