@@ -209,7 +209,7 @@ def run(args, settings) -> int:
         reading_batch_ingest(device=meter, items=items, source="bench")
         late_rate.append((back, time.perf_counter() - began))
     for back, took in late_rate:
-        print(f"  late batch of 100 readings {back:>5} s behind the watermark: {took * 1000:7.1f} ms")
+        print(f"  late batch of 100 readings {back:>5} s behind the newest reading: {took * 1000:7.1f} ms")
     print(f"  protection events (breaker constant, leakage under limit): {ProtectionEvent.objects.count()}")
     print(f"  outbox rows written: {OutboxEvent.objects.count()}")
     return 0 if all(ratio >= TARGET_RATIO for ratio in verdicts.values()) else 1

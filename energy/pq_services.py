@@ -7,8 +7,8 @@ gateway batches never deadlock), so concurrent batches of one meter are evaluate
 the other and each sees every reading committed before it.
 
 Arrival order does not change the result. Events are a function of the meter's readings in
-timestamp order. A batch whose readings all lie after the meter's watermark (the latest
-reading evaluated) extends the open events incrementally; that is the common case, and it
+timestamp order. A batch with no other stored reading of the meter at or after its earliest
+one extends the open events incrementally; that is the common case, and it
 reads no readings back. A batch with an earlier reading re-evaluates the affected window from
 stored readings (for each rule, from the start of the event that spanned the earliest new
 reading, else from that reading) and reconciles the stored events with the result: changed
@@ -363,7 +363,7 @@ def _new_events(context: _MeterContext, spans: list[pq.Span]) -> list[PQEvent]:
 
 
 def _detect_in_order(context: _MeterContext, samples: list[pq.Sample], open_events: dict[str, PQEvent]) -> None:
-    """Every sample is after the watermark: continue the open events from where they are."""
+    """No other stored reading is later than these: continue the open events from where they are."""
     if any(s.carries_pq for s in samples):
         opened = {kind: _span_of(event) for kind, event in open_events.items()}
         new: list[pq.Span] = []
@@ -393,7 +393,7 @@ def _detect_in_order(context: _MeterContext, samples: list[pq.Sample], open_even
 
 
 def _detect_late(context: _MeterContext, samples: list[pq.Sample]) -> None:
-    """Some sample is at or before the watermark: re-evaluate the affected window."""
+    """Some stored reading is later than one of these: re-evaluate the affected window."""
     meter, limits = context.meter, context.limits
     t_min = samples[0].ts
     # Per rule, the window starts at the event that spans t_min (its state before t_min is
