@@ -86,7 +86,7 @@ class MeterPQStateInline(MemberInlinePermissions, admin.StackedInline):
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
-    fields = ["breaker_state", "breaker_state_at", "breaker_state_origin", "last_reading_at"]
+    fields = ["breaker_state", "breaker_state_at", "breaker_state_origin", "open_event_count"]
     readonly_fields = fields
 
 

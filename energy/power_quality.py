@@ -78,9 +78,11 @@ class Thresholds:
         }[kind]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Sample:
-    """The fields of one reading that power quality and protection look at."""
+    """The fields of one reading that power quality and protection look at. (Not frozen: a
+    frozen dataclass assigns through object.__setattr__, which made building one per ingested
+    reading cost more than the rules themselves.)"""
 
     ts: datetime
     voltages: tuple[float | None, float | None, float | None]
@@ -270,6 +272,8 @@ def scan_all(
             span.end = sample.ts
             current[kind] = None
 
+    # The loop runs once per ingested reading: `step` is called only when a reading violates
+    # a rule or may close an open event; a normal reading with nothing open costs comparisons.
     for sample in samples:
         if not sample.carries_pq:
             continue
@@ -284,26 +288,37 @@ def scan_all(
             if present:
                 low, high = min(present) / nominal, max(present) / nominal
                 if want_sag:
-                    step(SAG, _below(low, sag_pu), sample)
+                    violating = low < sag_pu and _below(low, sag_pu)
+                    if violating or current[SAG] is not None:
+                        step(SAG, violating, sample)
                 if want_interruption:
-                    step(INTERRUPTION, _below(low, INTERRUPTION_PU), sample)
+                    violating = low < INTERRUPTION_PU and _below(low, INTERRUPTION_PU)
+                    if violating or current[INTERRUPTION] is not None:
+                        step(INTERRUPTION, violating, sample)
                 if want_swell:
-                    step(SWELL, _above(high, swell_pu), sample)
-        if want_thd and sample.thd_v_pct is not None:
-            step(THD, _above(sample.thd_v_pct, thd_pct), sample)
+                    violating = high > swell_pu and _above(high, swell_pu)
+                    if violating or current[SWELL] is not None:
+                        step(SWELL, violating, sample)
+        if want_thd:
+            thd = sample.thd_v_pct
+            if thd is not None:
+                violating = thd > thd_pct and _above(thd, thd_pct)
+                if violating or current[THD] is not None:
+                    step(THD, violating, sample)
         if want_imbalance:
             # NEMA on line-line voltages when all three are sent, else IEEE on phase voltages.
             if None not in sample.line_voltages:
-                triple = sample.line_voltages
+                a, b, c = sample.line_voltages
             elif None not in sample.voltages:
-                triple = sample.voltages
+                a, b, c = sample.voltages
             else:
                 continue
             # unbalance_pct inlined, with the same arithmetic so the screen agrees with check().
-            a, b, c = triple
             average = (a + b + c) / 3
             pct = max(abs(a - average), abs(b - average), abs(c - average)) / average * 100.0 if average > 0 else 0.0
-            step(IMBALANCE, _above(pct, imbalance_pct), sample)
+            violating = pct > imbalance_pct and _above(pct, imbalance_pct)
+            if violating or current[IMBALANCE] is not None:
+                step(IMBALANCE, violating, sample)
     return spans
 
 

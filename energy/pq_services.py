@@ -7,8 +7,8 @@ gateway batches never deadlock), so concurrent batches of one meter are evaluate
 the other and each sees every reading committed before it.
 
 Arrival order does not change the result. Events are a function of the meter's readings in
-timestamp order. A batch whose readings all lie after the meter's watermark (the latest
-reading evaluated) extends the open events incrementally; that is the common case, and it
+timestamp order. A batch with no other stored reading of the meter at or after its earliest
+one extends the open events incrementally; that is the common case, and it
 reads no readings back. A batch with an earlier reading re-evaluates the affected window from
 stored readings (for each rule, from the start of the event that spanned the earliest new
 reading, else from that reading) and reconciles the stored events with the result: changed
@@ -18,13 +18,12 @@ Every opening and closing is announced once, through the outbox (must not be los
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Case, Count, DateTimeField, OuterRef, Q, Subquery, Value, When
 
 from energy import power_quality as pq
 from energy.models import (
@@ -240,15 +239,38 @@ def readings_detect(*, samples_by_meter: dict[int, list[pq.Sample]], source: str
     if not relevant:
         return
     meter_ids = sorted(relevant)
+    earliest = {meter_id: samples[0].ts for meter_id, samples in relevant.items()}
+    # This batch's own stored readings at or after its earliest relevant one, per meter.
+    own_since = {
+        meter_id: sum(1 for s in samples_by_meter[meter_id] if s.ts >= earliest[meter_id]) for meter_id in meter_ids
+    }
     outbox: Outbox = []
     # The lock serializes detection per meter across processes; id order avoids deadlocks.
     # It is its own statement: in READ COMMITTED a statement sees the snapshot taken when it
-    # started, so rows the previous lock holder committed (a first MeterPQState, closed
-    # events) are only visible to statements issued after the lock is granted.
+    # started, so rows the previous lock holder committed (its readings, a first MeterPQState,
+    # closed events) are only visible to statements issued after the lock is granted.
     list(Meter.objects.select_for_update().filter(pk__in=meter_ids).order_by("pk").values_list("pk", flat=True))
-    meters = list(Meter.objects.select_related("pq_config", "pq_state").filter(pk__in=meter_ids).order_by("pk"))
+    # One query for each meter's configuration, state and stored readings from the batch's
+    # earliest reading on (counted on the (meter, ts) index): if that is more than the batch
+    # stored itself, some reading came later than this one and the window is re-evaluated.
+    since = Case(
+        *(When(pk=meter_id, then=Value(ts)) for meter_id, ts in earliest.items()), output_field=DateTimeField()
+    )
+    stored_since = (
+        Reading.objects.filter(meter_id=OuterRef("pk"), ts__gte=OuterRef("pq_since"))
+        .order_by()
+        .values("meter_id")
+        .annotate(n=Count("*"))
+        .values("n")
+    )
+    meters = list(
+        Meter.objects.select_related("pq_config", "pq_state")
+        .filter(pk__in=meter_ids)
+        .annotate(pq_since=since, pq_stored_since=Subquery(stored_since))
+        .order_by("pk")
+    )
     open_events: dict[int, dict[str, PQEvent]] = {}
-    known = [m.pk for m in meters if _related(m, "pq_state") is not None]
+    known = [m.pk for m in meters if getattr(_related(m, "pq_state"), "open_event_count", 0)]
     if known:
         for event in PQEvent.objects.filter(meter_id__in=known, end__isnull=True):
             open_events.setdefault(event.meter_id, {})[event.kind] = event
@@ -256,23 +278,31 @@ def readings_detect(*, samples_by_meter: dict[int, list[pq.Sample]], source: str
         state = _related(meter, "pq_state")
         if state is None:
             state = MeterPQState(meter=meter, organization_id=meter.organization_id)
+        before = _state_key(state)
         context = _MeterContext(meter, thresholds_for(meter, _related(meter, "pq_config")), state, outbox)
         samples = relevant[meter.pk]
-        # Before the rules run, so announcements report the position after this batch.
-        _breaker_observe(
-            state,
-            ((s.ts, pq.physical_breaker(s.breaker_state)) for s in samples if s.breaker_state),
-            ProtectionEvent.Origin.READING,
-        )
-        if state.last_reading_at is None or samples[0].ts > state.last_reading_at:
+        if (meter.pq_stored_since or 0) <= own_since[meter.pk]:
+            # In order: this batch's newest breaker reading is the meter's newest. Observed
+            # before the rules run, so announcements report the position after this batch.
+            _breaker_observe_readings(state, samples)
             _detect_in_order(context, samples, open_events.get(meter.pk, {}))
         else:
             _detect_late(context, samples)
-        if state.last_reading_at is None or samples[-1].ts > state.last_reading_at:
-            state.last_reading_at = samples[-1].ts
-        state.save()
+        if state.pk is None or _state_key(state) != before:
+            state.save()
     if outbox:
         publish_many(outbox, source=source)
+
+
+def _state_key(state: MeterPQState) -> tuple:
+    return (
+        state.open_event_count,
+        state.reading_breaker,
+        state.leakage_over,
+        state.breaker_state,
+        state.breaker_state_at,
+        state.breaker_state_origin,
+    )
 
 
 def _related(meter: Meter, name: str):
@@ -333,11 +363,13 @@ def _new_events(context: _MeterContext, spans: list[pq.Span]) -> list[PQEvent]:
 
 
 def _detect_in_order(context: _MeterContext, samples: list[pq.Sample], open_events: dict[str, PQEvent]) -> None:
-    """Every sample is after the watermark: continue the open events from where they are."""
+    """No other stored reading is later than these: continue the open events from where they are."""
     if any(s.carries_pq for s in samples):
         opened = {kind: _span_of(event) for kind, event in open_events.items()}
         new: list[pq.Span] = []
-        for kind, spans in pq.scan_all(samples, context.limits, opened).items():
+        results = pq.scan_all(samples, context.limits, opened)
+        context.state.open_event_count = sum(1 for spans in results.values() if spans and spans[-1].end is None)
+        for kind, spans in results.items():
             existing = open_events.get(kind)
             for span in spans:
                 if existing is not None and span.start == existing.start:
@@ -361,7 +393,7 @@ def _detect_in_order(context: _MeterContext, samples: list[pq.Sample], open_even
 
 
 def _detect_late(context: _MeterContext, samples: list[pq.Sample]) -> None:
-    """Some sample is at or before the watermark: re-evaluate the affected window."""
+    """Some stored reading is later than one of these: re-evaluate the affected window."""
     meter, limits = context.meter, context.limits
     t_min = samples[0].ts
     # Per rule, the window starts at the event that spans t_min (its state before t_min is
@@ -386,7 +418,9 @@ def _detect_late(context: _MeterContext, samples: list[pq.Sample]) -> None:
     for kind in pq.PQ_KINDS:
         spans = pq.scan(kind, (s for s in stored if s.ts >= resume[kind]), limits, None)
         _reconcile_pq(context, old_by_kind[kind], spans)
+    _breaker_observe_readings(context.state, stored)
     _reconcile_protection(context, [s for s in stored if s.ts >= t_min], t_min)
+    context.state.open_event_count = PQEvent.objects.filter(meter_id=meter.pk, end__isnull=True).count()
 
 
 def _overlaps(event: PQEvent, span: pq.Span) -> bool:
@@ -528,14 +562,38 @@ def _reconcile_protection(context: _MeterContext, window: list[pq.Sample], t_min
             event.save(update_fields=["earth_leakage_ma"])
 
 
-def _breaker_observe(state: MeterPQState, observations: Iterable[tuple[datetime, str]], origin: str) -> None:
-    """The current breaker position is the latest-timestamped observation, whatever the
-    arrival order; an observation at the same instant as the current one replaces it."""
-    for ts, position in observations:
-        if state.breaker_state_at is None or ts >= state.breaker_state_at:
-            state.breaker_state = position
-            state.breaker_state_at = ts
-            state.breaker_state_origin = origin
+def _breaker_set(state: MeterPQState, ts: datetime, position: str, origin: str) -> None:
+    """Move the current breaker position when `position` is a change observed at or after the
+    moment the current one was established (`breaker_state_at`). A confirmation changes
+    nothing, so the state row is written only when the breaker moves. Callers make sure no
+    later observation exists (the latest-timestamped observation wins)."""
+    if position == state.breaker_state:
+        return
+    if state.breaker_state_at is None or ts >= state.breaker_state_at:
+        state.breaker_state = position
+        state.breaker_state_at = ts
+        state.breaker_state_origin = origin
+
+
+def _breaker_observe_readings(state: MeterPQState, samples: list[pq.Sample]) -> None:
+    """The position in the newest of these readings (samples in timestamp order, none stored
+    after them), dated from the first reading of its final run."""
+    newest = next((s for s in reversed(samples) if s.breaker_state), None)
+    if newest is None:
+        return
+    position = pq.physical_breaker(newest.breaker_state)
+    if position == state.breaker_state:
+        return
+    run_start = newest.ts
+    for sample in reversed(samples):
+        if sample.breaker_state is None:
+            continue
+        if pq.physical_breaker(sample.breaker_state) != position:
+            break
+        run_start = sample.ts
+    if state.breaker_state_at is not None and newest.ts >= state.breaker_state_at > run_start:
+        run_start = newest.ts  # a later posted event interrupted the run: date it after that
+    _breaker_set(state, run_start, position, ProtectionEvent.Origin.READING)
 
 
 # Device-posted protection events -----------------------------------------------------------
@@ -574,8 +632,10 @@ def protection_event_record(
         origin=ProtectionEvent.Origin.DEVICE,
     )
     state, _ = MeterPQState.objects.get_or_create(meter=meter, defaults={"organization_id": meter.organization_id})
-    if kind in BREAKER_AFTER:
-        _breaker_observe(state, [(occurred_at, BREAKER_AFTER[kind])], ProtectionEvent.Origin.DEVICE)
+    # A reading that observed the breaker after this event outranks it (latest wins).
+    later_reading = Reading.objects.filter(meter=meter, ts__gt=occurred_at, extra__has_key="breaker_state").exists()
+    if kind in BREAKER_AFTER and not later_reading:
+        _breaker_set(state, occurred_at, BREAKER_AFTER[kind], ProtectionEvent.Origin.DEVICE)
         state.save(update_fields=["breaker_state", "breaker_state_at", "breaker_state_origin"])
     outbox: Outbox = []
     _announce_protection(event, "recorded", site_id=meter.site_id, breaker_state=state.breaker_state, outbox=outbox)

@@ -276,6 +276,9 @@ def test_out_of_order_and_bulk_arrival_give_the_same_events_as_one_by_one(site):
     for chunk in chunks:
         ingest(batched, chunk)
     assert event_shapes(batched) == expected
+    for meter in (in_order, shuffled, batched, reversed_):
+        open_count = PQEvent.objects.filter(meter=meter, end__isnull=True).count()
+        assert MeterPQState.objects.get(meter=meter).open_event_count == open_count
 
 
 @pytest.mark.django_db

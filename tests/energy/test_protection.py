@@ -237,3 +237,27 @@ def test_malformed_bodies_and_credentials(meter, device_client, api, anonymous_a
     for response in (bad_signature, unknown):
         assert "detail" in response.json()
     assert ProtectionEvent.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_posted_event_older_than_the_latest_breaker_reading_does_not_move_the_breaker(meter, device_client):
+    ingest(meter, [reading(0, breaker_state="closed"), reading(100, breaker_state="closed")])
+    response = device_client(meter).post(EVENTS, {"kind": "breaker_open", "timestamp": iso(50)})
+    assert response.status_code == 201  # recorded as history
+    assert breaker(meter) == "closed"
+    assert device_client(meter).post(EVENTS, {"kind": "breaker_open", "timestamp": iso(150)}).status_code == 201
+    assert breaker(meter) == "open"
+    ingest(meter, [reading(120, breaker_state="closed")])  # late reading, older than the event
+    assert breaker(meter) == "open"
+
+
+@pytest.mark.django_db
+def test_confirming_readings_do_not_write_the_state_row(meter):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    ingest(meter, [reading(0, breaker_state="closed", earth_leakage_ma=3.0)])
+    with CaptureQueriesContext(connection) as queries:
+        ingest(meter, [reading(t, breaker_state="closed", earth_leakage_ma=3.0) for t in range(1, 50)])
+    writes = [q["sql"] for q in queries.captured_queries if "meterpqstate" in q["sql"] and "SELECT" not in q["sql"]]
+    assert writes == []
