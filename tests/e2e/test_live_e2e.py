@@ -202,3 +202,33 @@ def test_c_dashboard_in_chromium_updates_chart_and_feed(live_url, monkeypatch):
             browser.close()
     assert (artifacts / "dashboard.png").stat().st_size > 10_000
     assert shutil.which("chromium") or Path(CHROMIUM).exists()
+
+
+def test_outbox_events_reach_a_dashboard_through_the_celery_worker(live_url, celery_worker):
+    """pq.event is a must-not-lose event: outbox row → real Celery worker → Redis channel layer →
+    the uvicorn process's relay → the dashboard socket. Needs REDIS_URL (skips otherwise)."""
+    from django.db import transaction
+
+    from joulepoint.events import publish
+    from joulepoint.events.types import PQ_EVENT
+
+    meter = factories.MeterFactory()
+    token = _token(meter.organization, ["energy:read"])
+
+    async def scenario() -> dict:
+        async with websockets.connect(ws_url(live_url, f"/ws/live/?token={token}")) as live:
+            await next_frame(live, "ready")
+            await live.send(orjson.dumps({"type": "subscribe", "meters": [meter.pk]}).decode())
+            await next_frame(live, "subscribed")
+
+            def announce() -> None:
+                with transaction.atomic():
+                    payload = {"site_id": meter.site_id, "meter_id": meter.pk, "kind": "sag", "voltage": 190.0}
+                    publish(meter.organization, PQ_EVENT, payload, source="e2e")
+
+            await asyncio.to_thread(announce)
+            return await next_frame(live, "event", timeout=20)
+
+    frame = asyncio.run(scenario())
+    assert frame["key"] == PQ_EVENT
+    assert frame["payload"] == {"site_id": meter.site_id, "meter_id": meter.pk, "kind": "sag", "voltage": 190.0}
