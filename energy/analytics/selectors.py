@@ -12,14 +12,13 @@ from datetime import UTC, datetime
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connection
-from django.db.models import Case, Count, F, FloatField, Q, QuerySet, Value, When
+from django.db.models import Case, Count, F, FloatField, QuerySet, Value, When
 from django.utils.dateparse import parse_datetime
 
 from energy.analytics.models import ReadingRollup15m
 from energy.analytics.params import Subject, TimeRange
 from energy.analytics.rollups import rollups_ensure_current
-from joulepoint.events.models import OutboxEvent
-from joulepoint.events.types import PQ_EVENT, PROTECTION_EVENT
+from energy.pq_models import PQEvent, ProtectionEvent
 
 QUARTER_HOURS_KWH = 0.25 / 1000.0  # W averaged over 15 minutes → kWh
 
@@ -106,25 +105,24 @@ def as_datetime(value) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-# Counters of events per subject and range; the PQ/protection app may register its own tables.
+# Counters of events per subject and range: PQ events that started in the range (an opening
+# and a closing are one event) and protection events that occurred in it.
 EventCounter = Callable[..., int]
 
 
-def _outbox_counter(key: str) -> EventCounter:
-    def count(*, organization, meter_ids: list[int], start: datetime, end: datetime) -> int:
-        return (
-            OutboxEvent.objects.for_org(organization)
-            .filter(Q(payload__meter_id__in=meter_ids), key=key, occurred_at__gte=start, occurred_at__lt=end)
-            .count()
-        )
-
-    return count
+def _pq_events(*, organization, meter_ids: list[int], start: datetime, end: datetime) -> int:
+    return PQEvent.objects.for_org(organization).filter(meter_id__in=meter_ids, start__gte=start, start__lt=end).count()
 
 
-EVENT_COUNTERS: dict[str, EventCounter] = {
-    "pq": _outbox_counter(PQ_EVENT),
-    "protection": _outbox_counter(PROTECTION_EVENT),
-}
+def _protection_events(*, organization, meter_ids: list[int], start: datetime, end: datetime) -> int:
+    return (
+        ProtectionEvent.objects.for_org(organization)
+        .filter(meter_id__in=meter_ids, occurred_at__gte=start, occurred_at__lt=end)
+        .count()
+    )
+
+
+EVENT_COUNTERS: dict[str, EventCounter] = {"pq": _pq_events, "protection": _protection_events}
 
 
 def event_counts(*, organization, subject: Subject, time_range: TimeRange) -> dict[str, int]:

@@ -7,8 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from energy.analytics.models import AnalyticsSettings
-from joulepoint.events import publish
-from joulepoint.events.types import PQ_EVENT, PROTECTION_EVENT
+from energy.models import PQEvent, ProtectionEvent
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -156,11 +155,19 @@ def test_empty_group_answers_with_empty_figures(api, org):
 def test_event_counts_in_range_for_the_subjects_meters(api, org, meter, site):
     elsewhere = factories.MeterFactory(site=site)
     at = T0 + timedelta(minutes=5)
-    publish(org, PQ_EVENT, {"meter_id": meter.pk, "kind": "sag"}, source="test", occurred_at=at)
-    publish(org, PQ_EVENT, {"meter_id": meter.pk, "kind": "swell"}, source="test", occurred_at=at)
-    publish(org, PQ_EVENT, {"meter_id": elsewhere.pk, "kind": "sag"}, source="test", occurred_at=at)
-    publish(org, PROTECTION_EVENT, {"meter_id": meter.pk, "kind": "trip"}, source="test", occurred_at=at)
-    publish(org, PROTECTION_EVENT, {"meter_id": meter.pk}, source="test", occurred_at=T0 - timedelta(days=1))
+
+    def pq_event(target, kind, start, end=None):
+        PQEvent.objects.create(
+            organization=org, meter=target, kind=kind, start=start, end=end, last_violation_at=start,
+            worst_value=0.5, unit="pu", threshold=0.9,
+        )  # fmt: skip
+
+    pq_event(meter, "sag", at, end=at + timedelta(seconds=2))  # opened and closed: one event
+    pq_event(meter, "swell", at)
+    pq_event(elsewhere, "sag", at)
+    pq_event(meter, "sag", T0 - timedelta(days=1))
+    ProtectionEvent.objects.create(organization=org, meter=meter, kind="trip", occurred_at=at)
+    ProtectionEvent.objects.create(organization=org, meter=meter, kind="trip", occurred_at=T0 - timedelta(days=1))
     data = kpi(api, meter=meter.pk, start="2026-06-10T10:00:00Z", end="2026-06-10T11:00:00Z")
     assert data["events"] == {"pq": 2, "protection": 1}
 
