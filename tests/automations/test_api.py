@@ -79,6 +79,13 @@ def test_an_action_of_another_organization_is_refused(api, other_org):
     assert not Rule.objects.exists()
 
 
+def test_patch_with_an_empty_rule_action_item_is_400(api, high_power_rule):
+    response = api.patch(f"/api/automations/rules/{high_power_rule.pk}/", {"rule_actions": [{}]}, format="json")
+    assert response.status_code == 400
+    assert "action_id" in str(response.json()["rule_actions"])
+    assert high_power_rule.rule_actions.count() == 1
+
+
 def test_huge_ids_are_400_not_500(api, meter):
     response = api.post("/api/automations/rules/", seed_rule(2**70), format="json")
     assert response.status_code == 400
