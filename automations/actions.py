@@ -364,6 +364,8 @@ class EmailHandler(Handler):
         else:
             for address in recipients:
                 try:
+                    if not isinstance(address, str):
+                        raise TypeError
                     validate_email(address)
                 except (DjangoValidationError, TypeError):
                     errors["recipients"] = f"{address!r} is not an e-mail address"

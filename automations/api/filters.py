@@ -3,7 +3,7 @@ from __future__ import annotations
 import django_filters
 
 from automations.models import Action, Alert, Annotation, Delivery, RelayCommand, Rule
-from joulepoint.tenancy.filters import IdFilter
+from joulepoint.tenancy.filters import IdFilter, UtcDateTimeFilter
 
 
 class ActionFilter(django_filters.FilterSet):
@@ -21,8 +21,8 @@ class RuleFilter(django_filters.FilterSet):
 class DeliveryFilter(django_filters.FilterSet):
     action = IdFilter(field_name="action_id")
     rule = IdFilter(field_name="rule_id")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UtcDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Delivery
@@ -33,8 +33,8 @@ class AlertFilter(django_filters.FilterSet):
     rule = IdFilter(field_name="rule_id")
     meter = IdFilter(field_name="meter_id")
     site = IdFilter(field_name="site_id")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UtcDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Alert
@@ -51,8 +51,8 @@ class RelayCommandFilter(django_filters.FilterSet):
 
 class AnnotationFilter(django_filters.FilterSet):
     meter = IdFilter(field_name="meter_id")
-    start = django_filters.IsoDateTimeFilter(field_name="ts", lookup_expr="gte")
-    end = django_filters.IsoDateTimeFilter(field_name="ts", lookup_expr="lt")
+    start = UtcDateTimeFilter(field_name="ts", lookup_expr="gte")
+    end = UtcDateTimeFilter(field_name="ts", lookup_expr="lt")
 
     class Meta:
         model = Annotation

@@ -120,6 +120,9 @@ class RuleSerializer(TenantModelSerializer):
         return self._template(value)
 
     def validate_rule_actions(self, value: list) -> list:
+        # A PATCH makes nested fields optional; an item still needs its action.
+        if any("action_id" not in item for item in value):
+            raise serializers.ValidationError("each item needs an action_id")
         ids = [item["action_id"].pk for item in value]
         if len(ids) != len(set(ids)):
             raise serializers.ValidationError("an action may appear only once in a rule")

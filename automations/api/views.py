@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.decorators import action
@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from automations import plugins, services
 from automations.api import filters, serializers
 from automations.models import Action, Alert, Annotation, Delivery, RelayCommand, Rule
+from joulepoint.tenancy.filters import UtcDateTimeField
 from joulepoint.tenancy.permissions import OrganizationTokenHasScope
 from joulepoint.tenancy.viewsets import OrganizationModelViewSet, OrganizationViewSet
 
@@ -109,9 +110,10 @@ class DeliveryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organiza
         since = request.query_params.get("since")
         parsed = None
         if since:
-            parsed = parse_datetime(since)
-            if parsed is None:
-                raise exceptions.ValidationError({"since": ["not an ISO 8601 date-time"]})
+            try:
+                parsed = UtcDateTimeField().clean(since)
+            except DjangoValidationError:
+                raise exceptions.ValidationError({"since": ["not an ISO 8601 date-time"]}) from None
         return Response(services.deliveries_metrics(organization_id=self.organization.pk, since=parsed))
 
 

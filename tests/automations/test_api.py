@@ -79,6 +79,23 @@ def test_an_action_of_another_organization_is_refused(api, other_org):
     assert not Rule.objects.exists()
 
 
+def test_patch_with_an_empty_rule_action_item_is_400(api, high_power_rule):
+    response = api.patch(f"/api/automations/rules/{high_power_rule.pk}/", {"rule_actions": [{}]}, format="json")
+    assert response.status_code == 400
+    assert "action_id" in str(response.json()["rule_actions"])
+    assert high_power_rule.rule_actions.count() == 1
+
+
+def test_huge_ids_are_400_not_500(api, meter):
+    response = api.post("/api/automations/rules/", seed_rule(2**70), format="json")
+    assert response.status_code == 400
+    response = api.post(
+        "/api/automations/annotations/", {"meter": 2**70, "ts": "2025-01-01T00:00:00Z", "text": "x"}, format="json"
+    )
+    assert response.status_code == 400
+    assert api.get(f"/api/automations/rules/{2**70}/").status_code == 404
+
+
 def test_malformed_json_body_is_400(api):
     response = api.generic("POST", "/api/automations/rules/", "{not json", content_type="application/json")
     assert response.status_code == 400
@@ -141,6 +158,9 @@ def test_relay_command_action_needs_a_meter_of_the_organization(api, meter, othe
         ("wallet_topup", {"wallet_id": 1, "amount": "NaN", "currency": "EUR"}, "amount", "decimal"),
         ("wallet_topup", {"wallet_id": 1, "amount": "5", "currency": "euro"}, "currency", "ISO 4217"),
         ("webhook", {"url": "https://example.com", "surprise": 1}, "surprise", "unknown config key"),
+        ("notify_email", {"recipients": [{"a": 1}], "subject_template": "x"}, "recipients", "not an e-mail"),
+        ("relay_command", {"meter_id": 2**70, "command": "open"}, "meter_id", "does not exist"),
+        ("webhook", {"url": 5}, "url", "required"),
     ],
 )
 def test_bad_action_configs_are_400_naming_the_key(api, action_type, config, key, words):

@@ -196,6 +196,11 @@ def test_metrics(api, rule, org, meter, receiver):
     assert per_action["action_id"] == rule.rule_actions.get().action_id and per_action["total"] == 3
     assert body["breakers"][0]["state"] == "closed"
     assert api.get("/api/automations/deliveries/metrics?since=yesterday").status_code == 400
+    assert api.get("/api/automations/deliveries/metrics?since=2025-13-45T00:00:00Z").status_code == 400
+    far = api.get("/api/automations/deliveries/metrics", {"since": "2025-01-01T00:00:00+23:00"})
+    assert far.status_code == 200 and far.json()["overall"]["total"] == 3
+    odd = api.get("/api/automations/alerts/", {"created_after": "2025-01-01T00:00:00+23:59"})
+    assert odd.status_code == 200
 
 
 @pytest.mark.parametrize(
