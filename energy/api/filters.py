@@ -3,7 +3,7 @@ from __future__ import annotations
 import django_filters
 
 from energy.models import Gateway, Meter, MeterGroup, Reading, Site
-from joulepoint.tenancy.filters import IdFilter
+from joulepoint.tenancy.filters import IdFilter, UtcDateTimeFilter
 
 
 class SiteFilter(django_filters.FilterSet):
@@ -42,8 +42,8 @@ class GatewayFilter(django_filters.FilterSet):
 
 
 class ReadingFilter(django_filters.FilterSet):
-    start = django_filters.IsoDateTimeFilter(field_name="ts", lookup_expr="gte", label="From (inclusive)")
-    end = django_filters.IsoDateTimeFilter(field_name="ts", lookup_expr="lt", label="Until (exclusive)")
+    start = UtcDateTimeFilter(field_name="ts", lookup_expr="gte", label="From (inclusive)")
+    end = UtcDateTimeFilter(field_name="ts", lookup_expr="lt", label="Until (exclusive)")
     meter = IdFilter(field_name="meter_id")
     site = IdFilter(field_name="meter__site_id")
 

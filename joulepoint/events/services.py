@@ -118,7 +118,14 @@ def outbox_event_dispatch(*, event_id: str) -> bool:
     raise failure
 
 
+def outbox_event_fail(*, event_id: str) -> None:
+    """Give up on a row after its last retry: it stays visible as failed, with its last error."""
+    OutboxEvent.objects.filter(pk=event_id, status=OutboxEvent.Status.PENDING).update(status=OutboxEvent.Status.FAILED)
+
+
 def outbox_pending_ids(*, older_than: timedelta = timedelta(seconds=10), limit: int = 500) -> list[str]:
+    """Rows committed but never attempted: their process died before handing them to a worker.
+    Rows already attempted are in their own task's retry schedule and are left to it."""
     cutoff = timezone.now() - older_than
-    rows = OutboxEvent.objects.filter(status=OutboxEvent.Status.PENDING, created_at__lte=cutoff)
+    rows = OutboxEvent.objects.filter(status=OutboxEvent.Status.PENDING, attempts=0, created_at__lte=cutoff)
     return [str(pk) for pk in rows.values_list("pk", flat=True)[:limit]]

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from datetime import UTC
+
 import django_filters
 from django import forms
+from django_filters.fields import IsoDateTimeField
 
 BIGINT_MAX = 2**63 - 1
 
@@ -21,3 +24,21 @@ class IdFilter(django_filters.Filter):
     """
 
     field_class = IdField
+
+
+class UtcDateTimeField(IsoDateTimeField):
+    """An ISO 8601 instant, normalised to UTC: PostgreSQL refuses offsets beyond ±15:59, which
+    Python (and so the query parameter) allows."""
+
+    def clean(self, value):
+        cleaned = super().clean(value)
+        if cleaned is None:
+            return None
+        try:
+            return cleaned.astimezone(UTC)
+        except OverflowError:
+            raise forms.ValidationError("This instant is outside the supported range.") from None
+
+
+class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UtcDateTimeField

@@ -17,7 +17,13 @@ from energy.models import Site
 from joulepoint.celery import app as celery_app
 from joulepoint.events import publish
 from joulepoint.events.models import OutboxEvent
-from joulepoint.events.services import outbox_event_dispatch, outbox_pending_ids, subscribe, unsubscribe
+from joulepoint.events.services import (
+    outbox_event_dispatch,
+    outbox_event_fail,
+    outbox_pending_ids,
+    subscribe,
+    unsubscribe,
+)
 from joulepoint.events.tasks import outbox_dispatch
 from joulepoint.events.types import Event
 
@@ -237,7 +243,21 @@ def test_failing_subscriber_leaves_the_row_pending_with_its_error(
         outbox_event_dispatch(event_id=str(event.id))
     assert OutboxEvent.objects.get().attempts == 2
     assert len(failing_subscriber) == 2
-    assert str(event.id) in outbox_pending_ids(older_than=timedelta(0))
+    # An attempted row is in its task's retry schedule; the beat sweep leaves it alone.
+    assert str(event.id) not in outbox_pending_ids(older_than=timedelta(0))
+
+
+def test_a_row_given_up_on_is_failed_and_keeps_its_error(org, failing_subscriber, django_capture_on_commit_callbacks):
+    event = publish_uncommitted(django_capture_on_commit_callbacks, org)
+    with pytest.raises(RuntimeError):
+        outbox_event_dispatch(event_id=str(event.id))
+
+    outbox_event_fail(event_id=str(event.id))
+
+    row = OutboxEvent.objects.get()
+    assert row.status == OutboxEvent.Status.FAILED
+    assert "webhook endpoint unreachable" in row.last_error
+    assert str(event.id) not in outbox_pending_ids(older_than=timedelta(0))
 
 
 def test_row_is_dispatched_once_the_subscriber_recovers(org, received, django_capture_on_commit_callbacks):
