@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
-from django.db.models import Count, F, Max, Min, Q, Sum, Value
+from django.db.models import Avg, Count, F, Max, Min, Q, Sum, Value
 
 from energy.analytics import selectors
 from energy.analytics.params import Subject, TimeRange, ceil_time, floor_time, isoz
@@ -38,6 +38,8 @@ def kpi_compute(*, organization, subject: Subject, time_range: TimeRange, tz: Zo
             pf_readings=Sum("n", filter=~_null("power_factor_avg")),
             **{f"v{phase}_min": Min(f"voltage_{phase}_min") for phase in PHASES},
             **{f"v{phase}_max": Max(f"voltage_{phase}_max") for phase in PHASES},
+            # One meter's demand series is its own rows: its figures come from this pass too.
+            **(_demand_aggregates() if len(subject.meter_ids) == 1 else {}),
         )
     }
     registers = {meter_id for meter_id, row in per_meter.items() if row["registers"]}
@@ -47,17 +49,27 @@ def kpi_compute(*, organization, subject: Subject, time_range: TimeRange, tz: Zo
     meters = [per_meter.get(meter_id, {}) for meter_id in subject.meter_ids]
 
     if any(row.get("powers") for row in meters):
-        demand, demand_method = F("total_power_avg") / Value(1000.0), "power"
+        demand, demand_method = POWER_DEMAND, "power"
     else:
-        demand, demand_method = F("total_energy_inc") * Value(4.0), "register"
-    series = rollups.values("ts").annotate(d=Sum(demand)).filter(d__isnull=False).values("ts", "d")
-    peak_at, _, peak_kw, average_kw, intervals = selectors.aggregate_subquery(
-        series,
-        "ts, d, MAX(d) OVER (), AVG(d) OVER (), COUNT(*) OVER ()",
-        suffix="ORDER BY d DESC, ts LIMIT 1",
-        width=5,
-    )
-    peak_at = selectors.as_datetime(peak_at)
+        demand, demand_method = REGISTER_DEMAND, "register"
+    if len(meters) == 1:
+        row = meters[0]
+        peak_kw, average_kw, intervals = (row.get(f"{demand_method}_{agg}") for agg in ("peak", "avg", "count"))
+        peak_at = None
+        if peak_kw is not None:
+            # A top-1 sort of one meter's rows, not a sort of the whole series.
+            peak_at = (
+                rollups.annotate(d=demand).filter(d__isnull=False).order_by("-d", "ts").values_list("ts", flat=True)[:1]
+            ).first()
+    else:
+        series = rollups.values("ts").annotate(d=Sum(demand)).filter(d__isnull=False).values("ts", "d")
+        peak_at, _, peak_kw, average_kw, intervals = selectors.aggregate_subquery(
+            series,
+            "ts, d, MAX(d) OVER (), AVG(d) OVER (), COUNT(*) OVER ()",
+            suffix="ORDER BY d DESC, ts LIMIT 1",
+            width=5,
+        )
+        peak_at = selectors.as_datetime(peak_at)
 
     received = sum(row.get("readings") or 0 for row in meters)
     interval = retention_for(organization.pk).expected_interval_seconds
@@ -109,6 +121,18 @@ def kpi_compute(*, organization, subject: Subject, time_range: TimeRange, tz: Zo
             "expected_interval_seconds": interval,
         },
         "events": selectors.event_counts(organization=organization, subject=subject, time_range=time_range),
+    }
+
+
+POWER_DEMAND = F("total_power_avg") / Value(1000.0)  # kW averaged over the quarter hour
+REGISTER_DEMAND = F("total_energy_inc") * Value(4.0)  # kWh in a quarter hour → kW
+
+
+def _demand_aggregates() -> dict:
+    return {
+        f"{method}_{agg}": func(expression)
+        for method, expression in (("power", POWER_DEMAND), ("register", REGISTER_DEMAND))
+        for agg, func in (("peak", Max), ("avg", Avg), ("count", Count))
     }
 
 
