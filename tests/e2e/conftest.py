@@ -111,7 +111,7 @@ def _wait_for_http(server: ServerProcess, url: str) -> None:
     raise RuntimeError(f"{server.name} did not answer {url} within {STARTUP_TIMEOUT}s:\n{server.output()}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def asgi_server(django_db_setup) -> Iterator[str]:
     """The platform under uvicorn on a free 127.0.0.1 port; yields its base URL."""
     port = _free_port()
@@ -149,9 +149,12 @@ def _wait_for_worker(server: ServerProcess, hostname: str) -> None:
     raise RuntimeError(f"the Celery worker did not answer a ping within {STARTUP_TIMEOUT}s:\n{server.output()}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def celery_worker_process(django_db_setup) -> Iterator[str]:
     """A real Celery worker on the configured broker; yields its hostname.
+
+    Package-scoped: it stops with the last e2e test, so it never consumes tasks that later
+    tests enqueue and write into a test database they are about to flush (a deadlock seen in CI).
 
     Skips when no broker is configured (the embedded default runs tasks in-process)."""
     if not settings.CELERY_BROKER_URL:
