@@ -6,7 +6,7 @@ import django_filters
 from django.db.models import Q
 
 from energy.models import Meter, PQEvent, ProtectionEvent
-from joulepoint.tenancy.filters import IdFilter
+from joulepoint.tenancy.filters import IdFilter, UtcDateTimeFilter
 
 
 class PQEventFilter(django_filters.FilterSet):
@@ -16,8 +16,8 @@ class PQEventFilter(django_filters.FilterSet):
     duration_class = django_filters.ChoiceFilter(choices=PQEvent.DurationClass.choices)
     is_open = django_filters.BooleanFilter(field_name="end", lookup_expr="isnull", label="Open (not yet closed)")
     # Overlap with [start, end): events still running at `start` or later, begun before `end`.
-    start = django_filters.IsoDateTimeFilter(method="filter_start", label="Overlapping from (inclusive)")
-    end = django_filters.IsoDateTimeFilter(field_name="start", lookup_expr="lt", label="Overlapping until (exclusive)")
+    start = UtcDateTimeFilter(method="filter_start", label="Overlapping from (inclusive)")
+    end = UtcDateTimeFilter(field_name="start", lookup_expr="lt", label="Overlapping until (exclusive)")
 
     class Meta:
         model = PQEvent
@@ -32,8 +32,8 @@ class ProtectionEventFilter(django_filters.FilterSet):
     site = IdFilter(field_name="meter__site_id")
     kind = django_filters.ChoiceFilter(choices=ProtectionEvent.Kind.choices)
     origin = django_filters.ChoiceFilter(choices=ProtectionEvent.Origin.choices)
-    start = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="gte", label="From (inclusive)")
-    end = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="lt", label="Until (exclusive)")
+    start = UtcDateTimeFilter(field_name="occurred_at", lookup_expr="gte", label="From (inclusive)")
+    end = UtcDateTimeFilter(field_name="occurred_at", lookup_expr="lt", label="Until (exclusive)")
 
     class Meta:
         model = ProtectionEvent
