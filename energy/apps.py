@@ -12,3 +12,18 @@ class EnergyConfig(AppConfig):
 
         # Dashboards: every live event goes to its site's Channels group (docs/live.md).
         subscribe(live_event_fan_out, keys=LIVE_EVENT_KEYS)
+
+        from django.db.models.signals import post_delete, post_save
+
+        from energy.models import Gateway, Meter
+
+        # A changed or deleted device must not stay authenticated from the shared cache.
+        for model in (Meter, Gateway):
+            post_save.connect(_forget_device, sender=model, dispatch_uid=f"forget-device-{model.__name__}")
+            post_delete.connect(_forget_device, sender=model, dispatch_uid=f"forget-device-del-{model.__name__}")
+
+
+def _forget_device(sender, instance, **kwargs) -> None:
+    from energy.services import device_cache_forget
+
+    device_cache_forget(device_key=instance.device_key)

@@ -13,11 +13,12 @@ from datetime import datetime, timedelta
 
 import orjson
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
 from energy import pq_services
-from energy.analytics.rollups import rollups_mark_dirty
+from energy.analytics.rollups import rollups_dirty_cte_sql, rollups_mark_dirty, rollups_refresh_on_commit
 from energy.models import (
     READING_FIELDS,
     DeviceCommand,
@@ -67,21 +68,51 @@ class IngestResult:
         )
 
 
+# Device lookups are cached only where the cache is shared by every process (Redis): a key
+# rotated or a meter disabled in one process must stop working in all of them at once, which
+# only a shared entry deleted on change can promise. The TTL bounds what a write that bypasses
+# model signals (a queryset update) could leave behind.
+DEVICE_CACHE_SECONDS = 300
+
+
+def _device_cache_key(device_key: uuid.UUID | str) -> str:
+    return f"jp:device:{device_key}"
+
+
+def device_cache_forget(*, device_key: uuid.UUID | str) -> None:
+    """Drop the cached lookup of a key (its device changed, was rotated away or deleted).
+
+    Again after commit: a request in another process may have cached the row as it was before
+    this transaction committed."""
+    if settings.REDIS_URL:
+        key = _device_cache_key(device_key)
+        cache.delete(key)
+        transaction.on_commit(lambda: cache.delete(key))
+
+
 def device_credential_rotate(*, device: DeviceCredential) -> DeviceCredential:
     """Give a meter or gateway a new key and secret; the old key stops working at once."""
+    old_key = device.device_key
     device.device_key = uuid.uuid4()
     device.device_secret = new_device_secret()
     device.key_rotated_at = timezone.now()
     device.save(update_fields=["device_key", "device_secret", "key_rotated_at"])
+    device_cache_forget(device_key=old_key)
     return device
 
 
 def device_for_key(*, device_key: uuid.UUID) -> Meter | Gateway | None:
-    """The active meter or gateway holding this key."""
-    meter = Meter.objects.filter(device_key=device_key, is_active=True).first()
-    if meter is not None:
-        return meter
-    return Gateway.objects.filter(device_key=device_key, is_active=True).first()
+    """The active meter or gateway holding this key (every device request starts here)."""
+    if settings.REDIS_URL:
+        cached = cache.get(_device_cache_key(device_key))
+        if cached is not None:
+            return cached
+    device = Meter.objects.filter(device_key=device_key, is_active=True).first()
+    if device is None:
+        device = Gateway.objects.filter(device_key=device_key, is_active=True).first()
+    if device is not None and settings.REDIS_URL:
+        cache.set(_device_cache_key(device_key), device, DEVICE_CACHE_SECONDS)
+    return device
 
 
 def _bind_meters(device: Meter | Gateway, readings: list[ReadingInput]) -> list[int]:
@@ -139,13 +170,15 @@ bind_meters = _bind_meters
 
 def _insert_readings(rows: list[dict]) -> dict[tuple[int, datetime], int]:
     """Insert rows (dicts keyed by COLUMNS; a missing measurement is NULL), skipping (meter, ts)
-    already stored; returns the id of each (meter, ts) stored.
+    already stored, and mark the rollup windows of the stored ones dirty; returns the id of
+    each (meter, ts) stored.
 
     PostgreSQL gets one INSERT … SELECT FROM json_to_recordset(document): the batch travels as
     one JSON parameter that orjson encodes in C, so a 5,000-row batch is a single round trip
     parsed once (several times faster than Django's multi-row bulk_create, and about a third of
     the client CPU of one array parameter per column, which psycopg adapts element by element
-    in Python). Other databases take one statement per row in the same transaction.
+    in Python); the rollup windows are marked by a CTE of the same statement. Other databases
+    take one statement per row in the same transaction, and one more for the rollup windows.
     """
     # Only identifiers from the model are formatted into the SQL; every value is a parameter.
     table = Reading._meta.db_table
@@ -158,9 +191,11 @@ def _insert_readings(rows: list[dict]) -> dict[tuple[int, datetime], int]:
             record = ", ".join(f"{c} {PG_RECORD_TYPES.get(c, 'float8')}" for c in COLUMNS)
             select = ", ".join(f"t.{c}::jsonb" if c == "extra" else f"t.{c}" for c in COLUMNS)
             sql = (
-                f"INSERT INTO {table} ({columns}) SELECT {select} "  # noqa: S608
+                f"WITH stored AS (INSERT INTO {table} ({columns}) SELECT {select} "  # noqa: S608
                 f"FROM json_to_recordset(%s::json) AS t({record}) "
-                "ON CONFLICT (meter_id, ts) DO NOTHING RETURNING id, meter_id, ts"
+                "ON CONFLICT (meter_id, ts) DO NOTHING RETURNING id, meter_id, ts), "
+                f"dirty AS ({rollups_dirty_cte_sql(stored='stored')}) "
+                "SELECT id, meter_id, ts FROM stored"
             )
             cursor.execute(sql, [orjson.dumps(rows).decode()])
             stored.update(((meter_id, ts), pk) for pk, meter_id, ts in cursor.fetchall())
@@ -175,6 +210,7 @@ def _insert_readings(rows: list[dict]) -> dict[tuple[int, datetime], int]:
                 cursor.execute(sql, adapted)
                 if cursor.rowcount == 1:
                     stored[(row["meter_id"], row["ts"])] = cursor.lastrowid
+            rollups_mark_dirty(keys=stored)
     return stored
 
 
@@ -224,8 +260,9 @@ def reading_batch_ingest(*, device: Meter | Gateway, items: list, source: str) -
                 samples.setdefault(meter_id, []).append(sample_from(ts, reading.values, reading.extra))
             pq_services.readings_detect(samples_by_meter=samples, source=source)
         if stored_keys:
-            # The rollups of these readings' hours are recomputed after commit (analytics).
-            rollups_mark_dirty(keys=stored_keys)
+            # The rollups of these readings' hours (marked by the insert) are recomputed after
+            # commit (analytics).
+            rollups_refresh_on_commit()
             publish(
                 device.organization_id,
                 DATA_INGESTED,

@@ -129,9 +129,9 @@ class ReadingViewSet(DeviceWritesMixin, mixins.ListModelMixin, OrganizationViewS
         if reading is None:
             meter_id, ts = key
             reading = Reading.objects.get(meter_id=meter_id, ts=ts)
-        reading.duplicate = result.duplicates == 1
-        code = status.HTTP_200_OK if reading.duplicate else status.HTTP_201_CREATED
-        return Response(serializers.StoredReadingSerializer(reading).data, status=code)
+        duplicate = result.duplicates == 1
+        code = status.HTTP_200_OK if duplicate else status.HTTP_201_CREATED
+        return Response(serializers.stored_reading_data(reading, duplicate=duplicate), status=code)
 
     @extend_schema(
         request=serializers.ReadingInSerializer(many=True),

@@ -10,12 +10,15 @@ organizations it authenticated for.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import threading
 import uuid
 
 import orjson
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 from joulepoint.events.types import (
     ALERT_TRIGGERED,
@@ -51,17 +54,84 @@ def device_group(device_key: uuid.UUID | str) -> str:
     return f"downlink.{uuid.UUID(str(device_key)).hex}"
 
 
-def group_send(group: str, message: dict) -> None:
-    """Send to a Channels group from synchronous code (services, tasks, the MQTT bridge).
+SENDER_QUEUE_SIZE = 10_000
 
-    Under an ASGI server or the bridge this runs on the process's event loop (asgiref hands
-    the coroutine back to it); in a plain thread, such as a Celery worker, on a fresh loop."""
+
+class _Sender:
+    """A daemon thread with its own event loop that sends to Redis channel-layer groups for
+    synchronous code (request threads, Celery tasks, the MQTT bridge's ingest thread).
+
+    asgiref's async_to_sync from a thread with no outer event loop starts a thread and a loop
+    per call, and channels_redis opens a connection per loop: about 2.7 ms a send, paid by the
+    request that stored the readings. Here the caller only queues the message; one long-lived
+    loop keeps its connections and sends in queue order, so dashboards see frames in the order
+    they were stored. Created on first use in each process (Celery's prefork children included).
+    """
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        self.queue: asyncio.Queue = asyncio.Queue(maxsize=SENDER_QUEUE_SIZE)
+        self.dropped = 0
+        thread = threading.Thread(target=self._serve, name="live-fanout-sender", daemon=True)
+        thread.start()
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self._drain())
+
+    async def _drain(self) -> None:
+        layer = get_channel_layer()
+        while True:
+            group, message = await self.queue.get()
+            try:
+                await layer.group_send(group, message)
+            except Exception:
+                logger.exception("live fan-out to %s failed", group)
+
+    def submit(self, group: str, message: dict) -> None:
+        self.loop.call_soon_threadsafe(self._put, group, message)
+
+    def _put(self, group: str, message: dict) -> None:
+        try:
+            self.queue.put_nowait((group, message))
+        except asyncio.QueueFull:
+            # Best effort, like the fan-out itself: a channel layer that stopped answering must not
+            # grow this process without bound.
+            self.dropped += 1
+            if self.dropped % 1000 == 1:
+                logger.warning("live fan-out queue full; %d messages dropped so far", self.dropped)
+
+
+_sender: _Sender | None = None
+_sender_lock = threading.Lock()
+
+
+def _process_sender() -> _Sender:
+    global _sender
+    with _sender_lock:
+        if _sender is None or _sender.pid != os.getpid():
+            _sender = _Sender()
+        return _sender
+
+
+def group_send(group: str, message: dict) -> None:
+    """Send to a Channels group from synchronous code (services, tasks, the MQTT bridge), without
+    waiting for it: dashboards are a view, and the writer that published must not pay for them.
+
+    A Redis layer is reachable from any loop, so the send goes through the process's sender
+    thread. The in-memory layer (embedded default, tests) lives on the server's own loop, where
+    async_to_sync hands the coroutine back to it."""
     layer = get_channel_layer()
     if layer is None:
         return
     # The group travels with the message: a server process receives all its groups on one relay
     # channel (energy.live.relay) and routes by it.
-    async_to_sync(layer.group_send)(group, {**message, "group": group})
+    message = {**message, "group": group}
+    if isinstance(layer, InMemoryChannelLayer):
+        async_to_sync(layer.group_send)(group, message)
+    else:
+        _process_sender().submit(group, message)
 
 
 def _public(payload: dict) -> dict:

@@ -19,6 +19,7 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from energy.api.authentication import signature_is_valid
+from energy.api.serializers import StoredReadingSerializer
 from energy.models import Reading
 from joulepoint.events.services import subscribe, unsubscribe
 from joulepoint.events.types import DATA_INGESTED
@@ -109,6 +110,18 @@ def test_same_body_again_is_a_200_duplicate_with_no_second_row(meter, device_cli
     assert again.json()["duplicate"] is True
     assert again.json()["id"] == first.json()["id"]
     assert Reading.objects.count() == 1
+
+
+def test_single_answer_is_the_stored_reading_serializer_document(meter, device_client):
+    # The view builds the answer without the serializer (hot path); both must say the same.
+    client = device_client(meter)
+    first = client.post(SINGLE, reading(0, voltage_a=231.5, earth_leakage_ma=3.0))
+    again = client.post(SINGLE, reading(0, voltage_a=231.5, earth_leakage_ma=3.0))
+
+    stored = Reading.objects.get()
+    for response, duplicate in ((first, False), (again, True)):
+        stored.duplicate = duplicate
+        assert response.json() == StoredReadingSerializer(stored).data
 
 
 def test_first_write_wins_for_the_same_meter_and_timestamp(meter, device_client):
