@@ -451,7 +451,10 @@ def test_oauth_token_cannot_post_readings(api):
     assert_rejected(response, 401)
 
 
-def test_disabled_meter_key_is_401(meter, device_client):
+def test_disabled_meter_key_is_401_at_once(meter, device_client):
+    # Accepted first, so a deployment with a device cache has the key cached when it is disabled.
+    assert device_client(meter).post(SINGLE, reading(0)).status_code == 201
+    Reading.objects.all().delete()
     meter.is_active = False
     meter.save()
     assert_rejected(device_client(meter).post(SINGLE, raw=SEED_BODY, sign=True), 401)
