@@ -309,7 +309,8 @@ def _quiet_sql() -> str:
     meter, state, config, reading = (m._meta for m in (Meter, MeterPQState, PQConfig, Reading))
     config_columns = ", ".join(f"c.{config.get_field(name).column}" for name in CONFIG_FIELDS)
     return (
-        f"SELECT m.id, m.nominal_voltage, m.phases, s.open_event_count, "  # noqa: S608
+        "SELECT m.id, m.nominal_voltage, m.phases, s.open_event_count, "  # noqa: S608
+        "s.reading_breaker, s.breaker_state, s.leakage_over, "
         f"(SELECT COUNT(*) FROM {reading.db_table} r WHERE r.meter_id = m.id AND r.ts >= %s), "
         f"c.id, {config_columns} "
         f"FROM {meter.db_table} m "
@@ -323,29 +324,43 @@ def _quiet_meters(
     relevant: dict[int, list[pq.Sample]], earliest: dict[int, datetime], own_since: dict[int, int]
 ) -> set[int]:
     """The meters on which this batch changes nothing: the most common batch by far, normal
-    readings arriving in order on a meter with no open event and no protection fields.
+    readings arriving in order on a meter with no open event, whose breaker and earth leakage
+    stay where they were.
 
     Decided with one plain statement (under the caller's lock) instead of the full detection
     query, whose ORM compilation and planning cost several milliseconds per ingest request.
     A meter without a detection state row yet is never quiet: the full path writes the row.
     """
-    candidates = [m for m, samples in relevant.items() if not any(s.carries_protection for s in samples)]
-    if not candidates:
-        return set()
-    sql = " UNION ALL ".join([_quiet_sql()] * len(candidates))
+    sql = " UNION ALL ".join([_quiet_sql()] * len(relevant))
     params: list = []
-    for meter_id in candidates:
+    for meter_id in relevant:
         params += [connection.ops.adapt_datetimefield_value(earliest[meter_id]), meter_id]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     quiet: set[int] = set()
-    for meter_id, nominal_voltage, phases, open_event_count, stored_since, config_id, *config in rows:
+    for row in rows:
+        meter_id, nominal_voltage, phases, open_event_count, reading_breaker, breaker_state, leakage_was_over = row[:7]
+        stored_since, config_id, config = row[7], row[8], row[9:]
         if open_event_count != 0 or stored_since > own_since[meter_id]:
             continue  # no state yet (None), an event to continue, or a later reading to reconcile with
         values = dict(zip(CONFIG_FIELDS, config, strict=True)) if config_id is not None else dict(CONFIG_DEFAULTS)
         limits = _thresholds(nominal_voltage, phases, values)
-        if not any(pq.scan_all(relevant[meter_id], limits, {}).values()):
+        samples = relevant[meter_id]
+        # The breaker stays in the position both the readings and the meter's state already say.
+        if any(
+            s.breaker_state is not None
+            and not (pq.physical_breaker(s.breaker_state) == reading_breaker == breaker_state)
+            for s in samples
+        ):
+            continue
+        if any(
+            s.earth_leakage_ma is not None
+            and pq.leakage_over(s.earth_leakage_ma, limits.earth_leakage_ma) != bool(leakage_was_over)
+            for s in samples
+        ):
+            continue
+        if not any(pq.scan_all(samples, limits, {}).values()):
             quiet.add(meter_id)
     return quiet
 
