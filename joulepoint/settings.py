@@ -111,7 +111,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {"default": {"BACKEND": "joulepoint.cache.PooledClientRedisCache", "LOCATION": REDIS_URL}}
     # capacity: messages a channel may hold before sends to it are dropped (a relay channel carries
     # every live message of its server process; energy/live/relay.py).
     CHANNEL_LAYERS = {

@@ -1,0 +1,31 @@
+"""Django's Redis cache backend, keeping one client per connection pool.
+
+Django's RedisCacheClient builds a new `redis.Redis` for every cache operation; since redis-py
+5 that constructor fills a case-insensitive table of about 340 response callbacks, which here
+cost about 0.3 ms per `cache.get`, more than the round trip itself. Device lookups and the
+automations' rule check read the cache on every ingest request. A `redis.Redis` is safe to share
+between threads (its pool hands each command a connection), so one per pool is enough.
+"""
+
+from __future__ import annotations
+
+from django.core.cache.backends.redis import RedisCache, RedisCacheClient
+
+
+class PooledClientRedisCacheClient(RedisCacheClient):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._clients: dict[int, object] = {}
+
+    def get_client(self, key=None, *, write=False):
+        index = self._get_connection_pool_index(write)
+        client = self._clients.get(index)
+        if client is None:
+            client = self._clients[index] = self._client(connection_pool=self._get_connection_pool(write))
+        return client
+
+
+class PooledClientRedisCache(RedisCache):
+    def __init__(self, server, params) -> None:
+        super().__init__(server, params)
+        self._class = PooledClientRedisCacheClient
