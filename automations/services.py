@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from automations import jsonlogic, templating
 from automations.actions import ConfigError, Outcome, handler_for, template_context
-from automations.models import Action, Alert, CircuitBreaker, Delivery, RelayCommand, Rule, Severity
+from automations.models import Action, Alert, Annotation, CircuitBreaker, Delivery, RelayCommand, Rule, Severity
 from joulepoint.events import publish
 from joulepoint.events.types import ALERT_TRIGGERED, DATA_INGESTED, Event
 from joulepoint.tenancy.models import Membership
@@ -864,6 +864,38 @@ def relay_commands_expire(*, now: datetime | None = None) -> int:
     now = now or timezone.now()
     return RelayCommand.objects.filter(status=RelayCommand.Status.AWAITING_APPROVAL, expires_at__lte=now).update(
         status=RelayCommand.Status.EXPIRED, updated_at=now
+    )
+
+
+# --- annotations ---------------------------------------------------------------------------------
+
+ANNOTATION_CREATED = "annotation.created"  # a dashboard frame only, not a bus event key
+
+
+def annotation_announce(*, annotation: Annotation) -> None:
+    """After commit, show a new annotation on the live dashboards watching its meter's site
+    (energy.live.fanout; the dashboard draws a marker and adds it to the feed). Not a bus event:
+    rules must not fire on their own annotations."""
+    from energy.live.fanout import live_notice_send
+
+    payload = {
+        "id": annotation.pk,
+        "meter_id": annotation.meter_id,
+        "site_id": annotation.meter.site_id,
+        "ts": annotation.ts.isoformat(),
+        "text": annotation.text,
+        "source": annotation.source,
+        "rule_id": annotation.rule_id,
+    }
+    transaction.on_commit(
+        lambda: live_notice_send(
+            organization_id=annotation.organization_id,
+            site_id=payload["site_id"],
+            key=ANNOTATION_CREATED,
+            payload=payload,
+            ident=f"annotation:{annotation.pk}",
+            occurred_at=annotation.created_at or timezone.now(),
+        )
     )
 
 
