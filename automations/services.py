@@ -16,7 +16,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from celery import current_app
@@ -882,7 +882,7 @@ def annotation_announce(*, annotation: Annotation) -> None:
         "id": annotation.pk,
         "meter_id": annotation.meter_id,
         "site_id": annotation.meter.site_id,
-        "ts": annotation.ts.isoformat(),
+        "ts": annotation.ts.astimezone(UTC).isoformat().replace("+00:00", "Z"),
         "text": annotation.text,
         "source": annotation.source,
         "rule_id": annotation.rule_id,
