@@ -420,7 +420,7 @@ class AnnotateHandler(Handler):
             return Outcome(
                 ok=False, retry=False, error="no meter to annotate: the event names none of this organization"
             )
-        annotation, _ = Annotation.objects.get_or_create(
+        annotation, created = Annotation.objects.get_or_create(
             delivery=delivery,
             defaults={
                 "organization_id": delivery.organization_id,
@@ -431,6 +431,10 @@ class AnnotateHandler(Handler):
                 "rule_id": delivery.rule_id,
             },
         )
+        if created:
+            from automations.services import annotation_announce  # services imports this module
+
+            annotation_announce(annotation=annotation)
         return Outcome(ok=True, result={"annotation_id": annotation.pk})
 
 

@@ -6,8 +6,11 @@ class AutomationsConfig(AppConfig):
     verbose_name = "Automations"
 
     def ready(self) -> None:
-        from automations import services
+        from automations import selectors, services
+        from energy.analytics.annotations import annotation_reader_register
         from joulepoint.events.services import subscribe
         from joulepoint.events.types import EVENT_KEYS
 
         subscribe(services.on_event, keys=EVENT_KEYS)
+        # Annotations show in energy's analytics API and dashboard; energy does not import us.
+        annotation_reader_register(selectors.annotations_for_meters)

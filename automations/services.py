@@ -12,10 +12,11 @@ import hashlib
 import logging
 import os
 import random
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from celery import current_app
@@ -27,7 +28,7 @@ from django.utils import timezone
 
 from automations import jsonlogic, templating
 from automations.actions import ConfigError, Outcome, handler_for, template_context
-from automations.models import Action, Alert, CircuitBreaker, Delivery, RelayCommand, Rule, Severity
+from automations.models import Action, Alert, Annotation, CircuitBreaker, Delivery, RelayCommand, Rule, Severity
 from joulepoint.events import publish
 from joulepoint.events.types import ALERT_TRIGGERED, DATA_INGESTED, Event
 from joulepoint.tenancy.models import Membership
@@ -538,12 +539,7 @@ def deliveries_attempt(*, delivery_ids: list[int], now: datetime | None = None) 
                 results[delivery.pk] = _defer(delivery, retry_at)
                 continue
         ready.append((delivery, healthy))
-    webhooks = [delivery for delivery, _ in ready if delivery.action_type == "webhook"]
-    outcomes: dict[int, Outcome] = {}
-    if len(webhooks) > 1:
-        handler = handler_for("webhook")
-        for delivery, outcome in zip(webhooks, _sender_pool().map(handler.execute, webhooks), strict=True):
-            outcomes[delivery.pk] = outcome
+    outcomes = _webhooks_send([delivery for delivery, _ in ready if delivery.action_type == "webhook"])
     for delivery, healthy in ready:
         outcome = outcomes.get(delivery.pk) or handler_for(delivery.action_type).execute(delivery)
         if delivery.endpoint and not outcome.waiting and not (outcome.ok and healthy):
@@ -554,6 +550,32 @@ def deliveries_attempt(*, delivery_ids: list[int], now: datetime | None = None) 
     if finished:
         results.update(_finish_many(finished, now))
     return results
+
+
+def _webhooks_send(deliveries: list[Delivery]) -> dict[int, Outcome]:
+    """Send a task's webhooks one after another while the receivers answer quickly; once the
+    task's sends have taken AUTOMATIONS_WEBHOOK_SEQUENTIAL_MS in all, send the rest side by side
+    on the sender threads.
+
+    Why not always threads: against a fast receiver an attempt is ~1 ms of CPU, and 25 threads
+    taking turns on the GIL tripled the worker CPU per delivery (measured in-process on PostgreSQL:
+    0.9 ms sequential, 1.4 ms with 4 threads, 3.3 ms with 25); on a busy worker host that CPU is
+    what caps deliveries/s. Why threads at all: when receivers are slow (or time out), waiting
+    dominates and threads are cheap, so 25 slow receivers cost about one wait instead of 25. The
+    budget is a sum, not a per-attempt limit, so one attempt delayed by a busy host does not
+    switch a task of fast receivers to threads."""
+    outcomes: dict[int, Outcome] = {}
+    handler = handler_for("webhook")
+    budget = settings.AUTOMATIONS_WEBHOOK_SEQUENTIAL_MS / 1000
+    started = time.perf_counter()
+    for index, delivery in enumerate(deliveries):
+        outcomes[delivery.pk] = handler.execute(delivery)
+        rest = deliveries[index + 1 :]
+        if rest and time.perf_counter() - started > budget:
+            for other, outcome in zip(rest, _sender_pool().map(handler.execute, rest), strict=True):
+                outcomes[other.pk] = outcome
+            break
+    return outcomes
 
 
 _pool: ThreadPoolExecutor | None = None
@@ -637,17 +659,32 @@ def _apply_outcome(delivery: Delivery, outcome: Outcome, now: datetime) -> float
 
 
 def _finish_many(finished: list[tuple[Delivery, Outcome]], now: datetime) -> dict[int, str]:
-    """Record the outcomes of a task's attempts in one (relaxed) commit. One plain UPDATE per row:
-    Django's bulk_update builds a CASE expression per field and cost ~25 ms of CPU per row here."""
+    """Record the outcomes of a task's attempts in one (relaxed) commit: one UPDATE statement
+    sent for all rows with `executemany`, which psycopg 3 pipelines into a single round trip.
+    Per-row ORM `.update()` calls cost ~0.5 ms of worker CPU per delivery (query compilation
+    plus a round trip each), and Django's bulk_update builds a CASE expression per field that
+    cost far more; the rows differ in nearly every field, so one plain statement it is."""
     retries: list[tuple[int, float]] = []
     for delivery, outcome in finished:
         countdown = _apply_outcome(delivery, outcome, now)
         if countdown:
             retries.append((delivery.pk, countdown))
+    fields = [Delivery._meta.get_field(name) for name in FINISH_FIELDS]
+    quote = connection.ops.quote_name
+    # Only model metadata (quoted names) is formatted in; every value is a parameter.
+    sql = "UPDATE {} SET {} WHERE {} = %s".format(  # noqa: S608
+        quote(Delivery._meta.db_table),
+        ", ".join(f"{quote(field.column)} = %s" for field in fields),
+        quote(Delivery._meta.pk.column),
+    )
+    params = [
+        [field.get_db_prep_save(getattr(delivery, field.attname), connection) for field in fields] + [delivery.pk]
+        for delivery, _ in finished
+    ]
     with transaction.atomic():
         _relaxed_commit()
-        for delivery, _ in finished:
-            Delivery.objects.filter(pk=delivery.pk).update(**{name: getattr(delivery, name) for name in FINISH_FIELDS})
+        with connection.cursor() as cursor:
+            cursor.executemany(sql, params)
     for delivery_id, countdown in retries:
         transaction.on_commit(lambda d=delivery_id, c=countdown: deliveries_enqueue([d], countdown=c))
     return {delivery.pk: delivery.status for delivery, _ in finished}
@@ -827,6 +864,38 @@ def relay_commands_expire(*, now: datetime | None = None) -> int:
     now = now or timezone.now()
     return RelayCommand.objects.filter(status=RelayCommand.Status.AWAITING_APPROVAL, expires_at__lte=now).update(
         status=RelayCommand.Status.EXPIRED, updated_at=now
+    )
+
+
+# --- annotations ---------------------------------------------------------------------------------
+
+ANNOTATION_CREATED = "annotation.created"  # a dashboard frame only, not a bus event key
+
+
+def annotation_announce(*, annotation: Annotation) -> None:
+    """After commit, show a new annotation on the live dashboards watching its meter's site
+    (energy.live.fanout; the dashboard draws a marker and adds it to the feed). Not a bus event:
+    rules must not fire on their own annotations."""
+    from energy.live.fanout import live_notice_send
+
+    payload = {
+        "id": annotation.pk,
+        "meter_id": annotation.meter_id,
+        "site_id": annotation.meter.site_id,
+        "ts": annotation.ts.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "text": annotation.text,
+        "source": annotation.source,
+        "rule_id": annotation.rule_id,
+    }
+    transaction.on_commit(
+        lambda: live_notice_send(
+            organization_id=annotation.organization_id,
+            site_id=payload["site_id"],
+            key=ANNOTATION_CREATED,
+            payload=payload,
+            ident=f"annotation:{annotation.pk}",
+            occurred_at=annotation.created_at or timezone.now(),
+        )
     )
 
 

@@ -167,3 +167,16 @@ class RuleFactory(factory.django.DjangoModelFactory):
 
             for position, action in enumerate(extracted):
                 RuleAction.objects.create(rule=obj, action=action, position=position)
+
+
+class AnnotationFactory(factory.django.DjangoModelFactory):
+    """A note on a meter's timeline; its organization is the meter's unless given."""
+
+    class Meta:
+        model = "automations.Annotation"
+
+    meter = factory.SubFactory(MeterFactory)
+    organization = factory.LazyAttribute(lambda o: o.meter.organization)
+    ts = factory.LazyFunction(timezone.now)
+    text = factory.Sequence(lambda n: f"Note {n}")
+    source = "user"

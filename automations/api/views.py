@@ -225,7 +225,8 @@ class AnnotationViewSet(
     ordering_fields = ["ts", "id"]
 
     def perform_create(self, serializer) -> None:
-        serializer.save(organization=self.organization, source="user")
+        annotation = serializer.save(organization=self.organization, source="user")
+        services.annotation_announce(annotation=annotation)
 
 
 class PluginViewSet(viewsets.ViewSet):

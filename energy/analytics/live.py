@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 
+from energy.analytics.annotations import annotations_read
 from energy.analytics.params import Subject, isoz
 from energy.models import Reading
 
@@ -21,7 +22,10 @@ def _clean(value) -> float | None:
     return None if pd.isna(value) else round(float(value), 6)
 
 
-def live_trail_compute(*, subject: Subject, minutes: int, fields: list[str], now: datetime) -> dict:
+def live_trail_compute(
+    *, organization_id: int, subject: Subject, minutes: int, fields: list[str], now: datetime
+) -> dict:
+    """The trail, plus the subject's annotations in the same window (to draw as markers)."""
     start = now - timedelta(minutes=minutes)
     rows = list(
         Reading.objects.filter(meter_id__in=subject.meter_ids, ts__gte=start, ts__lte=now)
@@ -65,4 +69,7 @@ def live_trail_compute(*, subject: Subject, minutes: int, fields: list[str], now
         "minutes": minutes,
         "fields": fields,
         "series": series,
+        "annotations": annotations_read(
+            organization_id=organization_id, meter_ids=subject.meter_ids, start=start, end=now
+        )[0],
     }

@@ -20,7 +20,7 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from energy.analytics import export, forecast, kpi, live, matrix
+from energy.analytics import annotations, export, forecast, kpi, live, matrix
 from energy.analytics.params import (
     INTERVALS,
     parse_choice,
@@ -103,7 +103,45 @@ class LiveTrailView(AnalyticsView):
         query = request.query_params
         minutes = parse_int(query.get("minutes"), "minutes", default=15, low=1, high=1440)
         fields = parse_fields(query.get("fields"), default=("total_power",))
-        return Response(live.live_trail_compute(subject=subject, minutes=minutes, fields=fields, now=timezone.now()))
+        return Response(
+            live.live_trail_compute(
+                organization_id=self.organization(request).pk,
+                subject=subject,
+                minutes=minutes,
+                fields=fields,
+                now=timezone.now(),
+            )
+        )
+
+
+class AnnotationsView(AnalyticsView):
+    @extend_schema(
+        summary="Annotations on the subject's meter timelines (rules' annotate actions and notes by hand)",
+        parameters=[
+            *SUBJECT_PARAMS,
+            *_range_params("end minus 24 h"),
+            TZ_PARAM,
+            _param(
+                "limit",
+                f"At most this many, oldest first, 1-{annotations.MAX_LIMIT} (default {annotations.DEFAULT_LIMIT}); "
+                "`truncated` says whether more matched",
+                OpenApiTypes.INT,
+            ),
+        ],
+        responses={200: OpenApiTypes.OBJECT, **ERRORS},
+    )
+    def get(self, request):
+        subject, tz = self.subject_and_tz(request)
+        query = request.query_params
+        time_range = parse_range(query, tz=tz, default=timedelta(days=1))
+        limit = parse_int(
+            query.get("limit"), "limit", default=annotations.DEFAULT_LIMIT, low=1, high=annotations.MAX_LIMIT
+        )
+        return Response(
+            annotations.annotations_compute(
+                organization_id=self.organization(request).pk, subject=subject, time_range=time_range, limit=limit
+            )
+        )
 
 
 class KPIView(AnalyticsView):

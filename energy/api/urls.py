@@ -31,6 +31,7 @@ urlpatterns = [
     re_path(r"^devices/commands/(?P<pk>[0-9]{1,18})/ack/?$", device_command_ack, name="device-command-ack"),
     re_path(r"^analytics/live_trail/?$", analytics.LiveTrailView.as_view(), name="analytics-live-trail"),
     re_path(r"^analytics/kpi/?$", analytics.KPIView.as_view(), name="analytics-kpi"),
+    re_path(r"^analytics/annotations/?$", analytics.AnnotationsView.as_view(), name="analytics-annotations"),
     re_path(r"^analytics/matrix/?$", analytics.MatrixView.as_view(), name="analytics-matrix"),
     re_path(r"^analytics/export/?$", analytics.ExportView.as_view(), name="analytics-export"),
     re_path(r"^analytics/forecast/?$", analytics.ForecastView.as_view(), name="analytics-forecast"),

@@ -151,6 +151,25 @@ def live_event_fan_out(event: Event) -> None:
         logger.exception("live fan-out of %s failed", event.key)
 
 
+def live_notice_send(
+    *, organization_id: int, site_id: int | None, key: str, payload: dict, ident: str, occurred_at
+) -> None:
+    """Show dashboards something that is not a bus event (rules must not fire on it), e.g. a new
+    annotation: the same `event` frame a bus event gets, to the site's group (or the
+    organization's). Best effort, like the bus fan-out: a channel-layer outage is logged."""
+    message = {
+        "type": "live.event",
+        "event": {"id": ident, "key": key, "occurred_at": occurred_at.isoformat(), "payload": _public(payload)},
+    }
+    try:
+        if site_id is not None:
+            group_send(site_group(organization_id, site_id), message)
+        else:
+            group_send(org_group(organization_id), message)
+    except Exception:
+        logger.exception("live notice %s failed", key)
+
+
 def _fan_out(event: Event) -> None:
     payload = event.payload or {}
     if event.key == DATA_INGESTED:

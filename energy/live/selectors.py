@@ -11,6 +11,7 @@ from django.db.models import Max
 from django.utils import timezone
 from oauth2_provider.models import AccessToken
 
+from energy.analytics.annotations import annotations_read
 from energy.models import READING_FIELDS, Meter, MeterGroup, Reading, Site
 from joulepoint.tenancy.models import Membership
 
@@ -104,7 +105,8 @@ def dashboard_sites(*, organization_ids: Iterable[int]):
 
 
 def dashboard_snapshot(*, site: Site, window: timedelta = timedelta(minutes=15), now: datetime | None = None) -> dict:
-    """The site's meters, their readings of the last `window` (total_power), and KPI inputs."""
+    """The site's meters, their readings of the last `window` (total_power), KPI inputs, and the
+    annotations on those meters since the window began (markers on the charts, the event feed)."""
     now = now or timezone.now()
     since = now - window
     meters = list(Meter.objects.for_org(site.organization_id).filter(site=site).order_by("id"))
@@ -124,8 +126,18 @@ def dashboard_snapshot(*, site: Site, window: timedelta = timedelta(minutes=15),
         .annotate(last=Max("ts"))
         .values_list("meter_id", "last")
     )
+    # No upper bound, like the readings: an annotation sits at its reading's timestamp, which a
+    # device clock may put a little ahead of ours.
+    annotations, _ = annotations_read(
+        organization_id=site.organization_id,
+        meter_ids=[meter.pk for meter in meters],
+        start=since,
+        end=now + timedelta(days=1),
+        limit=200,
+    )
     return {
         "site": {"id": site.pk, "name": site.name, "timezone": site.timezone},
+        "annotations": annotations,
         "window_seconds": int(window.total_seconds()),
         "fields": list(READING_FIELDS),
         "meters": [

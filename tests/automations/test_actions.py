@@ -188,6 +188,19 @@ def test_annotate_writes_the_meter_timeline_and_the_api_lists_it(api, org, meter
     assert Annotation.objects.count() == 1
 
 
+def test_a_rules_annotation_is_visible_through_the_analytics_api(api, org, meter, outsider_api):
+    action = factories.ActionFactory(
+        organization=org, type="annotate", config={"text_template": "Peak {total_power} W"}
+    )
+    rule = fire(org, meter, action).rule
+    window = {"start": "2025-10-16T00:00:00Z", "end": "2025-10-17T00:00:00Z"}
+    data = api.get("/api/energy/analytics/annotations", {"meter": meter.pk, **window}).json()
+    assert [(a["text"], a["source"], a["rule_id"], a["ts"]) for a in data["annotations"]] == [
+        ("Peak 9000 W", "rule", rule.pk, "2025-10-16T10:00:00Z")
+    ]
+    assert outsider_api.get("/api/energy/analytics/annotations", {"meter": meter.pk, **window}).status_code == 404
+
+
 def test_annotate_without_a_meter_is_dead_not_a_crash(org, meter):
     action = factories.ActionFactory(organization=org, type="annotate", config={"text_template": "x"})
     factories.RuleFactory(organization=org, actions=[action], event_key="pq.event", jsonlogic={"==": [1, 1]})

@@ -265,3 +265,67 @@ def test_sweeper_requeues_due_deliveries_and_expires_commands(org, meter, rule, 
     assert result["queued"] == 1
     delivery.refresh_from_db()
     assert delivery.status == "succeeded"
+
+
+def fire_many(org, meter, count: int) -> list[Delivery]:
+    event = Event(
+        organization_id=org.pk,
+        key=DATA_INGESTED,
+        payload={"readings": [{"meter_id": meter.pk, "total_power": 9000 + i} for i in range(count)]},
+        source="test",
+        occurred_at=timezone.now(),
+        id=uuid.uuid4(),
+    )
+    ids = services.rules_evaluate(event=event).deliveries
+    return list(Delivery.objects.filter(pk__in=ids).order_by("pk"))
+
+
+def test_a_batch_records_each_outcome_on_its_own_row(rule, org, meter, receiver, settings):
+    """One task's attempts are written back in one statement; each row still gets its own result."""
+    settings.AUTOMATIONS_BREAKER_FAILURES = 10
+    receiver.responses = [200, 500, 200, 404]
+    deliveries = fire_many(org, meter, 4)
+    now = timezone.now()
+    results = services.deliveries_attempt(delivery_ids=[d.pk for d in deliveries], now=now)
+    assert results == {deliveries[0].pk: "succeeded", deliveries[1].pk: "retrying",
+                       deliveries[2].pk: "succeeded", deliveries[3].pk: "retrying"}  # fmt: skip
+    rows = {d.pk: d for d in Delivery.objects.filter(pk__in=results)}
+    ok, failed = rows[deliveries[0].pk], rows[deliveries[1].pk]
+    assert ok.attempts == 1 and ok.response_code == 200 and ok.result == {"response": "ok"}
+    assert ok.completed_at is not None and ok.next_attempt_at is None and ok.lease_until is None
+    assert ok.latency_ms is not None and ok.last_error == ""
+    assert failed.attempts == 1 and failed.response_code == 500 and "HTTP 500" in failed.last_error
+    assert failed.next_attempt_at > now and failed.completed_at is None and failed.lease_until is None
+    assert rows[deliveries[3].pk].response_code == 404
+    # the same webhook-id goes out again on the retry
+    services.deliveries_attempt(delivery_ids=[failed.pk], now=failed.next_attempt_at)
+    failed.refresh_from_db()
+    assert failed.status == "succeeded" and failed.attempts == 2
+    sent = [r["headers"]["webhook-id"] for r in receiver.requests]
+    assert sent.count(failed.webhook_id) == 2 and len(sent) == 5
+
+
+class SpyPool:
+    """Stands in for the sender thread pool; records what was handed to it."""
+
+    def __init__(self):
+        self.batches: list[int] = []
+
+    def map(self, fn, items):
+        self.batches.append(len(items))
+        return [fn(item) for item in items]
+
+
+@pytest.mark.parametrize(("budget_ms", "handed_to_threads"), [(60_000, []), (0, [4])])
+def test_a_task_sends_one_by_one_until_its_sends_take_long(
+    rule, org, meter, receiver, settings, monkeypatch, budget_ms, handed_to_threads
+):
+    """Fast receivers: no threads (they cost CPU); once the sends exceed the budget, the rest go
+    to the sender threads at once."""
+    settings.AUTOMATIONS_WEBHOOK_SEQUENTIAL_MS = budget_ms
+    pool = SpyPool()
+    monkeypatch.setattr(services, "_sender_pool", lambda: pool)
+    deliveries = fire_many(org, meter, 5)
+    results = services.deliveries_attempt(delivery_ids=[d.pk for d in deliveries])
+    assert set(results.values()) == {"succeeded"} and len(receiver.requests) == 5
+    assert pool.batches == handed_to_threads

@@ -360,6 +360,29 @@ async def test_dashboard_session_site_subscription_and_events():
     await ws.disconnect()
 
 
+async def test_a_new_annotation_reaches_the_dashboards_of_its_site():
+    from automations.services import ANNOTATION_CREATED, annotation_announce
+
+    org, site, meters = await tenant_with_meters()
+    token = await database_sync_to_async(_token)(org, ["energy:read"])
+    ws = await open_live(f"?token={token}")
+    await recv(ws)
+    await send(ws, {"type": "subscribe", "sites": [site.pk]})
+    await recv(ws)
+    note = await database_sync_to_async(factories.AnnotationFactory)(meter=meters[0], text="HighPower fired")
+    await database_sync_to_async(annotation_announce)(annotation=note)
+    frame = await recv(ws)
+    assert frame["type"] == "event" and frame["key"] == ANNOTATION_CREATED
+    assert frame["payload"]["id"] == note.pk and frame["payload"]["text"] == "HighPower fired"
+    assert frame["payload"]["meter_id"] == meters[0].pk and frame["payload"]["site_id"] == site.pk
+    # another tenant's annotation does not reach this dashboard
+    _, _, foreign_meters = await tenant_with_meters()
+    foreign = await database_sync_to_async(factories.AnnotationFactory)(meter=foreign_meters[0])
+    await database_sync_to_async(annotation_announce)(annotation=foreign)
+    await ws.receive_nothing(timeout=0.3)
+    await ws.disconnect()
+
+
 async def test_dashboard_session_from_foreign_origin_is_refused():
     org, _, _ = await tenant_with_meters()
     membership = await database_sync_to_async(factories.MembershipFactory)(organization=org)

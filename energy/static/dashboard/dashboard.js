@@ -4,7 +4,8 @@
   const root = document.getElementById("dashboard");
   if (!root) return;
   const siteId = Number(root.dataset.site);
-  const meters = new Map(); // id -> {meta, xs, ys, plot, el, last, lastTs}
+  const meters = new Map(); // id -> {meta, xs, ys, notes, plot, el, last, lastTs}
+  const seenNotes = new Set(); // annotation ids already drawn (snapshot and live may overlap)
   let liveCount = 0;
   let lastTs = null;
   let windowSeconds = 900;
@@ -20,6 +21,7 @@
     $("charts").appendChild(el);
     const xs = meta.series.map((p) => p[0]);
     const ys = meta.series.map((p) => p[1]);
+    const notes = []; // [{t, text}]: annotations, drawn as dashed vertical markers
     const plot = new uPlot(
       {
         width: Math.max(360, el.clientWidth - 12),
@@ -28,15 +30,59 @@
         scales: { x: { time: true } },
         axes: [{ stroke: "#8b9bab", grid: { stroke: "#243142" } }, { stroke: "#8b9bab", grid: { stroke: "#243142" }, size: 60 }],
         series: [{}, { label: "power W", stroke: "#f5b301", width: 2, fill: "rgba(245,179,1,.08)" }],
+        plugins: [notesPlugin(notes)],
       },
       [xs, ys],
       el
     );
-    const entry = { meta, xs, ys, plot, el, last: ys.length ? ys[ys.length - 1] : null, lastTs: xs.length ? xs[xs.length - 1] : null };
+    const entry = { meta, xs, ys, notes, plot, el, last: ys.length ? ys[ys.length - 1] : null, lastTs: xs.length ? xs[xs.length - 1] : null };
     el.dataset.points = String(xs.length);
     el.querySelector(".now").textContent = fmtW(entry.last);
     meters.set(meta.id, entry);
     return entry;
+  }
+
+  // Annotation markers: a dashed line at each note's time, inside the plotted range.
+  function notesPlugin(notes) {
+    return {
+      hooks: {
+        draw: [
+          (u) => {
+            const ctx = u.ctx;
+            const [min, max] = [u.scales.x.min, u.scales.x.max];
+            ctx.save();
+            ctx.strokeStyle = "#58a6ff";
+            ctx.fillStyle = "#58a6ff";
+            ctx.setLineDash([4, 3]);
+            ctx.lineWidth = 1;
+            ctx.font = "10px system-ui, sans-serif";
+            for (const note of notes) {
+              if (note.t < min || note.t > max) continue;
+              const x = Math.round(u.valToPos(note.t, "x", true));
+              ctx.beginPath();
+              ctx.moveTo(x, u.bbox.top);
+              ctx.lineTo(x, u.bbox.top + u.bbox.height);
+              ctx.stroke();
+              ctx.fillText(note.text.slice(0, 24), x + 3, u.bbox.top + 10);
+            }
+            ctx.restore();
+          },
+        ],
+      },
+    };
+  }
+
+  function onAnnotation(a) {
+    if (seenNotes.has(a.id)) return;
+    const m = meters.get(a.meter_id);
+    if (!m) return;
+    seenNotes.add(a.id);
+    const t = Date.parse(a.ts) / 1000;
+    m.notes.push({ t, text: a.text });
+    m.el.dataset.annotations = String(m.notes.length);
+    m.el.title = m.notes.map((n) => `${new Date(n.t * 1000).toLocaleTimeString()} ${n.text}`).join("\n");
+    m.plot.redraw();
+    feed(`${m.meta.name} · note: ${a.text}`, "annotation", t);
   }
 
   function updateTiles() {
@@ -57,11 +103,11 @@
     $("kpi-last").textContent = lastTs ? new Date(lastTs * 1000).toLocaleTimeString() : "–";
   }
 
-  function feed(text, cls) {
+  function feed(text, cls, when) {
     const li = document.createElement("li");
     if (cls) li.className = cls;
     const time = document.createElement("time");
-    time.textContent = new Date().toLocaleTimeString();
+    time.textContent = (when ? new Date(when * 1000) : new Date()).toLocaleTimeString();
     li.appendChild(time);
     li.appendChild(document.createTextNode(text));
     const list = $("feed");
@@ -115,6 +161,7 @@
       if (msg.type === "ready") ws.send(JSON.stringify({ type: "subscribe", sites: [siteId] }));
       else if (msg.type === "subscribed") { setStatus("live"); backoff = 500; }
       else if (msg.type === "readings") onReadings(msg.readings);
+      else if (msg.type === "event" && msg.key === "annotation.created") onAnnotation(msg.payload);
       else if (msg.type === "event") feed(`${msg.key}: ${JSON.stringify(msg.payload)}`, "event");
       else if (msg.type === "error") feed(`error: ${msg.code} ${msg.detail || ""}`, "event");
     };
@@ -131,6 +178,7 @@
     .then((snap) => {
       windowSeconds = snap.window_seconds;
       for (const meta of snap.meters) chartFor(meta);
+      for (const a of snap.annotations || []) onAnnotation(a);
       updateTiles();
       connect();
     });
