@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from django.db import connection
 
 from energy.analytics.models import REGISTER_FIELDS, ReadingRollup1h, ReadingRollup1m, ReadingRollup15m
-from energy.analytics.params import Subject, TimeRange
+from energy.analytics.params import Subject, TimeRange, whole_hour_offsets
 from energy.analytics.rollups import rollups_ensure_current
 from energy.models import READING_FIELDS, Reading
 
@@ -171,13 +171,6 @@ def _rollup_rows(model, subject: Subject, time_range: TimeRange, fields: list[st
     )
 
 
-def _whole_hour_offsets(tz: ZoneInfo, time_range: TimeRange) -> bool:
-    return all(
-        moment.astimezone(tz).utcoffset() % timedelta(hours=1) == timedelta(0)
-        for moment in (time_range.start, time_range.end)
-    )
-
-
 def _resampled(subject: Subject, time_range: TimeRange, tz: ZoneInfo, fields: list[str], interval: str):
     direct = {"1min": ReadingRollup1m, "15min": ReadingRollup15m, "1h": ReadingRollup1h}
     if interval in direct:
@@ -190,7 +183,7 @@ def _resampled(subject: Subject, time_range: TimeRange, tz: ZoneInfo, fields: li
         def bucket(ts: datetime):
             return ts.replace(minute=ts.minute - ts.minute % 5, second=0, microsecond=0)
     else:  # 1d: local calendar days, from hourly rollups unless the zone has a fractional offset
-        model = ReadingRollup1h if _whole_hour_offsets(tz, time_range) else ReadingRollup15m
+        model = ReadingRollup1h if whole_hour_offsets(tz, time_range) else ReadingRollup15m
         source = _rollup_rows(model, subject, time_range, fields)
 
         def bucket(ts: datetime):

@@ -154,6 +154,16 @@ def local_midnight(day: date, tz: ZoneInfo) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC)
 
 
+def whole_hour_offsets(tz: ZoneInfo, time_range: TimeRange) -> bool:
+    """Whether every local hour in the range is a whole UTC hour (hourly rollups tile local hours
+    and days): the offset at the start, the end and every local midnight between them."""
+    first = time_range.start.astimezone(tz).date()
+    last = time_range.end.astimezone(tz).date()
+    moments = [time_range.start, time_range.end]
+    moments += [local_midnight(first + timedelta(days=n), tz) for n in range((last - first).days + 1)]
+    return all(moment.astimezone(tz).utcoffset() % timedelta(hours=1) == timedelta(0) for moment in moments)
+
+
 @dataclass
 class TimeRange:
     start: datetime  # UTC, inclusive
