@@ -130,6 +130,7 @@ def parse_tz(value: str | None, default: str) -> ZoneInfo:
         ) from None
 
 
+# Not tenancy's UtcDateTimeField: it reads naive values in the active zone, not tz=, and rejects DST-ambiguous ones.
 def parse_instant(value: str, param: str, tz: ZoneInfo) -> datetime:
     """ISO 8601 date-time (naive values are local to `tz`) or a date (local midnight)."""
     value = value.strip()
