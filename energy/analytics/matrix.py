@@ -1,8 +1,9 @@
-"""Energy heatmap: local day x hour of day (or weekday x hour), from 15-minute rollups.
+"""Energy heatmap: local day x hour of day (or weekday x hour), from rollups.
 
-SQL sums the subject's 15-minute rollups per local hour (zone-aware truncation on both
-databases), so it is DST-correct and the same on every database: a spring-forward day has no
-value at the skipped hour, a fall-back day adds both occurrences of the repeated hour.
+SQL sums the subject's rollups (hourly where they tile local hours, else 15-minute) per local
+date and hour (zone-aware on both databases), so it is DST-correct and the same on every
+database: a spring-forward day has no value at the skipped hour, a fall-back day adds both
+occurrences of the repeated hour.
 """
 
 from __future__ import annotations
