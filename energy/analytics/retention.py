@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from energy.analytics.models import ROLLUP_MODELS, AnalyticsSettings
+from energy.analytics.params import floor_time
 from energy.models import Meter, Reading
 from joulepoint.tenancy.models import Organization
 
@@ -148,7 +149,9 @@ def retention_enforce(*, organization: Organization, now: datetime | None = None
         for meter_id in meter_ids:
             deleted["raw"] += _delete_in_batches(Reading, meter_id, cutoff, batch_size)
     if retention.rollup_days is not None:
-        cutoff = now - timedelta(days=retention.rollup_days)
+        # On a whole hour, so every level keeps or drops the same hours: KPIs read the hourly
+        # rollups for whole hours and the 15-minute ones for the demand series.
+        cutoff = floor_time(now - timedelta(days=retention.rollup_days), 3600)
         for model in ROLLUP_MODELS:
             for meter_id in meter_ids:
                 deleted["rollups"] += _delete_in_batches(model, meter_id, cutoff, batch_size)
