@@ -15,6 +15,8 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from automations.models import Action, Alert, Annotation, Delivery, RelayCommand, Rule
+from energy.analytics.models import AnalyticsSettings
+from energy.api.analytics import AnalyticsView
 from energy.api.authentication import DeviceKeyAuthentication
 from energy.models import (
     DeviceCommand,
@@ -34,8 +36,6 @@ pytestmark = pytest.mark.django_db
 # Documentation routes hold no tenant data.
 SKIPPED_ROUTE_NAMES = {"schema", "api-docs"}
 MARKER = "ACME-PRIVATE"
-# Analytics routes take their subject as a query parameter (meter=, group=) and answer 400 without one.
-ANALYTICS_PREFIX = "analytics-"
 T0 = datetime(2025, 10, 16, 10, tzinfo=UTC)
 
 
@@ -75,6 +75,13 @@ def route_model(pattern: URLPattern):
     return queryset.model if queryset is not None else getattr(view_class, "model", None)
 
 
+def is_analytics_subject_route(pattern: URLPattern) -> bool:
+    """Analytics routes take their subject as a query parameter (meter=, group=) and answer 400
+    without one. (The analytics settings route has no subject: it is the organization's own row.)"""
+    view_class = getattr(pattern.callback, "view_class", None)
+    return view_class is not None and issubclass(view_class, AnalyticsView)
+
+
 def is_device_route(pattern: URLPattern) -> bool:
     """Routes only devices call (X-Device-Key): walked with the outsider's meter key, not a token."""
     view_class = getattr(pattern.callback, "cls", None)
@@ -104,6 +111,10 @@ def _rows(org, marker: str) -> dict:
     command = DeviceCommand.objects.create(
         organization=org, meter=meter, name=f"{marker} command", expires_at=timezone.now() + timedelta(hours=1)
     )
+    # One settings row per organization: the snapshot proves no write of the outsider reaches it.
+    analytics_settings = AnalyticsSettings.objects.create(
+        organization=org, raw_retention_days=42, rollup_retention_days=4242, expected_interval_seconds=42
+    )
     return {
         Site: site,
         Meter: meter,
@@ -114,6 +125,7 @@ def _rows(org, marker: str) -> dict:
         PQEvent: pq_event,
         ProtectionEvent: protection_event,
         DeviceCommand: command,
+        AnalyticsSettings: analytics_settings,
         **_automation_rows(org, marker, meter),
     }
 
@@ -205,7 +217,7 @@ def test_route_walked_as_another_tenant(outsider_api, first, own, route, pattern
     for method in route_methods(pattern):
         if kwargs:
             _detail_is_404(outsider_api, url, method, first)
-        elif method == "get" and pattern.name.startswith(ANALYTICS_PREFIX):
+        elif method == "get" and is_analytics_subject_route(pattern):
             _analytics_subject_is_404(outsider_api, url, first, own)
         elif method == "get":
             _list_has_no_foreign_rows(outsider_api, url, model, pattern, first, own)

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from django.db import connection
 
 from energy.analytics.models import REGISTER_FIELDS, ReadingRollup1h, ReadingRollup1m, ReadingRollup15m
-from energy.analytics.params import Subject, TimeRange
+from energy.analytics.params import Subject, TimeRange, whole_hour_offsets
 from energy.analytics.rollups import rollups_ensure_current
 from energy.models import READING_FIELDS, Reading
 
@@ -129,6 +129,17 @@ _PG_ISO = (
 
 _PG_ISO_SECONDS = "to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
+# The same text from the timestamp's own output, about twice as cheap for the server as to_char:
+# `2026-06-10 10:00:00` or `… 10:00:00.25` (DateStyle ISO, which psycopg needs anyway), ' ' → 'T',
+# a fraction padded to microseconds. `t` is the text; the raw export checks its length.
+_PG_TEXT = "replace((ts AT TIME ZONE 'UTC')::text, ' ', 'T')"
+_PG_TEXT_ISO = "CASE WHEN length(t) = 19 THEN t ELSE rpad(t, 26, '0') END || 'Z'"
+
+
+def _iso_datestyle() -> bool:
+    info = getattr(connection.connection, "info", None)
+    return bool(info) and (info.parameter_status("DateStyle") or "").startswith("ISO")
+
 
 def _server_lines(
     model, subject: Subject, time_range: TimeRange, fields: list[str], *, resampled: bool
@@ -136,14 +147,22 @@ def _server_lines(
     """PostgreSQL: the server formats each CSV line (float8 text is the shortest round-trip, as
     in COPY), so Python only joins strings: no per-value work in Python."""
     columns = [*(["n"] if resampled else []), *(_rollup_column(f) if resampled else f for f in fields)]
-    # Rollup buckets are whole seconds; raw timestamps may carry microseconds.
-    stamp = _PG_ISO_SECONDS if resampled else _PG_ISO
-    line = ", ".join([stamp, "meter_id::text", *(f"coalesce({column}::text, '')" for column in columns)])
+    values = ["meter_id::text", *(f"coalesce({column}::text, '')" for column in columns)]
     # Identifiers come from the model and READING_FIELDS only; values are bound by psycopg.
-    statement = (
-        f"SELECT concat_ws(',', {line}) FROM {model._meta.db_table} "  # noqa: S608
-        "WHERE meter_id = %s AND ts >= %s AND ts < %s ORDER BY ts"
-    )
+    table, where = model._meta.db_table, "WHERE meter_id = %s AND ts >= %s AND ts < %s ORDER BY ts"
+    with connection.cursor():
+        iso_text = _iso_datestyle()
+    source = table
+    if not iso_text:
+        # Rollup buckets are whole seconds; raw timestamps may carry microseconds.
+        stamp = _PG_ISO_SECONDS if resampled else _PG_ISO
+    elif resampled:
+        stamp = _PG_TEXT + " || 'Z'"
+    else:
+        # The text once per row (OFFSET 0 keeps the planner from inlining it three times).
+        stamp, source = _PG_TEXT_ISO, f"{table}, LATERAL (SELECT {_PG_TEXT} AS t OFFSET 0) stamp"
+    line = ", ".join([stamp, *values])
+    statement = f"SELECT concat_ws(',', {line}) FROM {source} {where}"  # noqa: S608
     # One index range scan per meter and time window, already in order, fetched whole by a
     # client-side cursor: memory is bounded by the window (WINDOWS), not by the export. (A
     # server-side cursor outside a transaction is WITH HOLD, which makes PostgreSQL materialize
@@ -171,13 +190,6 @@ def _rollup_rows(model, subject: Subject, time_range: TimeRange, fields: list[st
     )
 
 
-def _whole_hour_offsets(tz: ZoneInfo, time_range: TimeRange) -> bool:
-    return all(
-        moment.astimezone(tz).utcoffset() % timedelta(hours=1) == timedelta(0)
-        for moment in (time_range.start, time_range.end)
-    )
-
-
 def _resampled(subject: Subject, time_range: TimeRange, tz: ZoneInfo, fields: list[str], interval: str):
     direct = {"1min": ReadingRollup1m, "15min": ReadingRollup15m, "1h": ReadingRollup1h}
     if interval in direct:
@@ -190,7 +202,7 @@ def _resampled(subject: Subject, time_range: TimeRange, tz: ZoneInfo, fields: li
         def bucket(ts: datetime):
             return ts.replace(minute=ts.minute - ts.minute % 5, second=0, microsecond=0)
     else:  # 1d: local calendar days, from hourly rollups unless the zone has a fractional offset
-        model = ReadingRollup1h if _whole_hour_offsets(tz, time_range) else ReadingRollup15m
+        model = ReadingRollup1h if whole_hour_offsets(tz, time_range) else ReadingRollup15m
         source = _rollup_rows(model, subject, time_range, fields)
 
         def bucket(ts: datetime):

@@ -117,3 +117,19 @@ class AnalyticsSettings(TenantModel):
 
     def __str__(self) -> str:
         return f"Analytics settings of {self.organization}"
+
+    def clean(self) -> None:
+        # The same rules as the API (rollups outlive raw data; bounded days), for the admin form.
+        from django.core.exceptions import ValidationError
+
+        from energy.analytics.retention import analytics_settings_errors
+
+        if self.expected_interval_seconds is None:
+            return  # the form reports the missing value itself
+        errors = analytics_settings_errors(
+            raw_retention_days=self.raw_retention_days,
+            rollup_retention_days=self.rollup_retention_days,
+            expected_interval_seconds=self.expected_interval_seconds,
+        )
+        if errors:
+            raise ValidationError(errors)

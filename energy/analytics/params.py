@@ -130,6 +130,7 @@ def parse_tz(value: str | None, default: str) -> ZoneInfo:
         ) from None
 
 
+# Not tenancy's UtcDateTimeField: it reads naive values in the active zone, not tz=, and rejects DST-ambiguous ones.
 def parse_instant(value: str, param: str, tz: ZoneInfo) -> datetime:
     """ISO 8601 date-time (naive values are local to `tz`) or a date (local midnight)."""
     value = value.strip()
@@ -152,6 +153,16 @@ def parse_instant(value: str, param: str, tz: ZoneInfo) -> datetime:
 
 def local_midnight(day: date, tz: ZoneInfo) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC)
+
+
+def whole_hour_offsets(tz: ZoneInfo, time_range: TimeRange) -> bool:
+    """Whether every local hour in the range is a whole UTC hour (hourly rollups tile local hours
+    and days): the offset at the start, the end and every local midnight between them."""
+    first = time_range.start.astimezone(tz).date()
+    last = time_range.end.astimezone(tz).date()
+    moments = [time_range.start, time_range.end]
+    moments += [local_midnight(first + timedelta(days=n), tz) for n in range((last - first).days + 1)]
+    return all(moment.astimezone(tz).utcoffset() % timedelta(hours=1) == timedelta(0) for moment in moments)
 
 
 @dataclass

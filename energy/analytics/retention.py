@@ -13,10 +13,17 @@ from django.db import transaction
 from django.utils import timezone
 
 from energy.analytics.models import ROLLUP_MODELS, AnalyticsSettings
+from energy.analytics.params import floor_time
 from energy.models import Meter, Reading
 from joulepoint.tenancy.models import Organization
 
 logger = logging.getLogger(__name__)
+
+
+# Bounds of the settings: a century of retention (a cutoff further back would overflow dates) and
+# a reporting interval of at most a day.
+MAX_RETENTION_DAYS = 36_500
+MAX_EXPECTED_INTERVAL_SECONDS = 86_400
 
 
 @dataclass(frozen=True)
@@ -24,6 +31,7 @@ class Retention:
     raw_days: int | None
     rollup_days: int | None
     expected_interval_seconds: int
+    source: str = "organization"  # or "defaults": the organization has no settings row
 
 
 def _days(value: int) -> int | None:
@@ -38,8 +46,83 @@ def retention_for(organization_id: int) -> Retention:
             raw_days=_days(settings.ANALYTICS_RAW_RETENTION_DAYS),
             rollup_days=_days(settings.ANALYTICS_ROLLUP_RETENTION_DAYS),
             expected_interval_seconds=settings.ANALYTICS_EXPECTED_INTERVAL_SECONDS,
+            source="defaults",
         )
     return Retention(row.raw_retention_days, row.rollup_retention_days, row.expected_interval_seconds)
+
+
+class AnalyticsSettingsInvalid(Exception):
+    """Settings that break a rule; `errors` maps each field to what is wrong with it."""
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__(errors)
+        self.errors = errors
+
+
+def analytics_settings_errors(
+    *, raw_retention_days: int | None, rollup_retention_days: int | None, expected_interval_seconds: int
+) -> dict[str, str]:
+    """What is wrong with a set of settings (empty when nothing). The admin and the API share it.
+
+    Rollups are the downsampled history that outlives raw data, so they are kept at least as
+    long as the raw readings they summarise: otherwise a KPI over a range whose raw rows still
+    exist would find no rollups there (and a late reading would recreate some of them)."""
+    errors: dict[str, str] = {}
+    for name, days in (("raw_retention_days", raw_retention_days), ("rollup_retention_days", rollup_retention_days)):
+        if days is not None and not 1 <= days <= MAX_RETENTION_DAYS:
+            errors[name] = f"Must be a whole number of days from 1 to {MAX_RETENTION_DAYS}, or null (keep forever)."
+    if not 1 <= expected_interval_seconds <= MAX_EXPECTED_INTERVAL_SECONDS:
+        errors["expected_interval_seconds"] = f"Must be from 1 to {MAX_EXPECTED_INTERVAL_SECONDS} seconds."
+    if errors:
+        return errors
+    if rollup_retention_days is not None:
+        if raw_retention_days is None:
+            errors["rollup_retention_days"] = (
+                "Raw readings are kept forever, so rollups must be too (null): rollups may not expire "
+                "before the raw readings they summarise."
+            )
+        elif rollup_retention_days < raw_retention_days:
+            errors["rollup_retention_days"] = (
+                f"Must be at least raw_retention_days ({raw_retention_days}) or null: rollups may not "
+                "expire before the raw readings they summarise."
+            )
+    return errors
+
+
+@transaction.atomic
+def analytics_settings_update(*, organization: Organization, values: dict, partial: bool = False) -> Retention:
+    """Set an organization's retention and expected interval; returns the settings now in force.
+
+    `partial`: fields missing from `values` keep their current value (the organization's, or the
+    platform defaults it had so far); otherwise they take the model's defaults (keep forever,
+    60 s). The rules are checked on the result, so a PATCH of one field cannot break them.
+    Expired rows are deleted by the next hourly retention run, not here.
+    Tenant scope: the organization's own settings row only."""
+    # The row is created (with the values in force so far) if missing, then locked, so two
+    # concurrent updates neither collide on the one-per-organization row nor lose a field.
+    before = retention_for(organization.pk)
+    created, _ = AnalyticsSettings.objects.get_or_create(
+        organization=organization,
+        defaults={
+            "raw_retention_days": before.raw_days,
+            "rollup_retention_days": before.rollup_days,
+            "expected_interval_seconds": before.expected_interval_seconds,
+        },
+    )
+    row = AnalyticsSettings.objects.select_for_update().get(pk=created.pk)
+    merged = {
+        "raw_retention_days": row.raw_retention_days if partial else None,
+        "rollup_retention_days": row.rollup_retention_days if partial else None,
+        "expected_interval_seconds": row.expected_interval_seconds if partial else 60,
+    }
+    merged.update({key: value for key, value in values.items() if key in merged})
+    errors = analytics_settings_errors(**merged)
+    if errors:
+        raise AnalyticsSettingsInvalid(errors)
+    for key, value in merged.items():
+        setattr(row, key, value)
+    row.save()
+    return retention_for(organization.pk)
 
 
 def raw_cutoff_for_meter(meter_id: int, *, now: datetime | None = None) -> datetime | None:
@@ -66,7 +149,9 @@ def retention_enforce(*, organization: Organization, now: datetime | None = None
         for meter_id in meter_ids:
             deleted["raw"] += _delete_in_batches(Reading, meter_id, cutoff, batch_size)
     if retention.rollup_days is not None:
-        cutoff = now - timedelta(days=retention.rollup_days)
+        # On a whole hour, so every level keeps or drops the same hours: KPIs read the hourly
+        # rollups for whole hours and the 15-minute ones for the demand series.
+        cutoff = floor_time(now - timedelta(days=retention.rollup_days), 3600)
         for model in ROLLUP_MODELS:
             for meter_id in meter_ids:
                 deleted["rollups"] += _delete_in_batches(model, meter_id, cutoff, batch_size)

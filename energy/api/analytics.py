@@ -16,11 +16,13 @@ from django.http import StreamingHttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from energy.analytics import annotations, export, forecast, kpi, live, matrix
+from energy.analytics import annotations, export, forecast, kpi, live, matrix, retention
 from energy.analytics.params import (
     INTERVALS,
     parse_choice,
@@ -267,3 +269,94 @@ class ForecastView(AnalyticsView):
             tz=tz,
         )
         return Response(result)
+
+
+class AnalyticsSettingsSerializer(serializers.Serializer):
+    """An organization's retention and expected reporting interval (null days: keep forever)."""
+
+    raw_retention_days = serializers.IntegerField(
+        min_value=1,
+        max_value=retention.MAX_RETENTION_DAYS,
+        allow_null=True,
+        help_text="Delete raw readings older than this many days; null keeps them forever",
+    )
+    rollup_retention_days = serializers.IntegerField(
+        min_value=1,
+        max_value=retention.MAX_RETENTION_DAYS,
+        allow_null=True,
+        help_text="Delete rollups (1 min, 15 min, 1 h) older than this many days; at least "
+        "raw_retention_days, or null (forever; required when raw readings are kept forever)",
+    )
+    expected_interval_seconds = serializers.IntegerField(
+        min_value=1,
+        max_value=retention.MAX_EXPECTED_INTERVAL_SECONDS,
+        required=False,
+        help_text="How often meters are expected to report, the base of data completeness "
+        "(default 60; PUT without it resets it to 60)",
+    )
+    # A plain string, not an enum: a generic "SourceEnum" component would collide in the schema.
+    source = serializers.CharField(
+        read_only=True,
+        help_text="organization: its own settings; defaults: it has none yet and the platform's apply",
+    )
+
+    @staticmethod
+    def shape(settings_in_force: retention.Retention) -> dict:
+        return {
+            "raw_retention_days": settings_in_force.raw_days,
+            "rollup_retention_days": settings_in_force.rollup_days,
+            "expected_interval_seconds": settings_in_force.expected_interval_seconds,
+            "source": settings_in_force.source,
+        }
+
+
+SETTINGS_ERRORS = {
+    400: OpenApiResponse(description="Invalid body: a JSON object naming each bad field; nothing was written"),
+    401: ERRORS[401],
+    403: OpenApiResponse(description="The token lacks energy:read (GET) or energy:write (PUT, PATCH)"),
+}
+
+
+class AnalyticsSettingsView(APIView):
+    """How long the organization keeps raw readings and rollups, and how often its meters are
+    expected to report. Expired rows are deleted by the hourly retention run."""
+
+    # Not an AnalyticsView: no subject, the organization is the token's. Reads need energy:read,
+    # writes energy:write (OrganizationTokenHasScope, by method). The admin edits the same row.
+    permission_classes = [OrganizationTokenHasScope]
+    scope_domain = "energy"
+
+    @extend_schema(
+        summary="Retention and expected reporting interval of the token's organization",
+        responses={200: AnalyticsSettingsSerializer, 401: ERRORS[401], 403: SETTINGS_ERRORS[403]},
+    )
+    def get(self, request):
+        in_force = retention.retention_for(token_organization(request).pk)
+        return Response(AnalyticsSettingsSerializer.shape(in_force))
+
+    @extend_schema(
+        summary="Replace the retention settings (a missing expected_interval_seconds becomes 60)",
+        request=AnalyticsSettingsSerializer,
+        responses={200: AnalyticsSettingsSerializer, **SETTINGS_ERRORS},
+    )
+    def put(self, request):
+        return self._write(request, partial=False)
+
+    @extend_schema(
+        summary="Change some retention settings; the others keep their value",
+        request=AnalyticsSettingsSerializer(partial=True),
+        responses={200: AnalyticsSettingsSerializer, **SETTINGS_ERRORS},
+    )
+    def patch(self, request):
+        return self._write(request, partial=True)
+
+    def _write(self, request, *, partial: bool) -> Response:
+        serializer = AnalyticsSettingsSerializer(data=request.data, partial=partial)
+        serializer.is_valid(raise_exception=True)
+        try:
+            in_force = retention.analytics_settings_update(
+                organization=token_organization(request), values=dict(serializer.validated_data), partial=partial
+            )
+        except retention.AnalyticsSettingsInvalid as exc:
+            raise ValidationError({field: [message] for field, message in exc.errors.items()}) from None
+        return Response(AnalyticsSettingsSerializer.shape(in_force))

@@ -35,5 +35,6 @@ urlpatterns = [
     re_path(r"^analytics/matrix/?$", analytics.MatrixView.as_view(), name="analytics-matrix"),
     re_path(r"^analytics/export/?$", analytics.ExportView.as_view(), name="analytics-export"),
     re_path(r"^analytics/forecast/?$", analytics.ForecastView.as_view(), name="analytics-forecast"),
+    re_path(r"^analytics/settings/?$", analytics.AnalyticsSettingsView.as_view(), name="analytics-settings"),
     *router.urls,
 ]

@@ -321,3 +321,37 @@ def test_live_trail_carries_the_windows_annotations(api, meter):
     factories.AnnotationFactory(meter=meter, ts=now - timedelta(hours=2), text="too old")
     data = api.get(f"{BASE}live_trail", {"meter": meter.pk, "minutes": 15}).json()
     assert [(a["id"], a["text"]) for a in data["annotations"]] == [(recent.pk, "spike")]
+
+
+def test_matrix_of_a_mixed_group_adds_register_and_integrated_meters(api, org):
+    # Register meters are summed from hourly rollups, power-only meters from 15-minute ones
+    # (integration is not linear): one cell holds both.
+    site = factories.SiteFactory(organization=org, timezone="Europe/Berlin")
+    register, power_only = factories.MeterFactory(site=site), factories.MeterFactory(site=site)
+    group = factories.MeterGroupFactory(organization=org, meters=[register, power_only])
+    start = datetime(2026, 6, 10, tzinfo=ZoneInfo("Europe/Berlin")).astimezone(UTC) - timedelta(minutes=15)
+    factories.readings_create(
+        register, factories.reading_series(start, timedelta(minutes=15), 24 * 4 + 1, total_energy=lambda i: 0.5 * i)
+    )
+    power = [4000.0 if i % 8 < 4 else -1000.0 for i in range(24 * 4)]  # import and export hours alternate
+    factories.readings_create(
+        power_only,
+        factories.reading_series(start + timedelta(minutes=15), timedelta(minutes=15), 96, total_power=power),
+    )
+    data = api.get(f"{BASE}matrix", {"group": group.pk, "start": "2026-06-10", "end": "2026-06-11"}).json()
+    assert data["method"] == "mixed"
+    (row,) = data["rows"]
+    assert row["values"] == pytest.approx([2.0 + (4.0 if hour % 2 == 0 else 0.0) for hour in range(24)])
+    assert row["total"] == pytest.approx(96.0)
+
+
+@pytest.mark.parametrize(
+    ("zone", "whole"),
+    [("Europe/Berlin", True), ("UTC", True), ("Asia/Kolkata", False), ("Australia/Lord_Howe", False)],
+)
+def test_whole_hour_offsets_looks_at_every_day_of_the_range(zone, whole):
+    from energy.analytics.params import TimeRange, whole_hour_offsets
+
+    # Lord Howe is +11:00 in January and December but +10:30 in between.
+    year = TimeRange(datetime(2026, 1, 10, tzinfo=UTC), datetime(2026, 12, 10, tzinfo=UTC))
+    assert whole_hour_offsets(ZoneInfo(zone), year) is whole

@@ -152,3 +152,33 @@ def test_under_asgi_the_export_is_pulled_chunk_by_chunk():
 
     # Each chunk is produced only when the server asks for it: never drained into a list.
     assert asyncio.run(consume()) == [("chunk 0\n", 1), ("chunk 1\n", 2), ("chunk 2\n", 3)]
+
+
+@pytest.mark.parametrize("interval", ["raw", "15min"])
+def test_postgresql_timestamp_text_matches_to_char(api, meter, monkeypatch, interval):
+    # PostgreSQL prints timestamps itself where DateStyle is ISO and falls back to to_char
+    # elsewhere: both must write the same text, sub-second instants included.
+    from django.db import connection
+
+    from energy.analytics import export
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the server formats CSV lines on PostgreSQL only")
+    rows = [
+        {"ts": T0 + timedelta(microseconds=micro), "total_power": 1.0}
+        for micro in (0, 1, 250_000, 123_456, 60_000_000, 61_500_000)
+    ]
+    factories.readings_create(meter, rows)
+    params = {"meter": meter.pk, "interval": interval, "start": "2026-06-10T10:00Z", "end": "2026-06-10T11:00Z"}
+    fast = read_csv(api.get(EXPORT, params))
+    monkeypatch.setattr(export, "_iso_datestyle", lambda: False)
+    assert read_csv(api.get(EXPORT, params)) == fast
+    if interval == "raw":
+        assert [row[0] for row in fast[1:]] == [
+            "2026-06-10T10:00:00Z",
+            "2026-06-10T10:00:00.000001Z",
+            "2026-06-10T10:00:00.123456Z",
+            "2026-06-10T10:00:00.250000Z",
+            "2026-06-10T10:01:00Z",
+            "2026-06-10T10:01:01.500000Z",
+        ]

@@ -203,3 +203,29 @@ def test_local_day_energy_on_dst_and_half_hour_zones(api, org, zone, day, hours)
     assert data["energy"]["imported_kwh"] == pytest.approx(hours)
     assert data["completeness"]["expected_readings"] == hours * 4
     assert data["completeness"]["percent"] == 100.0
+
+
+def test_range_not_on_whole_hours_reads_the_edge_quarters_too(api, org, site):
+    # Whole hours come from the hourly rollups, the quarters around them from 15-minute ones:
+    # the figures must be those of the widened 15-minute range, edges included.
+    first, second = factories.MeterFactory(site=site), factories.MeterFactory(site=site)
+    group = factories.MeterGroupFactory(organization=org, meters=[first, second])
+    start = T0 - timedelta(minutes=20)  # 09:40 .. 11:19, one reading a minute
+    voltage = [230.0] * 100
+    voltage[7], voltage[90] = 220.0, 240.0  # 09:47 and 11:10: in the edge quarters
+    for meter in (first, second):
+        rows = factories.reading_series(
+            start, MINUTE, 100, total_energy=lambda i: 0.1 * i, voltage_a=voltage, power_factor=0.9
+        )
+        factories.readings_create(meter, rows)
+    data = kpi(api, group=group.pk, start="2026-06-10T09:50:00Z", end="2026-06-10T11:05:00Z")
+    assert (data["start"], data["end"]) == ("2026-06-10T09:45:00Z", "2026-06-10T11:15:00Z")
+    assert data["completeness"]["received_readings"] == 2 * 90
+    assert data["energy"]["imported_kwh"] == pytest.approx(2 * 9.0)
+    assert [row["imported_kwh"] for row in data["energy"]["meters"]] == pytest.approx([9.0, 9.0])
+    assert data["voltage"]["a"] == {"min": 220.0, "max": 240.0}
+    assert data["power_factor_avg"] == pytest.approx(0.9)
+    # No power: demand from the register, 0.1 kWh a minute in every quarter of both meters.
+    assert data["peak_demand"]["method"] == "register"
+    assert data["peak_demand"]["kw"] == pytest.approx(2 * 6.0)
+    assert data["demand_intervals"] == 6

@@ -179,3 +179,17 @@ def test_refresh_leaves_buckets_older_than_raw_retention_alone(org, meter):
     # A late reading in that old window must not wipe the rollups built from deleted raw rows.
     factories.readings_create(meter, [{"ts": now - timedelta(days=8), "total_power": 9.0}])
     assert ReadingRollup1m.objects.filter(meter=meter).count() == kept
+
+
+def test_rollup_retention_cuts_every_level_on_the_same_whole_hour(org, meter):
+    # KPIs read whole hours from the hourly rollups and quarters from the 15-minute ones: the
+    # levels must agree on which hours are left, even when the cutoff falls inside an hour.
+    now = timezone.now().replace(minute=37, second=0, microsecond=0)
+    hour = (now - timedelta(days=20)).replace(minute=0)
+    rows = factories.reading_series(hour - timedelta(hours=1), timedelta(minutes=1), 120, total_power=1.0)
+    factories.readings_create(meter, rows)
+    AnalyticsSettings.objects.create(organization=org, raw_retention_days=20, rollup_retention_days=20)
+    retention_enforce(organization=org, now=now)
+    for model, per_hour in ((ReadingRollup1m, 60), (ReadingRollup15m, 4), (ReadingRollup1h, 1)):
+        assert not model.objects.filter(meter=meter, ts__lt=hour).exists()
+        assert model.objects.filter(meter=meter, ts__gte=hour).count() == per_hour
