@@ -164,6 +164,7 @@ def test_c_dashboard_in_chromium_updates_chart_and_feed(live_url, monkeypatch):
     meter = factories.MeterFactory(site=site, name="Grid connection", kind="grid")
     factories.MeterFactory(site=site, name="Rooftop PV", kind="pv")
     assert http_ingest(live_url, meter, {"timestamp": ts(-20), "total_power": 1000.0}).status_code == 201
+    factories.AnnotationFactory(meter=meter, ts=datetime.now(UTC) - timedelta(seconds=10), text="breaker inspected")
     artifacts = Path(os.environ.get("ARTIFACTS", "artifacts"))
     artifacts.mkdir(parents=True, exist_ok=True)
 
@@ -191,6 +192,9 @@ def test_c_dashboard_in_chromium_updates_chart_and_feed(live_url, monkeypatch):
             expect(page.locator("#status")).to_have_attribute("data-state", "live", timeout=10_000)
             chart = page.locator(f".chart[data-meter='{meter.pk}']")
             expect(chart).to_have_attribute("data-points", "1")
+            # The annotation from the snapshot: a marker on the meter's chart and a feed line.
+            expect(chart).to_have_attribute("data-annotations", "1")
+            expect(page.locator("#feed")).to_contain_text("Grid connection · note: breaker inspected")
             response = http_ingest(live_url, meter, {"timestamp": ts(), "total_power": 3600.0, "voltage_a": 230.1})
             assert response.status_code == 201
             expect(chart).to_have_attribute("data-points", "2", timeout=5_000)
