@@ -160,6 +160,30 @@ def test_bridge_stores_then_acks_and_survives_bad_payloads(meter, prefix):
 
 @needs_broker
 @pytest.mark.django_db(transaction=True)
+def test_bridges_sharing_a_subscription_split_the_messages_and_answer_each_once(meter, prefix):
+    # `mqtt_bridge --shared NAME`: the broker hands each message to one of the group's bridges.
+    group = f"bridges-{uuid.uuid4().hex[:8]}"
+    url = f"mqtt://{BROKER[0]}:{BROKER[1]}"
+    bridges = [BridgeThread(url, shared_group=group), BridgeThread(url, shared_group=group)]
+    device = Device(meter, prefix)
+    try:
+        for second in range(40):
+            device.publish({"id": second, "readings": [{"timestamp": ts(second), "total_power": float(second)}]})
+        answers = [device.answer() for _ in range(40)]
+        with pytest.raises(queue.Empty):
+            device.answer(timeout=1)  # nothing answered twice
+    finally:
+        device.close()
+        for bridge in bridges:
+            bridge.stop()
+    assert sorted(answer["id"] for answer in answers) == list(range(40))
+    assert all(answer["stored"] == 1 for answer in answers)
+    assert Reading.objects.filter(meter=meter).count() == 40
+    assert all(bridge.bridge.processed > 0 for bridge in bridges), [b.bridge.processed for b in bridges]
+
+
+@needs_broker
+@pytest.mark.django_db(transaction=True)
 def test_downlink_over_mqtt(meter, prefix, settings, monkeypatch):
     from energy import services, tasks
 
