@@ -42,18 +42,22 @@ simulate: venv
 	$(MANAGE) simulate --url $(URL) --interval $(SIM_INTERVAL)
 
 # Everything: venv, migrations, demo tenant, the simulator in the background (log in
-# var/simulator.log) and the server in the foreground; stopping the server stops the simulator.
+# var/simulator.log), the periodic tasks a deployment's celery beat runs (outbox sweep, delivery
+# retries, rollups, retention, command expiry; log in var/periodic.log) and the server in the
+# foreground; stopping the server stops the others.
 # With MQTT_URL set (e.g. make run MQTT_URL=mqtt://127.0.0.1:1883) the MQTT bridge runs beside
 # them (log in var/mqtt-bridge.log; docs/live.md).
 MQTT_URL ?=
 run: demo-setup
 	@$(MANAGE) simulate --url $(URL) --interval $(SIM_INTERVAL) --stop-with-parent > var/simulator.log 2>&1 & \
 	sim=$$!; bridge=; \
+	$(MANAGE) periodic_tasks --stop-with-parent > var/periodic.log 2>&1 & \
+	periodic=$$!; \
 	if [ -n "$(MQTT_URL)" ]; then \
 	  MQTT_URL="$(MQTT_URL)" $(MANAGE) mqtt_bridge > var/mqtt-bridge.log 2>&1 & bridge=$$!; \
 	  echo "MQTT bridge running (pid $$bridge, log var/mqtt-bridge.log) on $(MQTT_URL)"; \
 	fi; \
-	trap 'kill $$sim $$bridge 2>/dev/null; wait $$sim $$bridge 2>/dev/null' EXIT; \
+	trap 'kill $$sim $$periodic $$bridge 2>/dev/null; wait $$sim $$periodic $$bridge 2>/dev/null' EXIT; \
 	trap 'exit 130' INT; trap 'exit 143' TERM; \
-	echo "Simulator running (pid $$sim, log var/simulator.log); serving $(URL) — Ctrl-C stops both."; \
+	echo "Simulator running (pid $$sim, log var/simulator.log), periodic tasks (pid $$periodic, log var/periodic.log); serving $(URL) — Ctrl-C stops all."; \
 	$(SERVER)
