@@ -202,9 +202,20 @@ class Alert(TenantModel):
     cleared_at = models.DateTimeField(null=True, blank=True)
     cleared_by = models.CharField(max_length=200, blank=True, default="")
 
+    OPEN_STATUSES = (Status.ACTIVE, Status.ACKNOWLEDGED)
+
     class Meta:
         ordering = ["-id"]
         indexes = [models.Index(fields=["organization", "status", "severity"], name="alert_list_idx")]
+        constraints = [
+            # Two workers evaluating the same rule at once must not both open an alert for one
+            # subject: the second insert fails and counts its firing on the first (alert_raise).
+            models.UniqueConstraint(
+                fields=["rule", "subject"],
+                condition=models.Q(status__in=["active", "acknowledged"]),
+                name="alert_one_open_per_rule_subject",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.severity} {self.subject or self.event_key} ({self.status})"

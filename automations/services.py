@@ -22,7 +22,7 @@ from typing import Any
 from celery import current_app
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -356,6 +356,24 @@ def rule_save(*, rule: Rule, action_ids: list[int] | None) -> Rule:
 # --- alerts --------------------------------------------------------------------------------------
 
 
+def _open_alert_bump(*, rule: Rule, subject: str, sub_id: str) -> bool:
+    """Count a firing on the open (active or acknowledged) alert of this rule and subject, if
+    there is one; the same firing seen twice counts once."""
+    open_alert = (
+        Alert.objects.for_org(rule.organization_id)
+        .select_for_update()
+        .filter(rule=rule, subject=subject, status__in=Alert.OPEN_STATUSES)
+        .first()
+    )
+    if open_alert is None:
+        return False
+    if open_alert.event_id != sub_id:
+        open_alert.occurrences += 1
+        open_alert.last_seen_at = timezone.now()
+        open_alert.save(update_fields=["occurrences", "last_seen_at"])
+    return True
+
+
 def alert_raise(*, rule: Rule, event_key: str, sub_id: str, event: dict, subject: str) -> Alert | None:
     """Open an alert (and publish `alert.triggered`), or bump the open one for (rule, subject).
     Chains stop at AUTOMATIONS_MAX_CHAIN_DEPTH: an alert raised deeper is not published."""
@@ -370,32 +388,29 @@ def alert_raise(*, rule: Rule, event_key: str, sub_id: str, event: dict, subject
         meter_id = None
     if site_id and not Site.objects.for_org(rule.organization_id).filter(pk=site_id).exists():
         site_id = None
-    open_alert = (
-        Alert.objects.for_org(rule.organization_id)
-        .select_for_update()
-        .filter(rule=rule, subject=subject, status__in=[Alert.Status.ACTIVE, Alert.Status.ACKNOWLEDGED])
-        .first()
-    )
-    if open_alert is not None:
-        if open_alert.event_id != sub_id:
-            open_alert.occurrences += 1
-            open_alert.last_seen_at = timezone.now()
-            open_alert.save(update_fields=["occurrences", "last_seen_at"])
+    if _open_alert_bump(rule=rule, subject=subject, sub_id=sub_id):
         return None
     if Alert.objects.filter(organization_id=rule.organization_id, rule=rule, event_id=sub_id).exists():
         return None  # this firing already raised (and maybe cleared) its alert
-    alert = Alert.objects.create(
-        organization_id=rule.organization_id,
-        rule=rule,
-        severity=rule.alert_severity or Severity.WARNING,
-        subject=subject,
-        meter_id=meter_id,
-        site_id=site_id,
-        message=message[:500],
-        event_id=sub_id,
-        event_key=event_key,
-        event=event,
-    )
+    try:
+        with transaction.atomic():
+            alert = Alert.objects.create(
+                organization_id=rule.organization_id,
+                rule=rule,
+                severity=rule.alert_severity or Severity.WARNING,
+                subject=subject,
+                meter_id=meter_id,
+                site_id=site_id,
+                message=message[:500],
+                event_id=sub_id,
+                event_key=event_key,
+                event=event,
+            )
+    except IntegrityError:
+        # Another worker opened one for this rule and subject since we looked (the constraint
+        # alert_one_open_per_rule_subject): this firing is an occurrence of that alert.
+        _open_alert_bump(rule=rule, subject=subject, sub_id=sub_id)
+        return None
     if len(chain) > settings.AUTOMATIONS_MAX_CHAIN_DEPTH:
         logger.warning("alert chain %s reached the maximum depth; alert %s not published", chain, alert.pk)
         return alert

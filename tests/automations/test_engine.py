@@ -7,6 +7,7 @@ import json
 import uuid
 
 import pytest
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from automations import services, signing
@@ -142,6 +143,34 @@ def test_alert_lifecycle(api, org, meter):
         event=_event(org, DATA_INGESTED, {"readings": [{"meter_id": meter.pk, "total_power": 7000}]})
     )
     assert Alert.objects.filter(status="active").count() == 1 and Alert.objects.count() == 2
+
+
+def test_one_open_alert_per_rule_and_subject_even_when_two_workers_race(org, meter, monkeypatch):
+    rule = factories.RuleFactory(organization=org, alert_severity="major")
+    first = _event(org, DATA_INGESTED, {"readings": [{"meter_id": meter.pk, "total_power": 6000}]})
+    services.rules_evaluate(event=first)
+    [opened] = Alert.objects.all()
+
+    # The database refuses a second open alert for the rule and subject, whoever inserts it.
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Alert.objects.create(organization=org, rule=rule, subject=opened.subject, event_id="other", event_key="x")
+
+    # A worker that looked before the other committed finds nothing open, inserts, hits the
+    # constraint, and counts its firing on the alert the other opened.
+    looks = []
+    real_bump = services._open_alert_bump
+
+    def bump_that_misses_once(**kwargs):
+        looks.append(kwargs["sub_id"])
+        return False if len(looks) == 1 else real_bump(**kwargs)
+
+    monkeypatch.setattr(services, "_open_alert_bump", bump_that_misses_once)
+    second = _event(org, DATA_INGESTED, {"readings": [{"meter_id": meter.pk, "total_power": 6100}]})
+    services.rules_evaluate(event=second)
+
+    assert len(looks) == 2
+    [alert] = Alert.objects.all()
+    assert alert.pk == opened.pk and alert.occurrences == 2
 
 
 def test_chaining_on_alert_triggered_with_a_loop_guard(eager_tasks, org, meter, settings):
