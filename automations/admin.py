@@ -7,11 +7,11 @@ from django.contrib import admin, messages
 
 from automations import services
 from automations.models import Action, Alert, Annotation, CircuitBreaker, Delivery, RelayCommand, Rule, RuleAction
-from joulepoint.tenancy.admin import OrganizationScopedAdmin, ReadOnlyScopedAdmin
+from joulepoint.tenancy.admin import MemberInlinePermissions, OrganizationScopedAdmin, ReadOnlyScopedAdmin
 from joulepoint.tenancy.models import Membership
 
 
-class RuleActionInline(admin.TabularInline):
+class RuleActionInline(MemberInlinePermissions, admin.TabularInline):
     model = RuleAction
     extra = 0
 

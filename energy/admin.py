@@ -16,7 +16,7 @@ from energy.models import (
     Site,
 )
 from energy.pq_services import CONFIG_DEFAULTS, CONFIG_FIELDS, pq_config_validate
-from joulepoint.tenancy.admin import OrganizationScopedAdmin, ReadOnlyScopedAdmin, user_organization_ids
+from joulepoint.tenancy.admin import MemberInlinePermissions, OrganizationScopedAdmin, ReadOnlyScopedAdmin
 
 
 class PQConfigForm(forms.ModelForm):
@@ -33,30 +33,6 @@ class PQConfigForm(forms.ModelForm):
             for field, message in pq_config_validate({k: float(v) for k, v in values.items()}).items():
                 self.add_error(field, message)
         return cleaned
-
-
-class MemberInlinePermissions:
-    """Inlines ask Django's model permissions by default, which facility managers (members,
-    not superusers) lack; the parent admin has already scoped the meter to their
-    organizations, so membership with a write role is what decides here."""
-
-    def _can_write(self, request, obj=None) -> bool:
-        if request.user.is_superuser:
-            return True
-        org_ids = user_organization_ids(request.user, write=True)
-        return bool(org_ids) and (obj is None or obj.organization_id in org_ids)
-
-    def has_view_permission(self, request, obj=None) -> bool:
-        return request.user.is_superuser or bool(user_organization_ids(request.user))
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return self._can_write(request, obj)
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return self._can_write(request, obj)
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return self._can_write(request, obj)
 
 
 class PQConfigInline(MemberInlinePermissions, admin.StackedInline):

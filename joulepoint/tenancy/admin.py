@@ -9,7 +9,8 @@ from __future__ import annotations
 from django.contrib import admin
 from django.contrib.admin.utils import get_fields_from_path
 from django.core.exceptions import FieldDoesNotExist
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
+from django.forms.models import BaseInlineFormSet
 
 from joulepoint.tenancy.models import Membership, Organization
 
@@ -21,6 +22,71 @@ def user_organization_ids(user, *, write: bool = False) -> list[int]:
     if write:
         memberships = memberships.filter(role__in=WRITE_ROLES)
     return list(memberships.values_list("organization_id", flat=True))
+
+
+OTHER_ORGANIZATION = "Belongs to another organization than this row."
+
+
+def other_organization_fields(organization_id: int | None, cleaned_data: dict) -> list[str]:
+    """The form fields whose chosen rows (one, or many for a many-to-many) belong to another
+    organization than `organization_id`. Choices are scoped to the user's organizations, so
+    this only matters for a member of several: it keeps their organizations apart."""
+    if organization_id is None:
+        return []
+    fields = []
+    for name, value in cleaned_data.items():
+        if name == "organization":
+            continue
+        chosen = value if isinstance(value, list | tuple | QuerySet) else [value]
+        if any(
+            isinstance(item, Model) and getattr(item, "organization_id", organization_id) != organization_id
+            for item in chosen
+        ):
+            fields.append(name)
+    return fields
+
+
+def _organization_id_of(cleaned_data: dict, instance: Model) -> int | None:
+    organization = cleaned_data.get("organization")
+    return organization.pk if organization is not None else getattr(instance, "organization_id", None)
+
+
+class SameOrganizationInlineFormSet(BaseInlineFormSet):
+    """Inline rows may only point at rows of the parent's organization."""
+
+    def clean(self) -> None:
+        super().clean()
+        organization_id = getattr(self.instance, "organization_id", None)
+        for form in self.forms:
+            for name in other_organization_fields(organization_id, getattr(form, "cleaned_data", {}) or {}):
+                form.add_error(name, OTHER_ORGANIZATION)
+
+
+class MemberInlinePermissions:
+    """For inlines on an OrganizationScopedAdmin page. Inlines ask Django's model permissions by
+    default, which facility managers (members, not superusers) lack; the parent admin has
+    already scoped the parent row to their organizations, so membership with a write role is
+    what decides here. Inline rows may only point at rows of the parent's organization."""
+
+    formset = SameOrganizationInlineFormSet
+
+    def _can_write(self, request, obj=None) -> bool:
+        if request.user.is_superuser:
+            return True
+        org_ids = user_organization_ids(request.user, write=True)
+        return bool(org_ids) and (obj is None or obj.organization_id in org_ids)
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser or bool(user_organization_ids(request.user))
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return self._can_write(request, obj)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return self._can_write(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return self._can_write(request, obj)
 
 
 class OrganizationScopedAdmin(admin.ModelAdmin):
@@ -60,6 +126,21 @@ class OrganizationScopedAdmin(admin.ModelAdmin):
             return get_fields_from_path(self.model, path)[-1].is_relation
         except FieldDoesNotExist:
             return False
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form_class = super().get_form(request, obj, change=change, **kwargs)
+
+        class SameOrganizationForm(form_class):
+            """A row may only point at rows of its own organization."""
+
+            def clean(self):
+                cleaned_data = super().clean()
+                organization_id = _organization_id_of(cleaned_data, self.instance)
+                for name in other_organization_fields(organization_id, cleaned_data):
+                    self.add_error(name, OTHER_ORGANIZATION)
+                return cleaned_data
+
+        return SameOrganizationForm
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         formfield = super().formfield_for_foreignkey(db_field, request, **kwargs)

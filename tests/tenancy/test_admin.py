@@ -13,9 +13,10 @@ from django.contrib.auth.hashers import check_password
 from django.test import Client
 from django.utils import timezone
 
-from energy.models import Meter, Reading, Site
+from energy.models import Meter, MeterGroup, Reading, Site
 from joulepoint.tenancy.models import Application, Membership
 from tests import factories
+from tests.factories import ActionFactory, RuleFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -372,3 +373,59 @@ def test_operator_in_one_org_and_viewer_in_another(org, other_org, rows):
     # New rows may only go to the organization where the user may write.
     form = client.get("/admin/energy/meter/add/").context["adminform"].form
     assert list(form.fields["site"].queryset) == [mine]
+
+
+@pytest.fixture
+def two_org_admin_client(org, other_org) -> Client:
+    """A facility manager who administers two organizations."""
+    user = factories.UserFactory(is_staff=True)
+    factories.MembershipFactory(user=user, organization=org, role=Membership.Role.ADMIN)
+    factories.MembershipFactory(user=user, organization=other_org, role=Membership.Role.ADMIN)
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_a_member_of_two_organizations_cannot_link_their_rows(two_org_admin_client, org, rows):
+    theirs_meter = rows["theirs"]["meter"]
+    response = two_org_admin_client.post(
+        "/admin/energy/metergroup/add/",
+        {
+            "organization": org.pk,
+            "name": "Mixed",
+            "description": "",
+            "meters": [rows["mine"]["meter"].pk, theirs_meter.pk],
+        },
+    )
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["meters"] == ["Belongs to another organization than this row."]
+    assert not MeterGroup.objects.filter(name="Mixed").exists()
+
+    # The same group with its own organization's meters only is fine.
+    response = two_org_admin_client.post(
+        "/admin/energy/metergroup/add/",
+        {"organization": org.pk, "name": "Mixed", "description": "", "meters": [rows["mine"]["meter"].pk]},
+    )
+    assert response.status_code == 302
+    assert list(MeterGroup.objects.get(name="Mixed").meters.all()) == [rows["mine"]["meter"]]
+
+
+def test_a_rule_cannot_use_another_organizations_action_in_the_admin(two_org_admin_client, org, other_org):
+    theirs = ActionFactory(organization=other_org, name="their webhook")
+    rule = RuleFactory(organization=org, name="mine")
+    prefix = "rule_actions"
+    form = two_org_admin_client.get(f"/admin/automations/rule/{rule.pk}/change/").context["adminform"].form
+    data = {name: form[name].value() for name in form.fields if form[name].value() is not None}
+    data.update(
+        {
+            f"{prefix}-TOTAL_FORMS": "1",
+            f"{prefix}-INITIAL_FORMS": "0",
+            f"{prefix}-0-action": theirs.pk,
+            f"{prefix}-0-position": "0",
+        }
+    )
+    response = two_org_admin_client.post(f"/admin/automations/rule/{rule.pk}/change/", data)
+    assert response.status_code == 200, sorted(data)
+    [formset] = response.context["inline_admin_formsets"]
+    assert formset.formset.forms[0].errors["action"] == ["Belongs to another organization than this row."]
+    assert not rule.rule_actions.exists()
