@@ -303,20 +303,31 @@ def readings_detect(*, samples_by_meter: dict[int, list[pq.Sample]], source: str
         publish_many(outbox, source=source)
 
 
-def _quiet_sql() -> str:
-    """One meter's effective-configuration inputs, open-event count and count of stored readings
-    at or after a timestamp; parameters (timestamp, meter id). Built from the models' names."""
+def _quiet_sql(meters: int) -> str:
+    """Per meter: its effective-configuration inputs, open-event count, breaker and leakage state
+    and the count of its stored readings at or after a timestamp; parameters (meter id, meter
+    id, timestamp) per meter. Built from the models' names.
+
+    The counts are a UNION of one small SELECT per meter, joined once to the meter, state and
+    configuration tables: a UNION of the whole joined SELECT per meter cost PostgreSQL about
+    7 ms of planning for a 20-meter gateway batch, this about 2 ms.
+    """
     meter, state, config, reading = (m._meta for m in (Meter, MeterPQState, PQConfig, Reading))
     config_columns = ", ".join(f"c.{config.get_field(name).column}" for name in CONFIG_FIELDS)
+    counts = " UNION ALL ".join(
+        [
+            "SELECT %s AS meter_id, "  # noqa: S608
+            f"(SELECT COUNT(*) FROM {reading.db_table} r WHERE r.meter_id = %s AND r.ts >= %s) AS stored"
+        ]
+        * meters
+    )
     return (
         "SELECT m.id, m.nominal_voltage, m.phases, s.open_event_count, "  # noqa: S608
-        "s.reading_breaker, s.breaker_state, s.leakage_over, "
-        f"(SELECT COUNT(*) FROM {reading.db_table} r WHERE r.meter_id = m.id AND r.ts >= %s), "
+        "s.reading_breaker, s.breaker_state, s.leakage_over, n.stored, "
         f"c.id, {config_columns} "
-        f"FROM {meter.db_table} m "
+        f"FROM ({counts}) n JOIN {meter.db_table} m ON m.id = n.meter_id "
         f"LEFT JOIN {state.db_table} s ON s.meter_id = m.id "
-        f"LEFT JOIN {config.db_table} c ON c.meter_id = m.id "
-        "WHERE m.id = %s"
+        f"LEFT JOIN {config.db_table} c ON c.meter_id = m.id"
     )
 
 
@@ -331,10 +342,10 @@ def _quiet_meters(
     query, whose ORM compilation and planning cost several milliseconds per ingest request.
     A meter without a detection state row yet is never quiet: the full path writes the row.
     """
-    sql = " UNION ALL ".join([_quiet_sql()] * len(relevant))
+    sql = _quiet_sql(len(relevant))
     params: list = []
     for meter_id in relevant:
-        params += [connection.ops.adapt_datetimefield_value(earliest[meter_id]), meter_id]
+        params += [meter_id, meter_id, connection.ops.adapt_datetimefield_value(earliest[meter_id])]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
