@@ -157,17 +157,31 @@ def live_notice_send(
     """Show dashboards something that is not a bus event (rules must not fire on it), e.g. a new
     annotation: the same `event` frame a bus event gets, to the site's group (or the
     organization's). Best effort, like the bus fan-out: a channel-layer outage is logged."""
+    try:
+        _event_frame_send(
+            organization_id=organization_id,
+            site_id=site_id,
+            ident=ident,
+            key=key,
+            occurred_at=occurred_at,
+            payload=payload,
+        )
+    except Exception:
+        logger.exception("live notice %s failed", key)
+
+
+def _event_frame_send(
+    *, organization_id: int, site_id: int | None, ident: str, key: str, occurred_at, payload: dict
+) -> None:
+    """The `event` frame, to the site's group when the payload names a site, else the organization's."""
     message = {
         "type": "live.event",
         "event": {"id": ident, "key": key, "occurred_at": occurred_at.isoformat(), "payload": _public(payload)},
     }
-    try:
-        if site_id is not None:
-            group_send(site_group(organization_id, site_id), message)
-        else:
-            group_send(org_group(organization_id), message)
-    except Exception:
-        logger.exception("live notice %s failed", key)
+    if site_id is not None:
+        group_send(site_group(organization_id, site_id), message)
+    else:
+        group_send(org_group(organization_id), message)
 
 
 def _fan_out(event: Event) -> None:
@@ -184,17 +198,11 @@ def _fan_out(event: Event) -> None:
         message = {"type": "live.readings", "site_id": site_id, "meter_ids": meter_ids, "frame": frame}
         group_send(site_group(event.organization_id, site_id), message)
         return
-    message = {
-        "type": "live.event",
-        "event": {
-            "id": str(event.id),
-            "key": event.key,
-            "occurred_at": event.occurred_at.isoformat(),
-            "payload": _public(payload),
-        },
-    }
-    site_id = payload.get("site_id")
-    if site_id is not None:
-        group_send(site_group(event.organization_id, site_id), message)
-    else:
-        group_send(org_group(event.organization_id), message)
+    _event_frame_send(
+        organization_id=event.organization_id,
+        site_id=payload.get("site_id"),
+        ident=str(event.id),
+        key=event.key,
+        occurred_at=event.occurred_at,
+        payload=payload,
+    )
