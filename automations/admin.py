@@ -7,8 +7,12 @@ from django.contrib import admin, messages
 
 from automations import services
 from automations.models import Action, Alert, Annotation, CircuitBreaker, Delivery, RelayCommand, Rule, RuleAction
-from joulepoint.tenancy.admin import MemberInlinePermissions, OrganizationScopedAdmin, ReadOnlyScopedAdmin
-from joulepoint.tenancy.models import Membership
+from joulepoint.tenancy.admin import (
+    MemberInlinePermissions,
+    OrganizationScopedAdmin,
+    ReadOnlyScopedAdmin,
+    user_organization_ids,
+)
 
 
 class RuleActionInline(MemberInlinePermissions, admin.TabularInline):
@@ -18,8 +22,7 @@ class RuleActionInline(MemberInlinePermissions, admin.TabularInline):
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         formfield = super().formfield_for_foreignkey(db_field, request, **kwargs)
         if db_field.name == "action" and not request.user.is_superuser:
-            org_ids = Membership.objects.filter(user=request.user).values_list("organization_id", flat=True)
-            formfield.queryset = formfield.queryset.for_orgs(org_ids)
+            formfield.queryset = formfield.queryset.for_orgs(user_organization_ids(request.user))
         return formfield
 
 

@@ -695,6 +695,15 @@ def fmt_errors(result: PhaseResult) -> str:
     return "\n      errors: " + "; ".join(f"{n}x {k}" for k, n in sorted(result.errors.items()))
 
 
+def fmt_bulk(label: str, result: PhaseResult) -> str:
+    return (
+        f"  {label:17} {result.rows_per_s:9.0f} readings/s  {result.rps:6.1f} req/s  "
+        f"p50 {result.percentile(50):6.1f} ms  p99 {result.percentile(99):6.1f} ms  "
+        f"({result.rows} readings, {result.seconds:.1f} s)   server cpu/request {result.server_ms_per_request:5.1f} ms"
+        f"   cpu: {fmt_cpu(result.cpu)}{fmt_errors(result)}"
+    )
+
+
 def report(server: str, workers: int, redis_url: str | None, results: dict[str, PhaseResult], stored: int) -> dict:
     bare, single, bulk, copy = results["bare"], results["single"], results["bulk"], results["copy"]
     bulk_no_pq, bulk_again = results["bulk_no_pq"], results["bulk_again"]
@@ -716,24 +725,8 @@ def report(server: str, workers: int, redis_url: str | None, results: dict[str, 
         f"p99 {p99:6.1f} ms  ({single.requests} requests, {single.seconds:.1f} s)"
         f"   server cpu/request {single.server_ms_per_request:5.2f} ms   cpu: {fmt_cpu(single.cpu)}{fmt_errors(single)}"
     )
-    print(
-        f"  bulk (1,000/req)  {bulk.rows_per_s:9.0f} readings/s  {bulk.rps:6.1f} req/s  "
-        f"p50 {bulk.percentile(50):6.1f} ms  p99 {bulk.percentile(99):6.1f} ms  "
-        f"({bulk.rows} readings, {bulk.seconds:.1f} s)   server cpu/request {bulk.server_ms_per_request:5.1f} ms"
-        f"   cpu: {fmt_cpu(bulk.cpu)}{fmt_errors(bulk)}"
-    )
-    print(
-        f"  bulk, PQ on again {bulk_again.rows_per_s:9.0f} readings/s  {bulk_again.rps:6.1f} req/s  "
-        f"p50 {bulk_again.percentile(50):6.1f} ms  p99 {bulk_again.percentile(99):6.1f} ms  "
-        f"server cpu/request {bulk_again.server_ms_per_request:5.1f} ms   cpu: {fmt_cpu(bulk_again.cpu)}"
-        f"{fmt_errors(bulk_again)}"
-    )
-    print(
-        f"  bulk, PQ off      {bulk_no_pq.rows_per_s:9.0f} readings/s  {bulk_no_pq.rps:6.1f} req/s  "
-        f"p50 {bulk_no_pq.percentile(50):6.1f} ms  p99 {bulk_no_pq.percentile(99):6.1f} ms  "
-        f"server cpu/request {bulk_no_pq.server_ms_per_request:5.1f} ms   cpu: {fmt_cpu(bulk_no_pq.cpu)}"
-        f"{fmt_errors(bulk_no_pq)}"
-    )
+    for label, result in (("bulk (1,000/req)", bulk), ("bulk, PQ on again", bulk_again), ("bulk, PQ off", bulk_no_pq)):
+        print(fmt_bulk(label, result))
     print(
         f"  COPY baseline     {copy.rows_per_s:9.0f} rows/s   ({copy.rows} rows in 1,000-row transactions, "
         f"{copy.seconds:.1f} s)   cpu: {fmt_cpu(copy.cpu)}"
