@@ -16,7 +16,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from celery import current_app
@@ -891,16 +891,15 @@ def annotation_announce(*, annotation: Annotation) -> None:
     """After commit, show a new annotation on the live dashboards watching its meter's site
     (energy.live.fanout; the dashboard draws a marker and adds it to the feed). Not a bus event:
     rules must not fire on their own annotations."""
+    from automations.selectors import ANNOTATION_FIELDS
+    from energy.analytics.params import isoz
     from energy.live.fanout import live_notice_send
 
+    # The shape the analytics API and the dashboard snapshot give an annotation, plus its site.
     payload = {
-        "id": annotation.pk,
-        "meter_id": annotation.meter_id,
+        **{name: getattr(annotation, name) for name in ANNOTATION_FIELDS},
+        "ts": isoz(annotation.ts),
         "site_id": annotation.meter.site_id,
-        "ts": annotation.ts.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-        "text": annotation.text,
-        "source": annotation.source,
-        "rule_id": annotation.rule_id,
     }
     transaction.on_commit(
         lambda: live_notice_send(
