@@ -238,6 +238,16 @@ async def open_live(query: str = "", headers=None) -> WebsocketCommunicator:
     return communicator
 
 
+async def dashboard_watching(org, site) -> WebsocketCommunicator:
+    """A dashboard socket (OAuth2 token, energy:read) subscribed to the site, past its answers."""
+    token = await database_sync_to_async(_token)(org, ["energy:read"])
+    ws = await open_live(f"?token={token}")
+    await recv(ws)
+    await send(ws, {"type": "subscribe", "sites": [site.pk]})
+    await recv(ws)
+    return ws
+
+
 @database_sync_to_async
 def tenant_with_meters():
     org = factories.OrganizationFactory()
@@ -364,11 +374,7 @@ async def test_a_new_annotation_reaches_the_dashboards_of_its_site():
     from automations.services import ANNOTATION_CREATED, annotation_announce
 
     org, site, meters = await tenant_with_meters()
-    token = await database_sync_to_async(_token)(org, ["energy:read"])
-    ws = await open_live(f"?token={token}")
-    await recv(ws)
-    await send(ws, {"type": "subscribe", "sites": [site.pk]})
-    await recv(ws)
+    ws = await dashboard_watching(org, site)
     note = await database_sync_to_async(factories.AnnotationFactory)(meter=meters[0], text="HighPower fired")
     await database_sync_to_async(annotation_announce)(annotation=note)
     frame = await recv(ws)
@@ -396,11 +402,7 @@ async def test_dashboard_session_from_foreign_origin_is_refused():
 async def test_other_tenant_events_do_not_reach_a_dashboard():
     org, site, _meters = await tenant_with_meters()
     other_org, other_site, _ = await tenant_with_meters()
-    token = await database_sync_to_async(_token)(org, ["energy:read"])
-    ws = await open_live(f"?token={token}")
-    await recv(ws)
-    await send(ws, {"type": "subscribe", "sites": [site.pk]})
-    await recv(ws)
+    ws = await dashboard_watching(org, site)
     for org_id, site_id in ((other_org.pk, other_site.pk), (other_org.pk, None)):
         payload = {"site_id": site_id} if site_id else {}
         event = Event(organization_id=org_id, key=PQ_EVENT, payload=payload, source="t", occurred_at=datetime.now(UTC))
@@ -413,11 +415,7 @@ async def test_a_dashboard_that_falls_behind_is_closed_4503():
     from energy.live import fanout, relay
 
     org, site, _ = await tenant_with_meters()
-    token = await database_sync_to_async(_token)(org, ["energy:read"])
-    ws = await open_live(f"?token={token}")
-    await recv(ws)
-    await send(ws, {"type": "subscribe", "sites": [site.pk]})
-    await recv(ws)
+    ws = await dashboard_watching(org, site)
     [consumer] = relay.relay().members[fanout.site_group(org.pk, site.pk)]
     frame = orjson.dumps({"type": "readings", "site_id": site.pk, "readings": []}).decode()
     # The relay hands over faster than this socket is written: more than the queue holds at once.
