@@ -1,7 +1,8 @@
 """Writes and domain logic of the energy app: device credentials and reading ingest.
 
-`reading_batch_ingest` is the one ingest path: the HTTP views call it today, the MQTT bridge
-and the WebSocket consumer call it too.
+`reading_batch_ingest` is the one ingest path: the HTTP views and the WebSocket consumer call
+it; the MQTT bridge, which holds many devices' batches at once, calls its two halves,
+`readings_prepare` per device and `readings_store` once for all of them.
 """
 
 from __future__ import annotations
@@ -214,70 +215,111 @@ def _insert_readings(rows: list[dict]) -> dict[tuple[int, datetime], int]:
     return stored
 
 
+@dataclass
+class PreparedReadings:
+    """A device's batch, validated and bound to its meters, not yet stored."""
+
+    device: Meter | Gateway
+    # (meter_id, ts) of each accepted reading, in request order (repeats included).
+    keys: list[tuple[int, datetime]]
+    # The first reading of each (meter_id, ts), in request order.
+    by_key: dict[tuple[int, datetime], ReadingInput]
+    received_at: datetime
+
+
+def readings_prepare(*, device: Meter | Gateway, items: list, now: datetime | None = None) -> PreparedReadings:
+    """Validate a device's batch and bind each reading to its meter; writes nothing.
+
+    Invalid items reject the whole batch: ReadingsInvalid lists every bad index and field."""
+    now = now or timezone.now()
+    readings = readings_parse(items, now=now, max_future=timedelta(seconds=settings.INGEST_MAX_FUTURE_SECONDS))
+    meter_ids = _bind_meters(device, readings)
+    keys: list[tuple[int, datetime]] = []
+    by_key: dict[tuple[int, datetime], ReadingInput] = {}
+    for reading, meter_id in zip(readings, meter_ids, strict=True):
+        key = (meter_id, reading.ts)
+        keys.append(key)
+        by_key.setdefault(key, reading)
+    return PreparedReadings(device=device, keys=keys, by_key=by_key, received_at=now)
+
+
+def readings_store(*, batches: list[PreparedReadings], source: str) -> list[IngestResult]:
+    """Store prepared batches of one or many devices together: one INSERT, one detection pass
+    and one commit for all of them, and one `data.ingested` per batch (its device's readings).
+
+    This is how a door that holds several devices' batches at once (the MQTT bridge) pays the
+    per-transaction cost once. A reading whose (meter, timestamp) is already stored, or was
+    claimed by an earlier reading of these batches, counts as a duplicate of the later one.
+    Power quality and protection detection (energy.pq_services, when PQ_DETECTION_ENABLED)
+    runs on the stored readings in the same transaction, so events stand or fall with them.
+    """
+    rows: list[dict] = []
+    claimed: dict[tuple[int, datetime], int] = {}  # key → index of the batch whose reading it is
+    for index, batch in enumerate(batches):
+        for key, reading in batch.by_key.items():
+            if key in claimed:
+                continue
+            claimed[key] = index
+            rows.append(
+                {
+                    "meter_id": key[0],
+                    "ts": reading.ts,
+                    **reading.values,
+                    "extra": orjson.dumps(reading.extra).decode(),
+                    "received_at": batch.received_at,
+                }
+            )
+
+    # No savepoint when nested (the MQTT bridge stores many devices' batches in one transaction):
+    # a failure here fails the caller's whole transaction, which it retries as a whole.
+    with transaction.atomic(savepoint=False):
+        stored = _insert_readings(rows) if rows else {}
+        stored_keys_of: list[list[tuple[int, datetime]]] = [
+            [key for key in batch.by_key if key in stored and claimed[key] == index]
+            for index, batch in enumerate(batches)
+        ]
+        if stored and settings.PQ_DETECTION_ENABLED:
+            samples: dict[int, list] = {}
+            for batch, stored_keys in zip(batches, stored_keys_of, strict=True):
+                for meter_id, ts in stored_keys:
+                    reading = batch.by_key[(meter_id, ts)]
+                    samples.setdefault(meter_id, []).append(sample_from(ts, reading.values, reading.extra))
+            pq_services.readings_detect(samples_by_meter=samples, source=source)
+        if stored:
+            # The rollups of these readings' hours (marked by the insert) are recomputed after
+            # commit (analytics).
+            rollups_refresh_on_commit()
+        for batch, stored_keys in zip(batches, stored_keys_of, strict=True):
+            if stored_keys:
+                publish(
+                    batch.device.organization_id,
+                    DATA_INGESTED,
+                    _ingested_payload(batch.device, stored_keys, batch.by_key),
+                    source=source,
+                )
+    return [
+        IngestResult(
+            stored=len(stored_keys),
+            duplicates=len(batch.keys) - len(stored_keys),
+            stored_keys=stored_keys,
+            keys=batch.keys,
+            reading_ids={key: stored[key] for key in stored_keys},
+            inputs=batch.by_key,
+            received_at=batch.received_at,
+        )
+        for batch, stored_keys in zip(batches, stored_keys_of, strict=True)
+    ]
+
+
 def reading_batch_ingest(*, device: Meter | Gateway, items: list, source: str) -> IngestResult:
     """Validate and store a batch of readings sent by a device, all or nothing.
 
     Invalid items reject the whole batch (ReadingsInvalid lists every bad index and field) and
     nothing is written. A reading whose (meter, timestamp) is already stored, or repeats an
     earlier item of the batch, counts as a duplicate. One `data.ingested` event announces the
-    readings stored by this call, after commit. Power quality and protection detection
-    (energy.pq_services, when PQ_DETECTION_ENABLED) runs on the stored readings in the same
-    transaction.
+    readings stored by this call, after commit; see readings_store.
     """
-    now = timezone.now()
-    readings = readings_parse(items, now=now, max_future=timedelta(seconds=settings.INGEST_MAX_FUTURE_SECONDS))
-    meter_ids = _bind_meters(device, readings)
-
-    keys: list[tuple[int, datetime]] = []
-    rows: list[dict] = []
-    by_key: dict[tuple[int, datetime], ReadingInput] = {}
-    for reading, meter_id in zip(readings, meter_ids, strict=True):
-        key = (meter_id, reading.ts)
-        keys.append(key)
-        if key in by_key:
-            continue
-        by_key[key] = reading
-        rows.append(
-            {
-                "meter_id": meter_id,
-                "ts": reading.ts,
-                **reading.values,
-                "extra": orjson.dumps(reading.extra).decode(),
-                "received_at": now,
-            }
-        )
-
-    # No savepoint when nested (the MQTT bridge stores many devices' batches in one transaction):
-    # a failure here fails the caller's whole transaction, which it retries as a whole.
-    with transaction.atomic(savepoint=False):
-        stored = _insert_readings(rows) if rows else {}
-        stored_keys = [key for key in by_key if key in stored]
-        if stored_keys and settings.PQ_DETECTION_ENABLED:
-            # Same transaction: PQ and protection events stand or fall with their readings.
-            samples: dict[int, list] = {}
-            for meter_id, ts in stored_keys:
-                reading = by_key[(meter_id, ts)]
-                samples.setdefault(meter_id, []).append(sample_from(ts, reading.values, reading.extra))
-            pq_services.readings_detect(samples_by_meter=samples, source=source)
-        if stored_keys:
-            # The rollups of these readings' hours (marked by the insert) are recomputed after
-            # commit (analytics).
-            rollups_refresh_on_commit()
-            publish(
-                device.organization_id,
-                DATA_INGESTED,
-                _ingested_payload(device, stored_keys, by_key),
-                source=source,
-            )
-    return IngestResult(
-        stored=len(stored_keys),
-        duplicates=len(keys) - len(stored_keys),
-        stored_keys=stored_keys,
-        keys=keys,
-        reading_ids=stored,
-        inputs=by_key,
-        received_at=now,
-    )
+    return readings_store(batches=[readings_prepare(device=device, items=items)], source=source)[0]
 
 
 def _ingested_payload(device: Meter | Gateway, stored_keys, by_key) -> dict:

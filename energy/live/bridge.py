@@ -6,10 +6,11 @@ paho's manual_ack) only after the batch holding it has committed and its answer 
 published. A crash or a broker restart before that makes the broker deliver it again; the
 unique (meter, timestamp) of a reading turns the repeat into a duplicate, never a second row.
 
-Throughput: messages that arrive while a batch is being stored are taken together, grouped by
-device and stored with one `reading_batch_ingest` call per device (one INSERT) in one
-transaction, so the cost per message falls as the load rises. One bad message does not sink its neighbours: its batch is
-retried without it and it gets its own error answer.
+Throughput: messages that arrive while a batch is being stored are taken together, validated
+per device (`readings_prepare`) and stored together (`readings_store`: one INSERT, one
+detection pass, one commit, one `data.ingested` per device), so the cost per message falls as
+the load rises. One bad message does not sink its neighbours: it gets its own error answer and
+the rest of its device's messages are stored.
 
 Runs on an asyncio loop so that the Channels fan-out of each ingest (data.ingested → dashboards)
 reuses the loop's channel-layer connections instead of opening one per message.
@@ -22,7 +23,7 @@ import logging
 import signal
 import time
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
 import orjson
@@ -104,20 +105,31 @@ def messages_ingest(messages: list[Incoming]) -> list[Answer]:
             answer.frame = exc.as_frame()
             continue
         by_device[key].append(_Pending(index=index, device=device, frame=frame))
-    # One transaction for the whole batch (each device's ingest is a savepoint inside it): one
-    # commit, not one per device. The dashboards' fan-out runs after that commit.
-    with transaction.atomic():
-        for pending in by_device.values():
-            _ingest_device_batch(pending)
+    # Validation per device (frames with invalid readings are answered on their own), then one
+    # store for every device: one INSERT, one detection pass, one commit per batch of messages.
+    prepared: list[tuple[list[_Pending], services.PreparedReadings, list[tuple[int, int]]]] = []
+    for pending in by_device.values():
+        ready = _device_frames_prepare(pending)
+        if ready is not None:
+            prepared.append(ready)
+    if prepared:
+        with transaction.atomic():
+            results = services.readings_store(batches=[batch for _, batch, _ in prepared], source="mqtt")
+        for (frames, _, spans), result in zip(prepared, results, strict=True):
+            _answer_frames(frames, spans, result)
     for pending in by_device.values():
         for item in pending:
             answers[item.index].frame = item.answer
     return answers
 
 
-def _ingest_device_batch(pending: list[_Pending]) -> None:
-    """All frames of one device in one ingest call; frames with invalid readings are answered
-    on their own and the rest retried (at most once per bad frame, so the loop is bounded)."""
+def _device_frames_prepare(
+    pending: list[_Pending],
+) -> tuple[list[_Pending], services.PreparedReadings, list[tuple[int, int]]] | None:
+    """All frames of one device as one prepared batch, with each frame's span of its items.
+
+    Frames with invalid readings are answered on their own and the rest prepared again (at most
+    once per bad frame, so the loop is bounded); None when no frame is left."""
     todo = list(pending)
     while todo:
         items: list = []
@@ -126,7 +138,7 @@ def _ingest_device_batch(pending: list[_Pending]) -> None:
             spans.append((len(items), len(items) + len(item.frame.items)))
             items.extend(item.frame.items)
         try:
-            result = services.reading_batch_ingest(device=todo[0].device, items=items, source="mqtt")
+            return todo, services.readings_prepare(device=todo[0].device, items=items), spans
         except ReadingsInvalid as exc:
             bad: dict[int, list] = defaultdict(list)
             for error in exc.errors:
@@ -137,21 +149,24 @@ def _ingest_device_batch(pending: list[_Pending]) -> None:
             if not bad:  # an error we cannot place: answer every frame with it
                 for item in todo:
                     item.answer = invalid_frame(frame_id=item.frame.id, errors=[e.as_dict() for e in exc.errors])
-                return
+                return None
             for position, errors in bad.items():
                 todo[position].answer = invalid_frame(frame_id=todo[position].frame.id, errors=errors)
             todo = [item for position, item in enumerate(todo) if position not in bad]
-            continue
-        stored = set(result.stored_keys)
-        claimed: set = set()
-        for item, (start, end) in zip(todo, spans, strict=True):
-            fresh = 0
-            for key in result.keys[start:end]:
-                if key in stored and key not in claimed:
-                    claimed.add(key)
-                    fresh += 1
-            item.answer = ack_frame(frame_id=item.frame.id, stored=fresh, duplicates=(end - start) - fresh)
-        return
+    return None
+
+
+def _answer_frames(frames: list[_Pending], spans: list[tuple[int, int]], result: services.IngestResult) -> None:
+    """Each frame's ack: its readings this batch stored, the rest duplicates."""
+    stored = set(result.stored_keys)
+    claimed: set = set()
+    for item, (start, end) in zip(frames, spans, strict=True):
+        fresh = 0
+        for key in result.keys[start:end]:
+            if key in stored and key not in claimed:
+                claimed.add(key)
+                fresh += 1
+        item.answer = ack_frame(frame_id=item.frame.id, stored=fresh, duplicates=(end - start) - fresh)
 
 
 class MqttBridge:
@@ -179,7 +194,11 @@ class MqttBridge:
         self.stopping = False
         self.processed = 0
         self.connected = asyncio.Event()
-        self.queue: asyncio.Queue[Incoming] | None = None
+        # paho's thread appends and wakes the loop only when it is not already woken: one
+        # cross-thread call per batch, not one per message (asyncio.Queue would need that).
+        self.inbox: deque[Incoming] = deque()
+        self.arrived: asyncio.Event | None = None
+        self.woken = False
         self.loop: asyncio.AbstractEventLoop | None = None
         self.client = None
 
@@ -227,8 +246,10 @@ class MqttBridge:
         self.loop.call_soon_threadsafe(self.connected.clear)
 
     def _on_message(self, client, userdata, message) -> None:
-        incoming = Incoming(topic=message.topic, payload=message.payload, mid=message.mid, qos=message.qos)
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, incoming)
+        self.inbox.append(Incoming(topic=message.topic, payload=message.payload, mid=message.mid, qos=message.qos))
+        if not self.woken:
+            self.woken = True
+            self.loop.call_soon_threadsafe(self.arrived.set)
 
     def _process(self, batch: list[Incoming]) -> list[Answer]:
         close_old_connections()
@@ -240,7 +261,7 @@ class MqttBridge:
     async def run(self, *, max_seconds: float | None = None, install_signals: bool = False) -> None:
         """Serve until stop() (or SIGTERM/SIGINT when install_signals, or max_seconds)."""
         self.loop = asyncio.get_running_loop()
-        self.queue = asyncio.Queue()
+        self.arrived = asyncio.Event()
         if install_signals:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 self.loop.add_signal_handler(signum, self.stop)
@@ -256,12 +277,20 @@ class MqttBridge:
         try:
             while not self.stopping and (deadline is None or time.monotonic() < deadline):
                 try:
-                    first = await asyncio.wait_for(self.queue.get(), timeout=0.5)
+                    await asyncio.wait_for(self.arrived.wait(), timeout=0.5)
                 except TimeoutError:
                     continue
-                batch = [first]
-                while len(batch) < self.batch_max and not self.queue.empty():
-                    batch.append(self.queue.get_nowait())
+                # Reset before taking: a message appended after this is either taken below or
+                # wakes the loop again.
+                self.arrived.clear()
+                self.woken = False
+                batch = []
+                while self.inbox and len(batch) < self.batch_max:
+                    batch.append(self.inbox.popleft())
+                if self.inbox:
+                    self.arrived.set()  # more than batch_max waiting: go round again at once
+                if not batch:
+                    continue
                 answers = await self._process_with_retry(process, batch)
                 if answers is None:
                     break  # stopping; unacknowledged, so the broker delivers them again

@@ -19,6 +19,8 @@ import pytest
 
 from energy.live.bridge import Incoming, MqttBridge, messages_ingest
 from energy.models import Reading
+from joulepoint.events.services import subscribe, unsubscribe
+from joulepoint.events.types import DATA_INGESTED
 from tests import factories
 
 BROKER = ("127.0.0.1", 1883)
@@ -67,6 +69,44 @@ def test_messages_ingest_other_tenant_meter_through_gateway(gateway):
     answers = messages_ingest([msg(gateway, {"timestamp": ts(), "meter_id": foreign.pk, "total_power": 1})])
     assert answers[0].frame["code"] == "invalid_readings"
     assert Reading.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_messages_ingest_stores_every_device_together_first_claim_wins(meter, gateway):
+    """A meter and its site's gateway sending the same instant in one batch: one row, the
+    earlier message stores it, the later one is told it was a duplicate."""
+    answers = messages_ingest(
+        [
+            msg(meter, {"timestamp": ts(10), "total_power": 1.0}),
+            msg(gateway, [{"meter_id": meter.pk, "timestamp": ts(10), "total_power": 5.0},
+                          {"meter_id": meter.pk, "timestamp": ts(11), "total_power": 6.0}]),
+        ]
+    )  # fmt: skip
+    assert answers[0].frame == {"type": "ack", "id": None, "stored": 1, "duplicates": 0}
+    assert answers[1].frame == {"type": "ack", "id": None, "stored": 1, "duplicates": 1}
+    assert sorted(Reading.objects.filter(meter=meter).values_list("total_power", flat=True)) == [1.0, 6.0]
+
+
+@pytest.mark.django_db
+def test_messages_ingest_announces_each_device_batch_to_its_own_organization(meter, django_capture_on_commit_callbacks):
+    foreign = factories.MeterFactory()
+    seen = []
+    subscribe(seen.append, keys=[DATA_INGESTED])
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            messages_ingest(
+                [
+                    msg(meter, {"timestamp": ts(20), "total_power": 1.0}),
+                    msg(foreign, {"timestamp": ts(20), "total_power": 2.0}),
+                    msg(meter, {"timestamp": ts(21), "total_power": 3.0}),
+                ]
+            )
+    finally:
+        unsubscribe(seen.append)
+    by_org = {event.organization_id: event.payload for event in seen}
+    assert len(seen) == 2 and set(by_org) == {meter.organization_id, foreign.organization_id}
+    assert [r["total_power"] for r in by_org[meter.organization_id]["readings"]] == [1.0, 3.0]
+    assert [r["meter_id"] for r in by_org[foreign.organization_id]["readings"]] == [foreign.pk]
 
 
 def broker_up(host: str, port: int) -> bool:
