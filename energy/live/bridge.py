@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import orjson
 from asgiref.sync import sync_to_async
-from django.db import close_old_connections, transaction
+from django.db import connection, transaction
 
 from energy import services
 from energy.live import mqtt as topics
@@ -252,11 +252,14 @@ class MqttBridge:
             self.loop.call_soon_threadsafe(self.arrived.set)
 
     def _process(self, batch: list[Incoming]) -> list[Answer]:
-        close_old_connections()
+        # One long-lived connection on the one thread that stores (thread_sensitive), whatever
+        # CONN_MAX_AGE says for request threads: connecting per batch cost more than the batch's
+        # INSERT. After a failure it is dropped, so the retry starts on a fresh connection.
         try:
             return messages_ingest(batch)
-        finally:
-            close_old_connections()
+        except Exception:
+            connection.close()
+            raise
 
     async def run(self, *, max_seconds: float | None = None, install_signals: bool = False) -> None:
         """Serve until stop() (or SIGTERM/SIGINT when install_signals, or max_seconds)."""
