@@ -81,13 +81,6 @@ def energy_method(register_meters: set[int], meter_ids: list[int]) -> str:
     return "register" if register_meters >= set(meter_ids) else "mixed"
 
 
-def demand_expression(rollups: QuerySet):
-    """Average kW of one rollup row: from power when the subject reports it, else from energyx4."""
-    if rollups.filter(total_power_avg__isnull=False).exists():
-        return F("total_power_avg") / Value(1000.0), "power"
-    return F("total_energy_inc") * Value(4.0), "register"
-
-
 def aggregate_subquery(queryset: QuerySet, select: str, *, suffix: str = "", width: int | None = None) -> tuple:
     """Run `SELECT <select> FROM (<queryset>) s <suffix>`: aggregates over an aggregated
     queryset, in SQL. Answers a row of NULLs when the queryset is empty."""
