@@ -55,6 +55,8 @@ def device_group(device_key: uuid.UUID | str) -> str:
 
 
 SENDER_QUEUE_SIZE = 10_000
+# Readings of consecutive queued batches for one site travel as one frame up to this many.
+COALESCE_MAX_READINGS = 5_000
 
 
 class _Sender:
@@ -66,6 +68,10 @@ class _Sender:
     request that stored the readings. Here the caller only queues the message; one long-lived
     loop keeps its connections and sends in queue order, so dashboards see frames in the order
     they were stored. Created on first use in each process (Celery's prefork children included).
+
+    Readings batches queued back to back for the same site leave as one `readings` frame: the
+    MQTT bridge commits many devices' batches at once, and one frame per device would cost a
+    Redis send and a browser frame each.
     """
 
     def __init__(self) -> None:
@@ -83,11 +89,14 @@ class _Sender:
     async def _drain(self) -> None:
         layer = get_channel_layer()
         while True:
-            group, message = await self.queue.get()
-            try:
-                await layer.group_send(group, message)
-            except Exception:
-                logger.exception("live fan-out to %s failed", group)
+            queued = [await self.queue.get()]
+            while not self.queue.empty():
+                queued.append(self.queue.get_nowait())
+            for group, message in _coalesced(queued):
+                try:
+                    await layer.group_send(group, message)
+                except Exception:
+                    logger.exception("live fan-out to %s failed", group)
 
     def submit(self, group: str, message: dict) -> None:
         self.loop.call_soon_threadsafe(self._put, group, message)
@@ -115,6 +124,37 @@ def _process_sender() -> _Sender:
         return _sender
 
 
+def _coalesced(queued: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    """Queued (group, message) pairs in order, with runs of readings for the same group merged
+    and every readings message in its wire form."""
+    out: list[tuple[str, dict]] = []
+    run: list = []  # [group, site_id, readings] of the readings run being merged
+    for group, message in queued:
+        readings = message.get("readings") if message["type"] == "live.readings" else None
+        if readings is not None and run and run[0] == group and len(run[2]) + len(readings) <= COALESCE_MAX_READINGS:
+            run[2].extend(readings)
+            continue
+        if run:
+            out.append((run[0], _readings_wire(*run)))
+            run = []
+        if readings is not None:
+            run = [group, message["site_id"], list(readings)]
+        else:
+            out.append((group, message))
+    if run:
+        out.append((run[0], _readings_wire(*run)))
+    return out
+
+
+def _readings_wire(group: str, site_id: int, readings: list[dict]) -> dict:
+    """A site's readings as relays receive them: the dashboard frame serialized once here rather
+    than once per dashboard (a site subscriber forwards the text as is; a meter subscriber looks
+    at `meter_ids` before parsing anything)."""
+    frame = orjson.dumps({"type": "readings", "site_id": site_id, "readings": readings}).decode()
+    meter_ids = sorted({reading["meter_id"] for reading in readings})
+    return {"type": "live.readings", "site_id": site_id, "meter_ids": meter_ids, "frame": frame, "group": group}
+
+
 def group_send(group: str, message: dict) -> None:
     """Send to a Channels group from synchronous code (services, tasks, the MQTT bridge), without
     waiting for it: dashboards are a view, and the writer that published must not pay for them.
@@ -129,6 +169,8 @@ def group_send(group: str, message: dict) -> None:
     # channel (energy.live.relay) and routes by it.
     message = {**message, "group": group}
     if isinstance(layer, InMemoryChannelLayer):
+        if message["type"] == "live.readings":
+            message = _readings_wire(group, message["site_id"], message["readings"])
         async_to_sync(layer.group_send)(group, message)
     else:
         _process_sender().submit(group, message)
@@ -190,12 +232,7 @@ def _fan_out(event: Event) -> None:
         site_id = payload.get("site_id")
         if site_id is None:
             return
-        readings = payload.get("readings", [])
-        # Serialized once here rather than once per dashboard: a site subscriber forwards the
-        # text as is; a meter subscriber looks at `meter_ids` before parsing anything.
-        frame = orjson.dumps({"type": "readings", "site_id": site_id, "readings": readings}).decode()
-        meter_ids = sorted({reading["meter_id"] for reading in readings})
-        message = {"type": "live.readings", "site_id": site_id, "meter_ids": meter_ids, "frame": frame}
+        message = {"type": "live.readings", "site_id": site_id, "readings": payload.get("readings", [])}
         group_send(site_group(event.organization_id, site_id), message)
         return
     _event_frame_send(

@@ -1,0 +1,50 @@
+"""energy.live.fanout: what the Redis sender thread puts on the channel layer."""
+
+from __future__ import annotations
+
+import orjson
+
+from energy.live import fanout
+
+
+def readings(group: str, site_id: int, *meter_ids: int) -> tuple[str, dict]:
+    batch = [{"meter_id": meter_id, "site_id": site_id, "total_power": float(meter_id)} for meter_id in meter_ids]
+    return group, {"type": "live.readings", "site_id": site_id, "readings": batch, "group": group}
+
+
+def frame_meters(message: dict) -> list[int]:
+    return [reading["meter_id"] for reading in orjson.loads(message["frame"])["readings"]]
+
+
+def test_back_to_back_batches_of_one_site_leave_as_one_frame_in_order():
+    sent = fanout._coalesced(
+        [readings("live.o1.s1", 1, 3), readings("live.o1.s1", 1, 1, 2), readings("live.o1.s1", 1, 5)]
+    )
+    assert len(sent) == 1
+    group, message = sent[0]
+    assert group == message["group"] == "live.o1.s1"
+    assert frame_meters(message) == [3, 1, 2, 5]
+    assert message["meter_ids"] == [1, 2, 3, 5]
+    assert "readings" not in message  # the wire form carries the frame only
+
+
+def test_other_sites_and_events_keep_their_place():
+    event = ("live.o1.s1", {"type": "live.event", "event": {"key": "pq.event"}, "group": "live.o1.s1"})
+    sent = fanout._coalesced(
+        [readings("live.o1.s1", 1, 1), readings("live.o2.s9", 9, 7), readings("live.o1.s1", 1, 2), event,
+         readings("live.o1.s1", 1, 3)]
+    )  # fmt: skip
+    assert [(group, message["type"]) for group, message in sent] == [
+        ("live.o1.s1", "live.readings"),
+        ("live.o2.s9", "live.readings"),
+        ("live.o1.s1", "live.readings"),
+        ("live.o1.s1", "live.event"),
+        ("live.o1.s1", "live.readings"),
+    ]
+    assert [frame_meters(message) for _, message in sent if message["type"] == "live.readings"] == [[1], [7], [2], [3]]
+
+
+def test_a_merged_frame_stays_within_the_cap(monkeypatch):
+    monkeypatch.setattr(fanout, "COALESCE_MAX_READINGS", 3)
+    sent = fanout._coalesced([readings("g", 1, 1, 2), readings("g", 1, 3), readings("g", 1, 4)])
+    assert [frame_meters(message) for _, message in sent] == [[1, 2, 3], [4]]
