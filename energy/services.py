@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import orjson
 from django.conf import settings
@@ -37,6 +37,8 @@ from joulepoint.events.types import DATA_INGESTED
 logger = logging.getLogger(__name__)
 
 COLUMNS = ("meter_id", "ts", *READING_FIELDS, "extra", "received_at")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
 # Column types of the JSON record PostgreSQL inserts from; every other column is float8.
 PG_RECORD_TYPES = {"meter_id": "bigint", "ts": "timestamptz", "extra": "text", "received_at": "timestamptz"}
 
@@ -191,15 +193,20 @@ def _insert_readings(rows: list[dict]) -> dict[tuple[int, datetime], int]:
             # floats are written in their shortest round-trip form, so float8 gets the same value.
             record = ", ".join(f"{c} {PG_RECORD_TYPES.get(c, 'float8')}" for c in COLUMNS)
             select = ", ".join(f"t.{c}::jsonb" if c == "extra" else f"t.{c}" for c in COLUMNS)
+            # Stored rows come back with ts as integer microseconds since the epoch: Django's
+            # timestamptz loader is psycopg's pure-Python one, ~7 µs a row, where an int8 is C.
             sql = (
                 f"WITH stored AS (INSERT INTO {table} ({columns}) SELECT {select} "  # noqa: S608
                 f"FROM json_to_recordset(%s::json) AS t({record}) "
                 "ON CONFLICT (meter_id, ts) DO NOTHING RETURNING id, meter_id, ts), "
                 f"dirty AS ({rollups_dirty_cte_sql(stored='stored')}) "
-                "SELECT id, meter_id, ts FROM stored"
+                "SELECT id, meter_id, (extract(epoch FROM ts) * 1000000)::int8 FROM stored"
             )
             cursor.execute(sql, [orjson.dumps(rows).decode()])
-            stored.update(((meter_id, ts), pk) for pk, meter_id, ts in cursor.fetchall())
+            key_of = {(row["meter_id"], (row["ts"] - EPOCH) // MICROSECOND): row for row in rows}
+            for pk, meter_id, micros in cursor.fetchall():
+                row = key_of[(meter_id, micros)]
+                stored[(meter_id, row["ts"])] = pk
         else:
             placeholders = ", ".join(["%s"] * len(COLUMNS))
             sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) ON CONFLICT (meter_id, ts) DO NOTHING"  # noqa: S608
