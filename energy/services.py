@@ -40,7 +40,7 @@ COLUMNS = ("meter_id", "ts", *READING_FIELDS, "extra", "received_at")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
 # Column types of the JSON record PostgreSQL inserts from; every other column is float8.
-PG_RECORD_TYPES = {"meter_id": "bigint", "ts": "timestamptz", "extra": "text", "received_at": "timestamptz"}
+PG_RECORD_TYPES = {"meter_id": "bigint", "ts": "timestamptz", "extra": "jsonb", "received_at": "timestamptz"}
 
 
 @dataclass
@@ -172,9 +172,9 @@ bind_meters = _bind_meters
 
 
 def _insert_readings(rows: list[dict]) -> dict[tuple[int, datetime], int]:
-    """Insert rows (dicts keyed by COLUMNS; a missing measurement is NULL), skipping (meter, ts)
-    already stored, and mark the rollup windows of the stored ones dirty; returns the id of
-    each (meter, ts) stored.
+    """Insert rows (dicts keyed by COLUMNS, `extra` a dict; a missing measurement is NULL),
+    skipping (meter, ts) already stored, and mark the rollup windows of the stored ones dirty;
+    returns the id of each (meter, ts) stored.
 
     PostgreSQL gets one INSERT … SELECT FROM json_to_recordset(document): the batch travels as
     one JSON parameter that orjson encodes in C, so a 5,000-row batch is a single round trip
@@ -192,7 +192,7 @@ def _insert_readings(rows: list[dict]) -> dict[tuple[int, datetime], int]:
             # Timestamps are aware UTC datetimes, which orjson writes as ISO 8601 with an offset;
             # floats are written in their shortest round-trip form, so float8 gets the same value.
             record = ", ".join(f"{c} {PG_RECORD_TYPES.get(c, 'float8')}" for c in COLUMNS)
-            select = ", ".join(f"t.{c}::jsonb" if c == "extra" else f"t.{c}" for c in COLUMNS)
+            select = ", ".join(f"t.{c}" for c in COLUMNS)
             # Stored rows come back with ts as integer microseconds since the epoch: Django's
             # timestamptz loader is psycopg's pure-Python one, ~7 µs a row, where an int8 is C.
             sql = (
@@ -214,6 +214,7 @@ def _insert_readings(rows: list[dict]) -> dict[tuple[int, datetime], int]:
             for row in rows:
                 adapted = [row.get(column) for column in COLUMNS]
                 adapted[1] = ts_field.get_db_prep_save(row["ts"], connection)
+                adapted[-2] = orjson.dumps(row["extra"]).decode()
                 adapted[-1] = ts_field.get_db_prep_save(row["received_at"], connection)
                 cursor.execute(sql, adapted)
                 if cursor.rowcount == 1:
@@ -272,7 +273,7 @@ def readings_store(*, batches: list[PreparedReadings], source: str) -> list[Inge
                     "meter_id": key[0],
                     "ts": reading.ts,
                     **reading.values,
-                    "extra": orjson.dumps(reading.extra).decode(),
+                    "extra": reading.extra,
                     "received_at": batch.received_at,
                 }
             )
