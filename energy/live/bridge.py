@@ -12,8 +12,10 @@ detection pass, one commit, one `data.ingested` per device), so the cost per mes
 the load rises. One bad message does not sink its neighbours: it gets its own error answer and
 the rest of its device's messages are stored.
 
-Runs on an asyncio loop so that the Channels fan-out of each ingest (data.ingested → dashboards)
-reuses the loop's channel-layer connections instead of opening one per message.
+Threads: paho's network thread hands messages to an asyncio loop, which batches them, stores
+each batch on one worker thread (sync_to_async, thread_sensitive: one long-lived database
+connection) and publishes the answers; the dashboards' fan-out leaves through the process's
+fan-out sender (energy.live.fanout).
 """
 
 from __future__ import annotations
@@ -57,6 +59,15 @@ class _Pending:
     device: Meter | Gateway
     frame: Frame
     answer: dict | None = None
+
+
+@dataclass
+class _DeviceFrames:
+    """One device's frames prepared as one batch; `spans` are each frame's items in it."""
+
+    frames: list[_Pending]
+    batch: services.PreparedReadings
+    spans: list[tuple[int, int]]
 
 
 @dataclass
@@ -107,26 +118,20 @@ def messages_ingest(messages: list[Incoming]) -> list[Answer]:
         by_device[key].append(_Pending(index=index, device=device, frame=frame))
     # Validation per device (frames with invalid readings are answered on their own), then one
     # store for every device: one INSERT, one detection pass, one commit per batch of messages.
-    prepared: list[tuple[list[_Pending], services.PreparedReadings, list[tuple[int, int]]]] = []
-    for pending in by_device.values():
-        ready = _device_frames_prepare(pending)
-        if ready is not None:
-            prepared.append(ready)
+    prepared = [ready for pending in by_device.values() if (ready := _device_frames_prepare(pending))]
     if prepared:
         with transaction.atomic():
-            results = services.readings_store(batches=[batch for _, batch, _ in prepared], source="mqtt")
-        for (frames, _, spans), result in zip(prepared, results, strict=True):
-            _answer_frames(frames, spans, result)
+            results = services.readings_store(batches=[device.batch for device in prepared], source="mqtt")
+        for device, result in zip(prepared, results, strict=True):
+            _answer_frames(device, result)
     for pending in by_device.values():
         for item in pending:
             answers[item.index].frame = item.answer
     return answers
 
 
-def _device_frames_prepare(
-    pending: list[_Pending],
-) -> tuple[list[_Pending], services.PreparedReadings, list[tuple[int, int]]] | None:
-    """All frames of one device as one prepared batch, with each frame's span of its items.
+def _device_frames_prepare(pending: list[_Pending]) -> _DeviceFrames | None:
+    """All frames of one device as one prepared batch.
 
     Frames with invalid readings are answered on their own and the rest prepared again (at most
     once per bad frame, so the loop is bounded); None when no frame is left."""
@@ -138,7 +143,7 @@ def _device_frames_prepare(
             spans.append((len(items), len(items) + len(item.frame.items)))
             items.extend(item.frame.items)
         try:
-            return todo, services.readings_prepare(device=todo[0].device, items=items), spans
+            return _DeviceFrames(todo, services.readings_prepare(device=todo[0].device, items=items), spans)
         except ReadingsInvalid as exc:
             bad: dict[int, list] = defaultdict(list)
             for error in exc.errors:
@@ -156,11 +161,11 @@ def _device_frames_prepare(
     return None
 
 
-def _answer_frames(frames: list[_Pending], spans: list[tuple[int, int]], result: services.IngestResult) -> None:
+def _answer_frames(device: _DeviceFrames, result: services.IngestResult) -> None:
     """Each frame's ack: its readings this batch stored, the rest duplicates."""
     stored = set(result.stored_keys)
     claimed: set = set()
-    for item, (start, end) in zip(frames, spans, strict=True):
+    for item, (start, end) in zip(device.frames, device.spans, strict=True):
         fresh = 0
         for key in result.keys[start:end]:
             if key in stored and key not in claimed:
