@@ -319,12 +319,20 @@ class Windowed:
 
 
 def mqtt_client(name: str):
+    """A bench client (raw publisher and subscriber, device publisher, ack listener alike): MQTT 5
+    with a Receive Maximum of WINDOW. Mosquitto keeps at most 20 QoS 1 messages in flight to an
+    MQTT 3 client, which capped a subscriber taking every device's messages at 20 per round trip
+    (a real device gets only its own few acks)."""
     import paho.mqtt.client as mqtt
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{MQTT_PREFIX}-{name}")
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{MQTT_PREFIX}-{name}", protocol=mqtt.MQTTv5)
     client.max_inflight_messages_set(WINDOW)
     client.max_queued_messages_set(0)
-    client.connect("127.0.0.1", 1883)
+    properties = Properties(PacketTypes.CONNECT)
+    properties.ReceiveMaximum = WINDOW
+    client.connect("127.0.0.1", 1883, properties=properties)
     client.loop_start()
     return client
 
@@ -380,20 +388,21 @@ def mqtt_bridge(total: int, meters, gateway=None, processes: int = 1) -> tuple[f
         while "subscribed to" not in Path(bridge.log.name).read_text() and time.monotonic() < deadline:
             time.sleep(0.1)
     window = Windowed(messages)
-    device = mqtt_client("bridge-dev")
-    device.on_message = window.on_answer
+    # Two clients, as in the raw loop: the devices' publisher, and a listener on their ack topics
+    # (one paho client doing both spends the bench's own GIL on two network loops' work).
+    device, listener = mqtt_client("bridge-dev"), mqtt_client("bridge-acks")
     try:
-        subscribe(device, f"{MQTT_PREFIX}/+/ack")
+        subscribe(listener, f"{MQTT_PREFIX}/+/ack")
         # Warm up: wait until the bridge answers one message (a reading outside the measured set).
         warm = Windowed(1)
-        device.on_message = warm.on_answer
+        listener.on_message = warm.on_answer
         deadline = time.monotonic() + 30
         while warm.answered == 0 and time.monotonic() < deadline:
             device.publish(f"{MQTT_PREFIX}/{meters[0].device_key}/readings",
                            orjson.dumps({"timestamp": base.isoformat(), "total_power": 0}), qos=1)  # fmt: skip
             time.sleep(0.5)
         time.sleep(1)  # let warm-up repeats drain
-        device.on_message = window.on_answer
+        listener.on_message = window.on_answer
         before = Reading.objects.count()
 
         def stamp(seconds: int) -> str:
@@ -419,8 +428,9 @@ def mqtt_bridge(total: int, meters, gateway=None, processes: int = 1) -> tuple[f
         seconds = window.run(device, topic, payload)
         stored = Reading.objects.count() - before
     finally:
-        device.loop_stop()
-        device.disconnect()
+        for client in (device, listener):
+            client.loop_stop()
+            client.disconnect()
         for bridge in bridges:
             bridge.stop()
     return messages * per_message / seconds, messages / seconds, stored
