@@ -34,6 +34,7 @@ from energy.power_quality import sample_from
 from energy.validation import METER_ID, METER_SERIAL, FieldError, ReadingInput, ReadingsInvalid, readings_parse
 from joulepoint.events import publish
 from joulepoint.events.types import DATA_INGESTED
+from joulepoint.ratelimit import window_hit_and_cache_get
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +112,28 @@ def device_for_key(*, device_key: uuid.UUID) -> Meter | Gateway | None:
         cached = cache.get(_device_cache_key(device_key))
         if cached is not None:
             return cached
+    return _device_load(device_key)
+
+
+def device_for_key_with_hit(
+    *, device_key: uuid.UUID, rate_key: str, window_seconds: int
+) -> tuple[Meter | Gateway | None, tuple[int, float] | None]:
+    """`device_for_key`, and one hit on the rate-limit window `rate_key` counted in the same
+    Redis round trip as the cached lookup: (device or None, (hits so far, seconds to the next
+    window)). The hit is None where the cache is not Redis: the caller counts it itself.
+
+    The hit is counted before the key is known to be valid, so an unknown key counts too (its
+    counter expires with the window)."""
+    if not settings.REDIS_URL:
+        return device_for_key(device_key=device_key), None
+    cached, count, retry_after = window_hit_and_cache_get(
+        rate_key, window_seconds=window_seconds, cache_key=_device_cache_key(device_key)
+    )
+    return (cached if cached is not None else _device_load(device_key)), (count, retry_after)
+
+
+def _device_load(device_key: uuid.UUID) -> Meter | Gateway | None:
+    """The device from the database, cached for the next request where the cache is shared."""
     device = Meter.objects.filter(device_key=device_key, is_active=True).first()
     if device is None:
         device = Gateway.objects.filter(device_key=device_key, is_active=True).first()
