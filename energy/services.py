@@ -32,7 +32,7 @@ from energy.models import (
 )
 from energy.power_quality import sample_from
 from energy.validation import METER_ID, METER_SERIAL, FieldError, ReadingInput, ReadingsInvalid, readings_parse
-from joulepoint.events import publish
+from joulepoint.events import publish_many
 from joulepoint.events.types import DATA_INGESTED
 from joulepoint.ratelimit import window_hit_and_cache_get
 
@@ -321,14 +321,19 @@ def readings_store(*, batches: list[PreparedReadings], source: str) -> list[Inge
             # The rollups of these readings' hours (marked by the insert) are recomputed after
             # commit (analytics).
             rollups_refresh_on_commit()
-        for batch, stored_keys in zip(batches, stored_keys_of, strict=True):
-            if stored_keys:
-                publish(
-                    batch.device.organization_id,
-                    DATA_INGESTED,
-                    _ingested_payload(batch.device, stored_keys, batch.by_key),
-                    source=source,
-                )
+        # One event per batch, published together: fanned out in order after commit.
+        events = [
+            (
+                batch.device.organization_id,
+                DATA_INGESTED,
+                _ingested_payload(batch.device, stored_keys, batch.by_key),
+                None,
+            )
+            for batch, stored_keys in zip(batches, stored_keys_of, strict=True)
+            if stored_keys
+        ]
+        if events:
+            publish_many(events, source=source)
     return [
         IngestResult(
             stored=len(stored_keys),
