@@ -71,8 +71,9 @@ class _Sender:
     they were stored. Created on first use in each process (Celery's prefork children included).
 
     Readings batches queued back to back for the same site leave as one `readings` frame: the
-    MQTT bridge commits many devices' batches at once, and one frame per device would cost a
-    Redis send and a browser frame each.
+    MQTT bridge and the HTTP group commit (energy.services.reading_batch_ingest_grouped) commit
+    many devices' batches at once, and one frame per device would cost a Redis send and a
+    browser frame each.
     """
 
     def __init__(self) -> None:
