@@ -1,6 +1,7 @@
 """Ingest benchmark: the platform as deployed (real server processes) on PostgreSQL.
 
-    python -m bench.ingest                       # the recommended layout (gunicorn, sync workers)
+    python -m bench.ingest                       # the recommended layout (gunicorn, 3 gthread x 8)
+    python -m bench.ingest --threads 1 --workers 3   # gunicorn with sync workers
     python -m bench.ingest --server uvicorn      # or gunicorn-uvicorn, or all
     python -m bench.ingest --duration 5          # seconds measured per phase
 
@@ -51,7 +52,9 @@ SERVERS = ("gunicorn", "uvicorn", "gunicorn-uvicorn")
 ASGI_SERVERS = ("uvicorn", "gunicorn-uvicorn")
 RECOMMENDED_SERVER = "gunicorn"
 DEFAULT_WORKERS = {"gunicorn": 3, "uvicorn": 2, "gunicorn-uvicorn": 2}
-DEFAULT_GUNICORN_THREADS = 1  # 1: sync workers; more: gthread workers with that many threads
+# 1: sync workers; more: gthread workers with that many threads, where concurrent single readings
+# share a transaction (group commit, docs/serving.md).
+DEFAULT_GUNICORN_THREADS = 8
 PHASES = ("bare", "single", "bulk", "bulk_no_pq", "bulk_again", "copy")
 
 BULK_BATCH = 1_000
@@ -434,7 +437,8 @@ class HttpConnection:
     httpx costs about 4.5 ms of client CPU per request here against 0.9 ms for this (measured
     under the same load): on a 2-core machine the load generator's CPU is taken from the server,
     so the lean client keeps the figures about the server. Keep-alive when the server allows it
-    (uvicorn), a new connection per request when it answers `Connection: close` (gunicorn sync).
+    (uvicorn, gunicorn gthread), a new connection per request when it answers `Connection: close`
+    (gunicorn sync).
     """
 
     def __init__(self, host: str, port: int):

@@ -2,7 +2,9 @@
 
 `reading_batch_ingest` is the one ingest path: the HTTP views and the WebSocket consumer call
 it; the MQTT bridge, which holds many devices' batches at once, calls its two halves,
-`readings_prepare` per device and `readings_store` once for all of them.
+`readings_prepare` per device and `readings_store` once for all of them; the single-reading
+HTTP view calls `reading_batch_ingest_grouped`, which does the same for concurrent requests
+(group commit).
 """
 
 from __future__ import annotations
