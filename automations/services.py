@@ -30,6 +30,7 @@ from automations import jsonlogic, templating
 from automations.actions import ConfigError, Outcome, handler_for, template_context
 from automations.models import Action, Alert, Annotation, CircuitBreaker, Delivery, RelayCommand, Rule, Severity
 from joulepoint.events import publish
+from joulepoint.events.services import fan_out_memo
 from joulepoint.events.types import ALERT_TRIGGERED, DATA_INGESTED, Event
 from joulepoint.tenancy.models import Membership
 
@@ -54,11 +55,17 @@ def rules_changed(*, organization_id: int) -> None:
 
 def rules_exist(*, organization_id: int, event_key: str) -> bool:
     """Cheap check on the ingest path, so telemetry of an organization without rules costs no task."""
+    # Events published together (a group commit's batches) ask once: their commit is one moment.
+    memo = fan_out_memo()
+    if memo is not None and (organization_id, event_key) in memo:
+        return memo[(organization_id, event_key)]
     key = _has_rules_key(organization_id, event_key)
     answer = cache.get(key)
     if answer is None:
         answer = Rule.objects.for_org(organization_id).filter(event_key=event_key, is_active=True).exists()
         cache.set(key, answer, RULES_CACHE_SECONDS)
+    if memo is not None:
+        memo[(organization_id, event_key)] = answer
     return answer
 
 

@@ -1,6 +1,7 @@
 """Ingest benchmark: the platform as deployed (real server processes) on PostgreSQL.
 
-    python -m bench.ingest                       # the recommended layout (gunicorn, sync workers)
+    python -m bench.ingest                       # the recommended layout (gunicorn, 3 gthread x 8)
+    python -m bench.ingest --threads 1 --workers 3   # gunicorn with sync workers
     python -m bench.ingest --server uvicorn      # or gunicorn-uvicorn, or all
     python -m bench.ingest --duration 5          # seconds measured per phase
 
@@ -51,6 +52,10 @@ SERVERS = ("gunicorn", "uvicorn", "gunicorn-uvicorn")
 ASGI_SERVERS = ("uvicorn", "gunicorn-uvicorn")
 RECOMMENDED_SERVER = "gunicorn"
 DEFAULT_WORKERS = {"gunicorn": 3, "uvicorn": 2, "gunicorn-uvicorn": 2}
+# 1: sync workers; more: gthread workers with that many threads, where concurrent single readings
+# share a transaction (group commit, docs/serving.md).
+DEFAULT_GUNICORN_THREADS = 8
+PHASES = ("bare", "single", "bulk", "bulk_no_pq", "bulk_again", "copy")
 
 BULK_BATCH = 1_000
 BULK_CLIENTS = 4
@@ -182,12 +187,16 @@ def redis_reachable(url: str) -> bool:
         return False
 
 
-def server_command(server: str, port: int, workers: int) -> list[str]:
+def server_command(server: str, port: int, workers: int, threads: int = 1) -> list[str]:
+    """The server's command line; gunicorn with threads > 1 runs gthread workers, else sync ones."""
     bind = f"127.0.0.1:{port}"
     if server == "gunicorn":
+        worker_class = ["--worker-class", "sync"]
+        if threads > 1:
+            worker_class = ["--worker-class", "gthread", "--threads", str(threads)]
         return [
             sys.executable, "-m", "gunicorn", "joulepoint.wsgi:application",
-            "--bind", bind, "--workers", str(workers), "--worker-class", "sync", "--log-level", "warning",
+            "--bind", bind, "--workers", str(workers), *worker_class, "--log-level", "warning",
         ]  # fmt: skip
     if server == "uvicorn":
         return [
@@ -208,9 +217,12 @@ def server_command(server: str, port: int, workers: int) -> list[str]:
 class Platform:
     """The database and the server processes of one run; `close()` always cleans up."""
 
-    def __init__(self, *, server: str, workers: int, db_name: str, redis_url: str | None, logdir: Path):
+    def __init__(
+        self, *, server: str, workers: int, db_name: str, redis_url: str | None, logdir: Path, threads: int = 1
+    ):
         self.server = server
         self.workers = workers
+        self.threads = threads
         self.db_name = db_name
         self.redis_url = redis_url
         self.logdir = logdir
@@ -272,7 +284,7 @@ class Platform:
     def start_server(self) -> None:
         log = (self.logdir / f"{self.server}.log").open("wb")
         self.proc = subprocess.Popen(
-            server_command(self.server, self.port, self.workers),
+            server_command(self.server, self.port, self.workers, self.threads),
             cwd=ROOT,
             env=self.env,
             stdout=log,
@@ -425,7 +437,8 @@ class HttpConnection:
     httpx costs about 4.5 ms of client CPU per request here against 0.9 ms for this (measured
     under the same load): on a 2-core machine the load generator's CPU is taken from the server,
     so the lean client keeps the figures about the server. Keep-alive when the server allows it
-    (uvicorn), a new connection per request when it answers `Connection: close` (gunicorn sync).
+    (uvicorn, gunicorn gthread), a new connection per request when it answers `Connection: close`
+    (gunicorn sync).
     """
 
     def __init__(self, host: str, port: int):
@@ -704,7 +717,7 @@ def fmt_bulk(label: str, result: PhaseResult) -> str:
     )
 
 
-def report(server: str, workers: int, redis_url: str | None, results: dict[str, PhaseResult], stored: int) -> dict:
+def report(layout: str, redis_url: str | None, results: dict[str, PhaseResult], stored: int) -> dict:
     bare, single, bulk, copy = results["bare"], results["single"], results["bulk"], results["copy"]
     bulk_no_pq, bulk_again = results["bulk_no_pq"], results["bulk_again"]
     # The off phase is bracketed by two on phases; their mean cancels the table's growth.
@@ -714,7 +727,7 @@ def report(server: str, workers: int, redis_url: str | None, results: dict[str, 
     single_of_bare = single.rps / bare.rps if bare.rps else 0.0
     p99 = single.percentile(99)
     print()
-    print(f"== {server} ({workers} workers), PostgreSQL, cache/throttle: {'Redis' if redis_url else 'local memory'}")
+    print(f"== {layout}, PostgreSQL, cache/throttle: {'Redis' if redis_url else 'local memory'}")
     print(
         f"  bare DRF view     {bare.rps:9.0f} req/s   p50 {bare.percentile(50):6.1f} ms  "
         f"p99 {bare.percentile(99):6.1f} ms  ({bare.requests} requests, {bare.seconds:.1f} s)"
@@ -747,7 +760,7 @@ def report(server: str, workers: int, redis_url: str | None, results: dict[str, 
     for label, value, ok in checks:
         print(f"    {label:32} {value}   {verdict(ok)}")
     return {
-        "server": server,
+        "server": layout,
         "bulk_rows_per_s": bulk.rows_per_s,
         "copy_rows_per_s": copy.rows_per_s,
         "bulk_of_copy": bulk_of_copy,
@@ -765,17 +778,21 @@ def report(server: str, workers: int, redis_url: str | None, results: dict[str, 
 
 def run_one(args, server: str, redis_url: str | None, logdir: Path) -> dict:
     workers = args.workers or DEFAULT_WORKERS[server]
-    platform = Platform(server=server, workers=workers, db_name=args.database, redis_url=redis_url, logdir=logdir)
+    threads = args.threads if server == "gunicorn" else 1
+    layout = f"{server} ({workers} workers" + (f" x {threads} threads, gthread)" if threads > 1 else ")")
+    platform = Platform(
+        server=server, workers=workers, threads=threads, db_name=args.database, redis_url=redis_url, logdir=logdir
+    )
     try:
         print(f"-- {server}: creating database {args.database} and migrating", flush=True)
         platform.create_database()
         platform.manage("migrate", "--noinput")
         load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
-        print(f"-- {server}: starting {workers} workers on {platform.base_url} ({os.cpu_count()} cores, load {load})")
+        print(f"-- {server}: starting {layout} on {platform.base_url} ({os.cpu_count()} cores, load {load})")
         platform.start_server()
         fixtures = create_fixtures(platform)
         results = {}
-        for key, label, run in (
+        phases = (
             ("bare", "bare DRF view, 16 clients", lambda: phase_bare(platform, args.duration)),
             ("single", "single readings, 16 clients", lambda: phase_single(platform, fixtures, args.duration)),
             ("bulk", "bulk 1,000/request, 4 clients", lambda: phase_bulk(platform, fixtures, args.duration)),
@@ -790,7 +807,11 @@ def run_one(args, server: str, redis_url: str | None, logdir: Path) -> dict:
                 lambda: phase_bulk(platform, fixtures, args.duration, first_request=MAX_REQUESTS_PER_CLIENT),
             ),
             ("copy", "psycopg COPY, 1 connection", lambda: phase_copy(platform, fixtures, args.duration)),
-        ):
+        )
+        for key, label, run in phases:
+            if key not in args.phases:
+                results[key] = PhaseResult(name=key)
+                continue
             warmup = f"{WARMUP_SECONDS:g} s warm-up + " if key != "copy" else ""
             print(f"-- {server}: {label} ({warmup}{args.duration:g} s)", flush=True)
             results[key] = run()
@@ -798,7 +819,7 @@ def run_one(args, server: str, redis_url: str | None, logdir: Path) -> dict:
             print(f"!! the server exited during the run:\n{platform.server_log()}")
         elif any(key.startswith("5") for result in results.values() for key in result.errors):
             print(f"!! the server answered 5xx; the end of its log:\n{platform.server_log()}")
-        return report(server, workers, redis_url, results, count_readings(platform))
+        return report(layout, redis_url, results, count_readings(platform))
     finally:
         platform.close()
 
@@ -812,6 +833,18 @@ def main(argv: list[str] | None = None) -> int:
         help=f"serving layout (default: {RECOMMENDED_SERVER}, the recommended one; 'all' runs each in turn)",
     )
     parser.add_argument("--workers", type=int, default=0, help=f"worker processes (default: {DEFAULT_WORKERS})")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=DEFAULT_GUNICORN_THREADS,
+        help=f"threads per gunicorn worker; above 1 runs gthread workers (default {DEFAULT_GUNICORN_THREADS})",
+    )
+    parser.add_argument(
+        "--phases",
+        type=lambda value: set(value.split(",")),
+        default=set(PHASES),
+        help=f"comma-separated phases to run (default all: {','.join(PHASES)}); skipped ones print as zero",
+    )
     parser.add_argument("--duration", type=float, default=10.0, help="seconds measured per phase (default 10)")
     parser.add_argument("--database", default=DEFAULT_DB, help=f"scratch database, dropped afterwards ({DEFAULT_DB})")
     parser.add_argument(
@@ -820,8 +853,11 @@ def main(argv: list[str] | None = None) -> int:
         help=f"REDIS_URL for the servers' cache and throttle (default {DEFAULT_REDIS}; 'none' for local memory)",
     )
     args = parser.parse_args(argv)
-    if args.database in {"postgres", "template0", "template1"} or not args.database.startswith("jp_bench"):
-        parser.error("--database must be a scratch database whose name starts with jp_bench")
+    # The run drops its database: only names marked as scratch ones ("bench" in the name) are taken.
+    if args.database in {"postgres", "template0", "template1"} or "bench" not in args.database:
+        parser.error("--database must be a scratch database whose name contains 'bench' (jp_bench_ingest)")
+    if args.threads < 1 or not args.phases <= set(PHASES):
+        parser.error(f"--threads is at least 1; --phases names some of {','.join(PHASES)}")
     if not 1 <= args.duration <= 600:
         parser.error("--duration is between 1 and 600 seconds")
 

@@ -2,12 +2,15 @@
 
 `reading_batch_ingest` is the one ingest path: the HTTP views and the WebSocket consumer call
 it; the MQTT bridge, which holds many devices' batches at once, calls its two halves,
-`readings_prepare` per device and `readings_store` once for all of them.
+`readings_prepare` per device and `readings_store` once for all of them; the single-reading
+HTTP view calls `reading_batch_ingest_grouped`, which does the same for concurrent requests
+(group commit).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -31,8 +34,9 @@ from energy.models import (
 )
 from energy.power_quality import sample_from
 from energy.validation import METER_ID, METER_SERIAL, FieldError, ReadingInput, ReadingsInvalid, readings_parse
-from joulepoint.events import publish
+from joulepoint.events import publish_many
 from joulepoint.events.types import DATA_INGESTED
+from joulepoint.ratelimit import window_hit_and_cache_get
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +114,28 @@ def device_for_key(*, device_key: uuid.UUID) -> Meter | Gateway | None:
         cached = cache.get(_device_cache_key(device_key))
         if cached is not None:
             return cached
+    return _device_load(device_key)
+
+
+def device_for_key_with_hit(
+    *, device_key: uuid.UUID, rate_key: str, window_seconds: int
+) -> tuple[Meter | Gateway | None, tuple[int, float] | None]:
+    """`device_for_key`, and one hit on the rate-limit window `rate_key` counted in the same
+    Redis round trip as the cached lookup: (device or None, (hits so far, seconds to the next
+    window)). The hit is None where the cache is not Redis: the caller counts it itself.
+
+    The hit is counted before the key is known to be valid, so an unknown key counts too (its
+    counter expires with the window)."""
+    if not settings.REDIS_URL:
+        return device_for_key(device_key=device_key), None
+    cached, count, retry_after = window_hit_and_cache_get(
+        rate_key, window_seconds=window_seconds, cache_key=_device_cache_key(device_key)
+    )
+    return (cached if cached is not None else _device_load(device_key)), (count, retry_after)
+
+
+def _device_load(device_key: uuid.UUID) -> Meter | Gateway | None:
+    """The device from the database, cached for the next request where the cache is shared."""
     device = Meter.objects.filter(device_key=device_key, is_active=True).first()
     if device is None:
         device = Gateway.objects.filter(device_key=device_key, is_active=True).first()
@@ -297,14 +323,19 @@ def readings_store(*, batches: list[PreparedReadings], source: str) -> list[Inge
             # The rollups of these readings' hours (marked by the insert) are recomputed after
             # commit (analytics).
             rollups_refresh_on_commit()
-        for batch, stored_keys in zip(batches, stored_keys_of, strict=True):
-            if stored_keys:
-                publish(
-                    batch.device.organization_id,
-                    DATA_INGESTED,
-                    _ingested_payload(batch.device, stored_keys, batch.by_key),
-                    source=source,
-                )
+        # One event per batch, published together: fanned out in order after commit.
+        events = [
+            (
+                batch.device.organization_id,
+                DATA_INGESTED,
+                _ingested_payload(batch.device, stored_keys, batch.by_key),
+                None,
+            )
+            for batch, stored_keys in zip(batches, stored_keys_of, strict=True)
+            if stored_keys
+        ]
+        if events:
+            publish_many(events, source=source)
     return [
         IngestResult(
             stored=len(stored_keys),
@@ -328,6 +359,122 @@ def reading_batch_ingest(*, device: Meter | Gateway, items: list, source: str) -
     readings stored by this call, after commit; see readings_store.
     """
     return readings_store(batches=[readings_prepare(device=device, items=items)], source=source)[0]
+
+
+# Group commit ------------------------------------------------------------------------------
+#
+# Hand-written rather than taken from a library: what is grouped is a Django transaction on
+# the calling thread's own connection, with per-batch results and a per-batch retry, which no
+# queue or pool library models; the whole protocol is a lock, a list and an Event per caller.
+
+
+@dataclass(eq=False)
+class _GroupWaiter:
+    """One caller's batch in the queue, and what the leader of its group sends back."""
+
+    batch: PreparedReadings
+    woken: threading.Event = field(default_factory=threading.Event)
+    result: IngestResult | None = None
+    error: BaseException | None = None
+    lead: bool = False  # promoted: this caller stores the next group
+    alone: bool = False  # its group failed: this caller stores its batch in a transaction of its own
+
+
+class ReadingsGroupCommit:
+    """Joins concurrent callers of one process into one `readings_store` transaction.
+
+    The first caller becomes the leader: it takes every batch queued so far (its own included)
+    and stores them together on its own connection; whoever queues meanwhile waits, and when the
+    leader is done the first of them leads the next group with everything queued by then. A
+    group therefore grows with the load and costs no added wait: alone, a caller is a group of
+    one and runs today's path. Waiting callers never touch their own connection, so no caller's
+    request runs inside another's open transaction.
+
+    If a group of several fails, its transaction is rolled back whole and every member stores
+    its batch again on its own (in its own thread), so one bad batch fails only its own caller.
+    """
+
+    def __init__(self, *, source: str) -> None:
+        self.source = source
+        self._lock = threading.Lock()
+        self._queue: list[_GroupWaiter] = []
+        self._leading = False
+
+    def ingest(self, batch: PreparedReadings) -> IngestResult:
+        waiter = _GroupWaiter(batch=batch)
+        with self._lock:
+            self._queue.append(waiter)
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            waiter.woken.wait()
+            if not waiter.lead:
+                return self._outcome(waiter)
+        self._lead(own=waiter)
+        return self._outcome(waiter)
+
+    def _outcome(self, waiter: _GroupWaiter) -> IngestResult:
+        if waiter.alone:
+            return readings_store(batches=[waiter.batch], source=self.source)[0]
+        if waiter.error is not None:
+            raise waiter.error
+        return waiter.result
+
+    def _lead(self, *, own: _GroupWaiter) -> None:
+        with self._lock:
+            group, self._queue = self._queue, []
+        results: list[IngestResult] | None = None
+        error: BaseException | None = None
+        try:
+            results = readings_store(batches=[waiter.batch for waiter in group], source=self.source)
+        except BaseException as exc:
+            error = exc
+        finally:
+            # Whatever happened (even a worker being killed mid-store), the next caller leads and
+            # every member is woken: nobody waits on a leader that is gone.
+            with self._lock:
+                if self._queue:
+                    successor = self._queue[0]
+                    successor.lead = True
+                    successor.woken.set()
+                else:
+                    self._leading = False
+            for index, waiter in enumerate(group):
+                if results is not None:
+                    waiter.result = results[index]
+                elif waiter is own and (len(group) == 1 or not isinstance(error, Exception)):
+                    # Its own batch alone failed, or its thread is being stopped (SystemExit…).
+                    waiter.error = error
+                else:
+                    waiter.alone = True
+                waiter.woken.set()
+
+
+_group_commits: dict[str, ReadingsGroupCommit] = {}
+_group_commits_lock = threading.Lock()
+
+
+def reading_batch_ingest_grouped(*, device: Meter | Gateway, items: list, source: str) -> IngestResult:
+    """`reading_batch_ingest`, with the store joined to concurrent callers' (group commit).
+
+    Under a threaded server, requests that arrive while another group is being stored are
+    stored together in the next group: one INSERT, one detection pass, one commit for all of
+    them. The answer is the caller's own, as `reading_batch_ingest` would give it: validation
+    errors are raised before any grouping; a reading repeating one of an earlier request of the
+    same group is a duplicate of it; nothing is answered before its group has committed.
+
+    A caller already inside a transaction (ATOMIC_REQUESTS, or its own atomic block) takes the
+    ungrouped path: its readings must commit or roll back with that transaction, never with
+    another caller's, and nobody else's readings may wait on a transaction it leaves open.
+    """
+    batch = readings_prepare(device=device, items=items)
+    if connection.in_atomic_block:
+        return readings_store(batches=[batch], source=source)[0]
+    group_commit = _group_commits.get(source)
+    if group_commit is None:
+        with _group_commits_lock:
+            group_commit = _group_commits.setdefault(source, ReadingsGroupCommit(source=source))
+    return group_commit.ingest(batch)
 
 
 def _ingested_payload(device: Meter | Gateway, stored_keys, by_key) -> dict:

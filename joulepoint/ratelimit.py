@@ -20,12 +20,16 @@ def _redis_client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url)
 
 
-def window_hit(key: str, *, window_seconds: int) -> tuple[int, float]:
-    """Count one hit on `key` in the current window; returns (hits so far, seconds to the next window)."""
+def _window(key: str, window_seconds: int) -> tuple[str, int, float]:
+    """(the counter of the current window, its TTL, seconds to the next window)."""
     now = time.time()
     window = int(now // window_seconds)
-    window_key = f"ratelimit:{key}:{window}"
-    ttl = window_seconds * 2
+    return f"ratelimit:{key}:{window}", window_seconds * 2, (window + 1) * window_seconds - now
+
+
+def window_hit(key: str, *, window_seconds: int) -> tuple[int, float]:
+    """Count one hit on `key` in the current window; returns (hits so far, seconds to the next window)."""
+    window_key, ttl, retry_after = _window(key, window_seconds)
     if settings.REDIS_URL:
         pipe = _redis_client(settings.REDIS_URL).pipeline(transaction=False)
         pipe.incr(window_key)
@@ -39,4 +43,15 @@ def window_hit(key: str, *, window_seconds: int) -> tuple[int, float]:
         except ValueError:  # expired between add and incr
             cache.add(window_key, 1, ttl)
             count = 1
-    return count, (window + 1) * window_seconds - now
+    return count, retry_after
+
+
+def window_hit_and_cache_get(key: str, *, window_seconds: int, cache_key: str) -> tuple[object | None, int, float]:
+    """`window_hit(key)` and `cache.get(cache_key)`: one Redis round trip for both where the
+    cache is Redis (REDIS_URL, the counters' server too), two calls elsewhere.
+    Returns (the cached value or None, hits so far, seconds to the next window)."""
+    if settings.REDIS_URL and hasattr(cache, "get_and_count"):
+        window_key, ttl, retry_after = _window(key, window_seconds)
+        value, count = cache.get_and_count(cache_key, window_key, ttl=ttl)
+        return value, count, retry_after
+    return cache.get(cache_key), *window_hit(key, window_seconds=window_seconds)

@@ -15,7 +15,7 @@ from oauth2_provider.contrib.rest_framework import OAuth2Authentication
 from rest_framework import authentication, exceptions, permissions
 
 from energy import services
-from energy.api.throttling import DeviceRateThrottle
+from energy.api.throttling import WINDOW_SECONDS, DeviceRateThrottle, device_rate_key
 from energy.models import DeviceCredential
 from joulepoint.tenancy.permissions import OrganizationTokenHasScope
 
@@ -39,7 +39,10 @@ class DeviceKeyAuthentication(authentication.BaseAuthentication):
             device_key = uuid.UUID(raw_key.strip())
         except ValueError:
             raise exceptions.AuthenticationFailed("X-Device-Key must be a UUID.") from None
-        device = services.device_for_key(device_key=device_key)
+        device, hit = services.device_for_key_with_hit(
+            device_key=device_key, rate_key=device_rate_key(device_key), window_seconds=WINDOW_SECONDS
+        )
+        request.device_rate_hit = (device_key, hit)
         if device is None:
             raise exceptions.AuthenticationFailed("Unknown or disabled device key.")
         signature = request.headers.get("X-Signature")

@@ -107,9 +107,12 @@ class ReadingViewSet(DeviceWritesMixin, mixins.ListModelMixin, OrganizationViewS
         except orjson.JSONDecodeError as exc:
             raise exceptions.ParseError(f"Malformed JSON: {exc}") from None
 
-    def _ingest(self, request, items: list):
+    def _ingest(self, request, items: list, *, grouped: bool = False):
+        # Single readings join concurrent requests' transaction (group commit); a bulk batch is
+        # already its own group.
+        ingest = services.reading_batch_ingest_grouped if grouped else services.reading_batch_ingest
         try:
-            return services.reading_batch_ingest(device=request.auth, items=items, source="http")
+            return ingest(device=request.auth, items=items, source="http")
         except ReadingsInvalid as exc:
             raise IngestInvalid(exc) from None
 
@@ -123,7 +126,7 @@ class ReadingViewSet(DeviceWritesMixin, mixins.ListModelMixin, OrganizationViewS
         body = self._json_body(request)
         if not isinstance(body, dict):
             raise exceptions.ParseError("Send one reading as a JSON object; arrays go to /api/energy/energy-data/bulk.")
-        result = self._ingest(request, [body])
+        result = self._ingest(request, [body], grouped=True)
         key = result.keys[0]
         reading = result.stored_reading(key)
         if reading is None:

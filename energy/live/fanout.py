@@ -11,6 +11,7 @@ organizations it authenticated for.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
 import threading
@@ -70,8 +71,9 @@ class _Sender:
     they were stored. Created on first use in each process (Celery's prefork children included).
 
     Readings batches queued back to back for the same site leave as one `readings` frame: the
-    MQTT bridge commits many devices' batches at once, and one frame per device would cost a
-    Redis send and a browser frame each.
+    MQTT bridge and the HTTP group commit (energy.services.reading_batch_ingest_grouped) commit
+    many devices' batches at once, and one frame per device would cost a Redis send and a
+    browser frame each.
     """
 
     def __init__(self) -> None:
@@ -79,6 +81,11 @@ class _Sender:
         self.loop = asyncio.new_event_loop()
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=SENDER_QUEUE_SIZE)
         self.dropped = 0
+        # Messages submitted by other threads, moved to `queue` by the loop. The loop is woken
+        # (a write to its self-pipe, a system call) only when no wake-up is pending already: under
+        # load many submits share one.
+        self.submitted: collections.deque = collections.deque()
+        self.wake_pending = False
         thread = threading.Thread(target=self._serve, name="live-fanout-sender", daemon=True)
         thread.start()
 
@@ -99,11 +106,21 @@ class _Sender:
                     logger.exception("live fan-out to %s failed", group)
 
     def submit(self, group: str, message: dict) -> None:
-        self.loop.call_soon_threadsafe(self._put, group, message)
+        # Append before looking at the flag, and the loop clears the flag before it drains: a
+        # message is either drained by a pending wake-up or sees the flag down and wakes the loop.
+        self.submitted.append((group, message))
+        if not self.wake_pending:
+            self.wake_pending = True
+            self.loop.call_soon_threadsafe(self._take_submitted)
 
-    def _put(self, group: str, message: dict) -> None:
+    def _take_submitted(self) -> None:
+        self.wake_pending = False
+        while self.submitted:
+            self._put(self.submitted.popleft())
+
+    def _put(self, item: tuple[str, dict]) -> None:
         try:
-            self.queue.put_nowait((group, message))
+            self.queue.put_nowait(item)
         except asyncio.QueueFull:
             # Best effort, like the fan-out itself: a channel layer that stopped answering must not
             # grow this process without bound.

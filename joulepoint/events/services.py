@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,6 +25,14 @@ logger = logging.getLogger(__name__)
 
 Subscriber = Callable[[Event], None]
 _subscribers: list[tuple[frozenset[str] | None, Subscriber]] = []
+_fan_out_memo: ContextVar[dict | None] = ContextVar("fan_out_memo", default=None)
+
+
+def fan_out_memo() -> dict | None:
+    """While the transient events of one `event_publish_many` are fanned out together, a dict
+    where subscribers may keep an answer for the rest of them (e.g. "does this organization
+    have rules for this key?", asked once rather than once per event); None otherwise."""
+    return _fan_out_memo.get()
 
 
 def subscribe(handler: Subscriber, *, keys: Iterable[str] | None = None) -> Subscriber:
@@ -79,6 +88,7 @@ def event_publish_many(*, events: list[tuple[Any, str, dict, datetime | None]], 
     event reaches subscribers after commit."""
     published: list[Event] = []
     rows: list[OutboxEvent] = []
+    transient: list[Event] = []
     for org, key, payload, occurred_at in events:
         if key not in EVENT_KEYS:
             raise ValueError(f"unknown event key {key!r}")
@@ -91,7 +101,7 @@ def event_publish_many(*, events: list[tuple[Any, str, dict, datetime | None]], 
         )
         published.append(event)
         if key in TRANSIENT_KEYS:
-            transaction.on_commit(lambda event=event: event_fan_out(event=event))
+            transient.append(event)
         else:
             rows.append(
                 OutboxEvent(
@@ -103,6 +113,8 @@ def event_publish_many(*, events: list[tuple[Any, str, dict, datetime | None]], 
                     occurred_at=event.occurred_at,
                 )
             )
+    if transient:
+        transaction.on_commit(lambda: _fan_out_together(transient))
     if rows:
         OutboxEvent.objects.bulk_create(rows)
         from joulepoint.events.tasks import outbox_dispatch_one
@@ -115,6 +127,16 @@ def event_publish_many(*, events: list[tuple[Any, str, dict, datetime | None]], 
 
         transaction.on_commit(enqueue)
     return published
+
+
+def _fan_out_together(events: list[Event]) -> None:
+    """Fan out transient events of one cause in order, sharing one `fan_out_memo()`."""
+    token = _fan_out_memo.set({})
+    try:
+        for event in events:
+            event_fan_out(event=event)
+    finally:
+        _fan_out_memo.reset(token)
 
 
 def event_fan_out(*, event: Event) -> None:

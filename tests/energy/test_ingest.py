@@ -15,6 +15,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from django.conf import settings as django_settings
 from django.core.cache import cache
 from django.utils import timezone
 
@@ -572,6 +573,30 @@ def test_fourth_request_in_a_minute_is_429_with_retry_after(meter, site, device_
     assert Reading.objects.count() == 3
     # The limit is per device: another meter still gets through.
     assert device_client(factories.MeterFactory(site=site)).post(SINGLE, reading(3)).status_code == 201
+
+
+@pytest.mark.skipif(not django_settings.REDIS_URL, reason="the shared round trip needs the Redis cache")
+def test_with_redis_the_cached_device_lookup_counts_the_rate_limit_hit_in_the_same_round_trip(
+    meter, device_client, settings, monkeypatch
+):
+    from energy import services
+    from energy.api import throttling
+
+    settings.DEVICE_RATE_LIMIT_PER_MINUTE = 2
+    cache.clear()
+    _wait_for_fresh_rate_window()
+    client = device_client(meter)
+    assert client.post(SINGLE, reading(0)).status_code == 201  # caches the device
+
+    def separate_round_trip(**kwargs):
+        raise AssertionError("a second Redis round trip")
+
+    monkeypatch.setattr(services, "device_for_key", separate_round_trip)
+    monkeypatch.setattr(throttling, "window_hit", lambda *args, **kwargs: separate_round_trip())
+    assert client.post(SINGLE, reading(1)).status_code == 201
+    limited = client.post(SINGLE, reading(2))
+    assert limited.status_code == 429 and 1 <= int(limited["Retry-After"]) <= 60
+    assert Reading.objects.count() == 2
 
 
 # --- data.ingested --------------------------------------------------------------------------
