@@ -5,7 +5,7 @@
 Needs PostgreSQL (127.0.0.1:5432, database jp_live_bench is dropped and re-created), Redis
 (127.0.0.1:6379, db BENCH_REDIS_DB=9 is flushed) and Mosquitto (127.0.0.1:1883).
 
-1. Ingest → dashboard latency. The layout of docs/serving.md: gunicorn (sync workers) serves the
+1. Ingest → dashboard latency. The layout of docs/serving.md: gunicorn (gthread workers) serves the
    HTTP ingest, uvicorn the /ws/live/ dashboards, joined by the Redis channel layer.
    `--clients` dashboard sockets (in a process of their own) subscribe to the site; a gateway posts `--rate`
    readings/s in bulk POSTs of `--batch` (20 meters). Latency per (client, batch) = dashboard
@@ -150,10 +150,11 @@ def uvicorn(name: str, port: int, workers: int = 1) -> Proc:
     return Proc(name, args)
 
 
-def gunicorn(name: str, port: int, workers: int) -> Proc:
-    """The HTTP API as docs/serving.md deploys it: WSGI, sync workers, persistent connections."""
+def gunicorn(name: str, port: int, workers: int, threads: int) -> Proc:
+    """The HTTP API as docs/serving.md deploys it: WSGI, gthread workers, persistent connections."""
     args = [str(Path(sys.executable).parent / "gunicorn"), "joulepoint.wsgi:application"]
-    args += ["--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--worker-class", "sync"]
+    args += ["--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", str(threads)]
+    args += ["--worker-class", "gthread" if threads > 1 else "sync"]
     return Proc(name, args, DB_CONN_MAX_AGE="60")
 
 
@@ -446,6 +447,7 @@ def main() -> None:
     )
     parser.add_argument("--batch", type=int, default=200, help="readings per bulk POST (a multiple of 20)")
     parser.add_argument("--ingest-workers", type=int, default=3, help="gunicorn workers serving the ingest")
+    parser.add_argument("--ingest-threads", type=int, default=8, help="threads per gunicorn worker (1: sync)")
     parser.add_argument("--mqtt-messages", type=int, default=40000)
     parser.add_argument(
         "--bridges", type=int, default=os.cpu_count() or 2, help="bridge processes sharing the subscription"
@@ -456,7 +458,10 @@ def main() -> None:
     site, meters, gateway, token = create_tenant()
     ingest_port, ws_port = free_port(), free_port()
     # The serving layout of docs/serving.md: gunicorn for HTTP (the ingest), uvicorn for sockets.
-    servers = [gunicorn("ingest", ingest_port, args.ingest_workers), uvicorn("dashboards", ws_port)]
+    servers = [
+        gunicorn("ingest", ingest_port, args.ingest_workers, args.ingest_threads),
+        uvicorn("dashboards", ws_port),
+    ]
     try:
         for port in (ingest_port, ws_port):
             wait_http(f"http://127.0.0.1:{port}/api/schema/")
@@ -477,7 +482,7 @@ def main() -> None:
     print("== ingest → dashboard (Redis channel layer, gunicorn ingest, uvicorn dashboards, PostgreSQL)")
     print(f"readings ingested        {live['readings']} at {live['achieved_rate']:.0f}/s "
           f"(asked {args.rate}/s, bulk POSTs of {args.batch}, {METERS} meters, "
-          f"{args.ingest_workers} ingest workers)")  # fmt: skip
+          f"{args.ingest_workers} ingest workers x {args.ingest_threads} threads)")  # fmt: skip
     print(f"dashboard clients        {args.clients}, complete {live['clients_complete']}/{args.clients}")
     a50, a95, a99 = (percentile(after, q) for q in (50, 95, 99))
     print(
