@@ -224,7 +224,9 @@ class MqttBridge:
             client.tls_set()
         client.reconnect_delay_set(min_delay=1, max_delay=10)
         client.max_queued_messages_set(0)
-        client.max_inflight_messages_set(max(20, self.receive_maximum))
+        # No outgoing window in paho (0): at most one ack per received message is ever in flight
+        # anyway, and below its window paho rescans every unacknowledged ack on each PUBACK.
+        client.max_inflight_messages_set(0)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
