@@ -25,7 +25,7 @@ import logging
 import signal
 import time
 import uuid
-from collections import defaultdict, deque
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 import orjson
@@ -35,6 +35,7 @@ from django.db import connection, transaction
 from energy import services
 from energy.live import mqtt as topics
 from energy.live.frames import Frame, FrameError, ack_frame, frame_decode, frame_loads, invalid_frame
+from energy.live.inbox import LoopInbox
 from energy.models import Gateway, Meter
 from energy.validation import ReadingsInvalid
 
@@ -199,11 +200,8 @@ class MqttBridge:
         self.stopping = False
         self.processed = 0
         self.connected = asyncio.Event()
-        # paho's thread appends and wakes the loop only when it is not already woken: one
-        # cross-thread call per batch, not one per message (asyncio.Queue would need that).
-        self.inbox: deque[Incoming] = deque()
-        self.arrived: asyncio.Event | None = None
-        self.woken = False
+        # paho's thread puts, the loop takes in batches (one wake-up per batch, not per message).
+        self.inbox: LoopInbox[Incoming] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.client = None
 
@@ -253,10 +251,7 @@ class MqttBridge:
         self.loop.call_soon_threadsafe(self.connected.clear)
 
     def _on_message(self, client, userdata, message) -> None:
-        self.inbox.append(Incoming(topic=message.topic, payload=message.payload, mid=message.mid, qos=message.qos))
-        if not self.woken:
-            self.woken = True
-            self.loop.call_soon_threadsafe(self.arrived.set)
+        self.inbox.put(Incoming(topic=message.topic, payload=message.payload, mid=message.mid, qos=message.qos))
 
     def _process(self, batch: list[Incoming]) -> list[Answer]:
         # One long-lived connection on the one thread that stores (thread_sensitive), whatever
@@ -271,7 +266,7 @@ class MqttBridge:
     async def run(self, *, max_seconds: float | None = None, install_signals: bool = False) -> None:
         """Serve until stop() (or SIGTERM/SIGINT when install_signals, or max_seconds)."""
         self.loop = asyncio.get_running_loop()
-        self.arrived = asyncio.Event()
+        self.inbox = LoopInbox(self.loop)
         if install_signals:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 self.loop.add_signal_handler(signum, self.stop)
@@ -287,18 +282,9 @@ class MqttBridge:
         try:
             while not self.stopping and (deadline is None or time.monotonic() < deadline):
                 try:
-                    await asyncio.wait_for(self.arrived.wait(), timeout=0.5)
+                    batch = await self.inbox.take(limit=self.batch_max, timeout=0.5)
                 except TimeoutError:
                     continue
-                # Reset before taking: a message appended after this is either taken below or
-                # wakes the loop again.
-                self.arrived.clear()
-                self.woken = False
-                batch = []
-                while self.inbox and len(batch) < self.batch_max:
-                    batch.append(self.inbox.popleft())
-                if self.inbox:
-                    self.arrived.set()  # more than batch_max waiting: go round again at once
                 if not batch:
                     continue
                 answers = await self._process_with_retry(process, batch)

@@ -11,7 +11,6 @@ organizations it authenticated for.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import os
 import threading
@@ -21,6 +20,7 @@ import orjson
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
+from energy.live.inbox import LoopInbox
 from joulepoint.events.types import (
     ALERT_TRIGGERED,
     ANOMALY_DETECTED,
@@ -79,13 +79,9 @@ class _Sender:
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
-        self.queue: asyncio.Queue = asyncio.Queue(maxsize=SENDER_QUEUE_SIZE)
+        # Submitted by other threads; under load many submits share one wake-up of the loop.
+        self.inbox: LoopInbox[tuple[str, dict]] = LoopInbox(self.loop, maxlen=SENDER_QUEUE_SIZE)
         self.dropped = 0
-        # Messages submitted by other threads, moved to `queue` by the loop. The loop is woken
-        # (a write to its self-pipe, a system call) only when no wake-up is pending already: under
-        # load many submits share one.
-        self.submitted: collections.deque = collections.deque()
-        self.wake_pending = False
         thread = threading.Thread(target=self._serve, name="live-fanout-sender", daemon=True)
         thread.start()
 
@@ -96,32 +92,14 @@ class _Sender:
     async def _drain(self) -> None:
         layer = get_channel_layer()
         while True:
-            queued = [await self.queue.get()]
-            while not self.queue.empty():
-                queued.append(self.queue.get_nowait())
-            for group, message in _coalesced(queued):
+            for group, message in _coalesced(await self.inbox.take()):
                 try:
                     await layer.group_send(group, message)
                 except Exception:
                     logger.exception("live fan-out to %s failed", group)
 
     def submit(self, group: str, message: dict) -> None:
-        # Append before looking at the flag, and the loop clears the flag before it drains: a
-        # message is either drained by a pending wake-up or sees the flag down and wakes the loop.
-        self.submitted.append((group, message))
-        if not self.wake_pending:
-            self.wake_pending = True
-            self.loop.call_soon_threadsafe(self._take_submitted)
-
-    def _take_submitted(self) -> None:
-        self.wake_pending = False
-        while self.submitted:
-            self._put(self.submitted.popleft())
-
-    def _put(self, item: tuple[str, dict]) -> None:
-        try:
-            self.queue.put_nowait(item)
-        except asyncio.QueueFull:
+        if not self.inbox.put((group, message)):
             # Best effort, like the fan-out itself: a channel layer that stopped answering must not
             # grow this process without bound.
             self.dropped += 1

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import collections
-import time
-
 import orjson
 
 from energy.live import fanout
@@ -52,31 +48,3 @@ def test_a_merged_frame_stays_within_the_cap(monkeypatch):
     monkeypatch.setattr(fanout, "COALESCE_MAX_READINGS", 3)
     sent = fanout._coalesced([readings("g", 1, 1, 2), readings("g", 1, 3), readings("g", 1, 4)])
     assert [frame_meters(message) for _, message in sent] == [[1, 2, 3], [4]]
-
-
-def test_submits_made_before_the_loop_runs_arrive_in_order_after_one_wake_up():
-    sender = fanout._Sender.__new__(fanout._Sender)  # no thread: the test drives the loop
-    sender.loop = asyncio.new_event_loop()
-    sender.queue = asyncio.Queue(maxsize=fanout.SENDER_QUEUE_SIZE)
-    sender.dropped = 0
-    sender.submitted = collections.deque()
-    sender.wake_pending = False
-    wake_ups = []
-    original = sender._take_submitted
-
-    def take() -> None:
-        wake_ups.append(len(sender.submitted))
-        original()
-
-    sender._take_submitted = take
-    try:
-        for n in range(100):
-            sender.submit("g", {"n": n})
-        deadline = time.monotonic() + 5
-        while sender.queue.qsize() < 100 and time.monotonic() < deadline:
-            sender.loop.run_until_complete(asyncio.sleep(0))
-        received = [sender.queue.get_nowait()[1]["n"] for _ in range(sender.queue.qsize())]
-    finally:
-        sender.loop.close()
-    assert received == list(range(100))
-    assert wake_ups == [100]  # one wake-up took all 100
