@@ -226,13 +226,30 @@ class _MeterContext:
     outbox: Outbox
 
 
-def readings_detect(*, samples_by_meter: dict[int, list[pq.Sample]], source: str) -> None:
+def detection_meters(samples_by_meter: dict[int, list[pq.Sample]]) -> list[int]:
+    """The meters `readings_detect` will evaluate for these samples (and lock), in lock order."""
+    return sorted(
+        meter_id
+        for meter_id, samples in samples_by_meter.items()
+        if any(s.carries_pq or s.carries_protection for s in samples)
+    )
+
+
+def meters_lock_sql(meter_ids: str) -> str:
+    """PostgreSQL: the SELECT that takes the detection lock of the meters in the array
+    parameter `meter_ids` (an SQL expression), in id order, for the ingest INSERT to take it
+    in its own statement (readings_detect(locked=True)): one round trip fewer per batch."""
+    return f"SELECT id FROM {Meter._meta.db_table} WHERE id = ANY({meter_ids}) ORDER BY id FOR UPDATE"  # noqa: S608
+
+
+def readings_detect(*, samples_by_meter: dict[int, list[pq.Sample]], source: str, locked: bool = False) -> None:
     """Evaluate power quality and protection rules on readings just stored by the caller.
 
     Must run inside the caller's transaction (reading_batch_ingest), after the insert, with
     only the readings that call stored (duplicates were evaluated when first stored). Locks
-    each meter's row; writes events, announcements and the meters' detection state.
-    Tenant: every meter's own organization (events carry it).
+    each meter's row, unless the caller's INSERT statement already did (`locked`, with
+    `meters_lock_sql` over `detection_meters`); writes events, announcements and the meters'
+    detection state. Tenant: every meter's own organization (events carry it).
     """
     relevant = {
         meter_id: sorted((s for s in samples if s.carries_pq or s.carries_protection), key=lambda s: s.ts)
@@ -249,10 +266,12 @@ def readings_detect(*, samples_by_meter: dict[int, list[pq.Sample]], source: str
     }
     outbox: Outbox = []
     # The lock serializes detection per meter across processes; id order avoids deadlocks.
-    # It is its own statement: in READ COMMITTED a statement sees the snapshot taken when it
-    # started, so rows the previous lock holder committed (its readings, a first MeterPQState,
-    # closed events) are only visible to statements issued after the lock is granted.
-    list(Meter.objects.select_for_update().filter(pk__in=meter_ids).order_by("pk").values_list("pk", flat=True))
+    # It is taken by an earlier statement than the reads below: in READ COMMITTED a statement
+    # sees the snapshot taken when it started, so rows the previous lock holder committed (its
+    # readings, a first MeterPQState, closed events) are only visible to statements issued
+    # after the lock is granted.
+    if not locked:
+        list(Meter.objects.select_for_update().filter(pk__in=meter_ids).order_by("pk").values_list("pk", flat=True))
     for meter_id in _quiet_meters(relevant, earliest, own_since):
         del relevant[meter_id]
     if not relevant:

@@ -32,7 +32,7 @@ from energy.models import (
     Reading,
     new_device_secret,
 )
-from energy.power_quality import sample_from
+from energy.power_quality import Sample, sample_from
 from energy.validation import METER_ID, METER_SERIAL, FieldError, ReadingInput, ReadingsInvalid, readings_parse
 from joulepoint.events import publish_many
 from joulepoint.events.types import DATA_INGESTED
@@ -197,10 +197,12 @@ def _bind_meters(device: Meter | Gateway, readings: list[ReadingInput]) -> list[
 bind_meters = _bind_meters
 
 
-def _insert_readings(rows: list[dict]) -> dict[tuple[int, datetime], int]:
+def _insert_readings(rows: list[dict], *, lock_meter_ids: list[int]) -> dict[tuple[int, datetime], int]:
     """Insert rows (dicts keyed by COLUMNS, `extra` a dict; a missing measurement is NULL),
     skipping (meter, ts) already stored, and mark the rollup windows of the stored ones dirty;
-    returns the id of each (meter, ts) stored.
+    returns the id of each (meter, ts) stored. Before any row is inserted, the PQ detection lock
+    of `lock_meter_ids` is taken (pq_services.meters_lock_sql) on PostgreSQL; SQLite needs none,
+    its IMMEDIATE transactions (settings) already serialize writers.
 
     PostgreSQL gets one INSERT … SELECT FROM json_to_recordset(document): the batch travels as
     one JSON parameter that orjson encodes in C, so a 5,000-row batch is a single round trip
@@ -221,14 +223,23 @@ def _insert_readings(rows: list[dict]) -> dict[tuple[int, datetime], int]:
             select = ", ".join(f"t.{c}" for c in COLUMNS)
             # Stored rows come back with ts as integer microseconds since the epoch: Django's
             # timestamptz loader is psycopg's pure-Python one, ~7 µs a row, where an int8 is C.
+            # The lock is an uncorrelated subquery of the INSERT's source (an InitPlan), which
+            # PostgreSQL runs before the source yields its first row: whoever inserts a meter's
+            # readings holds its lock, so two batches never wait on each other's rows in turn.
+            lock, locked = "", ""
+            params: list = [orjson.dumps(rows).decode()]
+            if lock_meter_ids:
+                lock = f"locked AS ({pq_services.meters_lock_sql('%s')}), "
+                locked = "WHERE (SELECT count(*) FROM locked) >= 0 "
+                params.insert(0, lock_meter_ids)
             sql = (
-                f"WITH stored AS (INSERT INTO {table} ({columns}) SELECT {select} "  # noqa: S608
-                f"FROM json_to_recordset(%s::json) AS t({record}) "
+                f"WITH {lock}stored AS (INSERT INTO {table} ({columns}) SELECT {select} "  # noqa: S608
+                f"FROM json_to_recordset(%s::json) AS t({record}) {locked}"
                 "ON CONFLICT (meter_id, ts) DO NOTHING RETURNING id, meter_id, ts), "
                 f"dirty AS ({rollups_dirty_cte_sql(stored='stored')}) "
                 "SELECT id, meter_id, (extract(epoch FROM ts) * 1000000)::int8 FROM stored"
             )
-            cursor.execute(sql, [orjson.dumps(rows).decode()])
+            cursor.execute(sql, params)
             key_of = {(row["meter_id"], (row["ts"] - EPOCH) // MICROSECOND): row for row in rows}
             for pk, meter_id, micros in cursor.fetchall():
                 row = key_of[(meter_id, micros)]
@@ -289,11 +300,15 @@ def readings_store(*, batches: list[PreparedReadings], source: str) -> list[Inge
     """
     rows: list[dict] = []
     claimed: dict[tuple[int, datetime], int] = {}  # key → index of the batch whose reading it is
+    detect = settings.PQ_DETECTION_ENABLED
+    samples: dict[tuple[int, datetime], Sample] = {}
     for index, batch in enumerate(batches):
         for key, reading in batch.by_key.items():
             if key in claimed:
                 continue
             claimed[key] = index
+            if detect:
+                samples[key] = sample_from(reading.ts, reading.values, reading.extra)
             rows.append(
                 {
                     "meter_id": key[0],
@@ -306,19 +321,25 @@ def readings_store(*, batches: list[PreparedReadings], source: str) -> list[Inge
 
     # No savepoint when nested (the MQTT bridge stores many devices' batches in one transaction):
     # a failure here fails the caller's whole transaction, which it retries as a whole.
+    # Every meter a reading of which detection may evaluate is locked by the INSERT itself.
+    lock_meter_ids: list[int] = []
+    if detect:
+        by_meter: dict[int, list] = {}
+        for (meter_id, _), sample in samples.items():
+            by_meter.setdefault(meter_id, []).append(sample)
+        lock_meter_ids = pq_services.detection_meters(by_meter)
     with transaction.atomic(savepoint=False):
-        stored = _insert_readings(rows) if rows else {}
+        stored = _insert_readings(rows, lock_meter_ids=lock_meter_ids) if rows else {}
         stored_keys_of: list[list[tuple[int, datetime]]] = [
             [key for key in batch.by_key if key in stored and claimed[key] == index]
             for index, batch in enumerate(batches)
         ]
-        if stored and settings.PQ_DETECTION_ENABLED:
-            samples: dict[int, list] = {}
-            for batch, stored_keys in zip(batches, stored_keys_of, strict=True):
-                for meter_id, ts in stored_keys:
-                    reading = batch.by_key[(meter_id, ts)]
-                    samples.setdefault(meter_id, []).append(sample_from(ts, reading.values, reading.extra))
-            pq_services.readings_detect(samples_by_meter=samples, source=source)
+        if stored and detect:
+            stored_samples: dict[int, list] = {}
+            for stored_keys in stored_keys_of:
+                for key in stored_keys:
+                    stored_samples.setdefault(key[0], []).append(samples[key])
+            pq_services.readings_detect(samples_by_meter=stored_samples, source=source, locked=True)
         if stored:
             # The rollups of these readings' hours (marked by the insert) are recomputed after
             # commit (analytics).

@@ -39,7 +39,7 @@ class HeldInserts:
         self.poison_meter_id: int | None = None
         original = services._insert_readings
 
-        def insert(rows):
+        def insert(rows, **kwargs):
             self.calls.append([(row["meter_id"], row["ts"]) for row in rows])
             self.threads.append(threading.get_ident())
             if len(self.calls) == 1:
@@ -47,7 +47,7 @@ class HeldInserts:
                 assert self.release.wait(10), "the test never released the first group"
             if any(row["meter_id"] == self.poison_meter_id for row in rows):
                 raise RuntimeError("poisoned batch")
-            return original(rows)
+            return original(rows, **kwargs)
 
         monkeypatch.setattr(services, "_insert_readings", insert)
 
