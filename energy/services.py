@@ -405,14 +405,15 @@ class ReadingsGroupCommit:
     """Joins concurrent callers of one process into one `readings_store` transaction.
 
     The first caller becomes the leader: it takes every batch queued so far (its own included)
-    and stores them together on its own connection; whoever queues meanwhile waits, and when the
-    leader is done the first of them leads the next group with everything queued by then. A
+    and stores them together on its own connection; whoever queues meanwhile waits, and once the
+    group has committed the first of them leads the next group with everything queued by then. A
     group therefore grows with the load and costs no added wait: alone, a caller is a group of
     one and runs today's path. Waiting callers never touch their own connection, so no caller's
     request runs inside another's open transaction.
 
     If a group of several fails, its transaction is rolled back whole and every member stores
     its batch again on its own (in its own thread), so one bad batch fails only its own caller.
+    Once committed, every member gets its result, even if after-commit work then fails.
     """
 
     def __init__(self, *, source: str) -> None:
@@ -444,15 +445,16 @@ class ReadingsGroupCommit:
     def _lead(self, *, own: _GroupWaiter) -> None:
         with self._lock:
             group, self._queue = self._queue, []
-        results: list[IngestResult] | None = None
-        error: BaseException | None = None
-        try:
-            results = readings_store(batches=[waiter.batch for waiter in group], source=self.source)
-        except BaseException as exc:
-            error = exc
-        finally:
-            # Whatever happened (even a worker being killed mid-store), the next caller leads and
-            # every member is woken: nobody waits on a leader that is gone.
+        stored: list[list[IngestResult]] = []
+        handed_off = False
+
+        def hand_off(results: list[IngestResult] | None, error: BaseException | None) -> None:
+            # The next caller leads and every member is woken, once, whatever happened (even a
+            # worker being killed mid-store): nobody waits on a leader that is gone.
+            nonlocal handed_off
+            if handed_off:
+                return
+            handed_off = True
             with self._lock:
                 if self._queue:
                     successor = self._queue[0]
@@ -469,6 +471,22 @@ class ReadingsGroupCommit:
                 else:
                     waiter.alone = True
                 waiter.woken.set()
+
+        try:
+            with transaction.atomic():
+                # Registered before the store's own hooks, so it runs first after COMMIT: the
+                # members answer and the next group stores while this thread still runs the
+                # group's after-commit work (event fan-out, rollup refresh).
+                transaction.on_commit(lambda: hand_off(stored[0], None))
+                stored.append(readings_store(batches=[waiter.batch for waiter in group], source=self.source))
+        except BaseException as exc:
+            if not handed_off:
+                hand_off(None, exc)
+            elif isinstance(exc, Exception):
+                # Committed and answered; only after-commit work failed.
+                logger.exception("after-commit work of a readings group failed")
+            else:
+                raise
 
 
 _group_commits: dict[str, ReadingsGroupCommit] = {}

@@ -145,6 +145,31 @@ def test_a_failing_batch_fails_only_its_own_caller(monkeypatch, group_commit, si
     assert stored == {leader.pk, good_a.pk, good_b.pk}
 
 
+def test_members_get_their_results_even_if_after_commit_work_fails(monkeypatch, group_commit, site):
+    meters = [factories.MeterFactory(site=site) for _ in range(3)]
+    followers = {f"f{i}": (meter, [item(i + 1)]) for i, meter in enumerate(meters[1:])}
+    held, outcomes, threads = start_group(monkeypatch, group_commit, meters[0], followers)
+
+    def failing_refresh() -> None:
+        def fail() -> None:
+            raise RuntimeError("rollup refresh queue is down")
+
+        transaction.on_commit(fail)
+
+    monkeypatch.setattr(services, "rollups_refresh_on_commit", failing_refresh)
+    held.release.set()
+    join(threads)
+
+    # Committed is committed: every member answers with what it stored (a 201), none is
+    # stored again on its own and answered as a duplicate.
+    assert len(held.calls) == 2
+    for name in ("leader", *followers):
+        assert isinstance(outcomes[name], services.IngestResult), outcomes[name]
+        assert (outcomes[name].stored, outcomes[name].duplicates) == (1, 0)
+    assert Reading.objects.count() == 3
+    assert group_commit._leading is False and group_commit._queue == []
+
+
 def test_the_same_meter_and_timestamp_from_two_requests_of_a_group_is_stored_once(monkeypatch, group_commit, site):
     leader, meter = factories.MeterFactory(site=site), factories.MeterFactory(site=site)
     held = HeldInserts(monkeypatch)
