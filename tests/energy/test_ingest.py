@@ -125,6 +125,16 @@ def test_single_answer_is_the_stored_reading_serializer_document(meter, device_c
         assert response.json() == StoredReadingSerializer(stored).data
 
 
+@pytest.mark.parametrize("path", [SINGLE, BULK])
+def test_devices_are_answered_in_json_whatever_they_accept(meter, device_client, path):
+    payload = reading(0) if path == SINGLE else [reading(0)]
+    response = device_client(meter).post(path, payload, headers={"HTTP_ACCEPT": "text/html"})
+
+    assert response.status_code == 201, response.content
+    assert response["Content-Type"] == "application/json"
+    assert Reading.objects.count() == 1
+
+
 def test_first_write_wins_for_the_same_meter_and_timestamp(meter, device_client):
     client = device_client(meter)
     client.post(SINGLE, reading(0, total_power=10.0))
