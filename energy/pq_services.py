@@ -18,6 +18,7 @@ Every opening and closing is announced once, through the outbox (must not be los
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -226,13 +227,14 @@ class _MeterContext:
     outbox: Outbox
 
 
-def detection_meters(samples_by_meter: dict[int, list[pq.Sample]]) -> list[int]:
-    """The meters `readings_detect` will evaluate for these samples (and lock), in lock order."""
-    return sorted(
-        meter_id
-        for meter_id, samples in samples_by_meter.items()
-        if any(s.carries_pq or s.carries_protection for s in samples)
-    )
+def _evaluated(sample: pq.Sample) -> bool:
+    return sample.carries_pq or sample.carries_protection
+
+
+def detection_meters(samples: Mapping[tuple[int, datetime], pq.Sample]) -> list[int]:
+    """The meters whose readings `readings_detect` would evaluate, of samples keyed by (meter
+    id, timestamp): the ones to lock, in lock order."""
+    return sorted({meter_id for (meter_id, _), sample in samples.items() if _evaluated(sample)})
 
 
 def meters_lock_sql(meter_ids: str) -> str:
@@ -252,7 +254,7 @@ def readings_detect(*, samples_by_meter: dict[int, list[pq.Sample]], source: str
     detection state. Tenant: every meter's own organization (events carry it).
     """
     relevant = {
-        meter_id: sorted((s for s in samples if s.carries_pq or s.carries_protection), key=lambda s: s.ts)
+        meter_id: sorted(filter(_evaluated, samples), key=lambda s: s.ts)
         for meter_id, samples in samples_by_meter.items()
     }
     relevant = {meter_id: samples for meter_id, samples in relevant.items() if samples}

@@ -319,15 +319,10 @@ def readings_store(*, batches: list[PreparedReadings], source: str) -> list[Inge
                 }
             )
 
+    # The INSERT itself locks every meter that detection may evaluate.
+    lock_meter_ids = pq_services.detection_meters(samples) if detect else []
     # No savepoint when nested (the MQTT bridge stores many devices' batches in one transaction):
     # a failure here fails the caller's whole transaction, which it retries as a whole.
-    # Every meter a reading of which detection may evaluate is locked by the INSERT itself.
-    lock_meter_ids: list[int] = []
-    if detect:
-        by_meter: dict[int, list] = {}
-        for (meter_id, _), sample in samples.items():
-            by_meter.setdefault(meter_id, []).append(sample)
-        lock_meter_ids = pq_services.detection_meters(by_meter)
     with transaction.atomic(savepoint=False):
         stored = _insert_readings(rows, lock_meter_ids=lock_meter_ids) if rows else {}
         stored_keys_of: list[list[tuple[int, datetime]]] = [
