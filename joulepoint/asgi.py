@@ -11,6 +11,9 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from joulepoint.routing import websocket_urlpatterns  # noqa: E402
+from joulepoint.warmup import server_process_warm_up  # noqa: E402
+
+server_process_warm_up()
 
 application = ProtocolTypeRouter(
     {
