@@ -80,6 +80,11 @@ class IngestResult:
 # only a shared entry deleted on change can promise. The TTL bounds what a write that bypasses
 # model signals (a queryset update) could leave behind.
 DEVICE_CACHE_SECONDS = 300
+# A key that names no active device is remembered too, so a stream of requests with made-up keys
+# costs one Redis round trip each rather than two database queries. Saving a device deletes its
+# key's entry (energy.apps), so a device created or re-enabled is never hidden by it.
+UNKNOWN_DEVICE = "unknown"
+UNKNOWN_DEVICE_CACHE_SECONDS = 60
 
 
 def _device_cache_key(device_key: uuid.UUID | str) -> str:
@@ -110,11 +115,8 @@ def device_credential_rotate(*, device: DeviceCredential) -> DeviceCredential:
 
 def device_for_key(*, device_key: uuid.UUID) -> Meter | Gateway | None:
     """The active meter or gateway holding this key (every device request starts here)."""
-    if settings.REDIS_URL:
-        cached = cache.get(_device_cache_key(device_key))
-        if cached is not None:
-            return cached
-    return _device_load(device_key)
+    cached = cache.get(_device_cache_key(device_key)) if settings.REDIS_URL else None
+    return _device_from_cache(device_key, cached)
 
 
 def device_for_key_with_hit(
@@ -131,7 +133,14 @@ def device_for_key_with_hit(
     cached, count, retry_after = window_hit_and_cache_get(
         rate_key, window_seconds=window_seconds, cache_key=_device_cache_key(device_key)
     )
-    return (cached if cached is not None else _device_load(device_key)), (count, retry_after)
+    return _device_from_cache(device_key, cached), (count, retry_after)
+
+
+def _device_from_cache(device_key: uuid.UUID, cached: object) -> Meter | Gateway | None:
+    """The device a cache entry names (None for a key remembered as unknown); loaded on a miss."""
+    if cached is None:
+        return _device_load(device_key)
+    return None if cached == UNKNOWN_DEVICE else cached
 
 
 def _device_load(device_key: uuid.UUID) -> Meter | Gateway | None:
@@ -139,8 +148,11 @@ def _device_load(device_key: uuid.UUID) -> Meter | Gateway | None:
     device = Meter.objects.filter(device_key=device_key, is_active=True).first()
     if device is None:
         device = Gateway.objects.filter(device_key=device_key, is_active=True).first()
-    if device is not None and settings.REDIS_URL:
-        cache.set(_device_cache_key(device_key), device, DEVICE_CACHE_SECONDS)
+    if settings.REDIS_URL:
+        if device is None:
+            cache.set(_device_cache_key(device_key), UNKNOWN_DEVICE, UNKNOWN_DEVICE_CACHE_SECONDS)
+        else:
+            cache.set(_device_cache_key(device_key), device, DEVICE_CACHE_SECONDS)
     return device
 
 

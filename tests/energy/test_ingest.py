@@ -452,6 +452,28 @@ def test_unknown_device_key_is_401(meter, device_client, path):
     assert_rejected(response, 401)
 
 
+@pytest.mark.skipif(not django_settings.REDIS_URL, reason="device lookups are cached only in a shared (Redis) cache")
+def test_with_redis_a_made_up_key_asked_again_costs_no_database_query(meter, device_client, django_assert_num_queries):
+    cache.clear()
+    made_up = {"HTTP_X_DEVICE_KEY": str(uuid.uuid4())}
+    assert_rejected(device_client(meter).post(SINGLE, raw=SEED_BODY, headers=made_up), 401)
+
+    with django_assert_num_queries(0):
+        again = device_client(meter).post(SINGLE, raw=SEED_BODY, headers=made_up)
+    assert_rejected(again, 401)
+
+
+def test_a_key_refused_as_unknown_works_as_soon_as_its_device_exists(site, device_client):
+    cache.clear()
+    key = uuid.uuid4()
+    stranger = factories.MeterFactory.build(site=site, organization=site.organization, device_key=key)
+    assert_rejected(device_client(stranger).post(SINGLE, reading(0)), 401)
+
+    meter = factories.MeterFactory(site=site, device_key=key)
+
+    assert device_client(meter).post(SINGLE, reading(0)).status_code == 201
+
+
 def test_missing_device_key_is_401(anonymous_api):
     response = anonymous_api.post(SINGLE, data=SEED_BODY, content_type="application/json")
     assert_rejected(response, 401)
