@@ -18,7 +18,10 @@ It prints figures, ratios to the baselines and PASS/FAIL against the targets; it
 asserts. The load generator (asyncio, a lean HTTP/1.1 client) runs in this process, the
 servers in their own; on a 2-core machine they compete for CPU, so each phase also prints the
 CPU used by the client, the server processes, PostgreSQL and everything else on the machine
-(as a share of one core; 200% is the whole of a 2-core machine).
+(as a share of one core; 200% is the whole of a 2-core machine). The bare and single phases also
+print each server process's share (the clients keep their connections alive, and which worker
+accepts each one is a race: one may get none, which moves the single-reading rate by ±15 %) and
+the server threads' context switches per request.
 """
 
 from __future__ import annotations
@@ -141,6 +144,20 @@ def cpu_seconds(pids: list[int]) -> dict[int, float]:
         fields_ = stat[stat.rindex(")") + 2 :].split()
         seconds[pid] = (int(fields_[11]) + int(fields_[12])) / ticks
     return seconds
+
+
+def context_switches(pids: list[int]) -> dict[int, int]:
+    """Voluntary and involuntary context switches of all threads of each process, from /proc."""
+    counts = {}
+    for pid in pids:
+        counts[pid] = 0
+        for status in Path(f"/proc/{pid}/task").glob("*/status"):
+            try:
+                lines = status.read_text().splitlines()
+            except OSError:  # the thread ended
+                continue
+            counts[pid] += sum(int(line.split()[1]) for line in lines if "ctxt_switches:" in line)
+    return counts
 
 
 def pids_in_group(pgid: int) -> list[int]:
@@ -402,6 +419,14 @@ class PhaseResult:
     latencies: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
     cpu: dict[str, float] = field(default_factory=dict)
+    # Share of one core used by each server process (the gunicorn master near 0); with kept-alive
+    # connections, how the clients fell on the workers.
+    worker_cpu: list[float] = field(default_factory=list)
+    switches_per_s: float = 0.0  # context switches of all server threads
+
+    @property
+    def switches_per_request(self) -> float:
+        return self.switches_per_s / self.rps if self.rps else float("nan")
 
     @property
     def rps(self) -> float:
@@ -505,7 +530,9 @@ class CpuMeter:
     def _sample(self) -> dict:
         sample = {"client": time.process_time()}
         if self.platform is not None:
-            sample["server"] = cpu_seconds(self.platform.server_pids())
+            server_pids = self.platform.server_pids()
+            sample["server"] = cpu_seconds(server_pids)
+            sample["switches"] = context_switches(server_pids)
         sample["postgres"] = cpu_seconds(postgres_pids())
         sample["busy"] = busy_cpu_seconds()
         return sample
@@ -515,6 +542,12 @@ class CpuMeter:
 
     def stop(self, seconds: float) -> dict[str, float]:
         after = self._sample()
+        switches, before = after.pop("switches", {}), self.before.get("switches", {})
+        self.switches_per_s = sum(n - before.get(pid, n) for pid, n in switches.items()) / seconds
+        self.per_server_process = sorted(
+            ((cpu - self.before["server"].get(pid, cpu)) / seconds for pid, cpu in after.get("server", {}).items()),
+            reverse=True,
+        )
         used = {}
         for key, value in after.items():
             if isinstance(value, dict):  # per process: those that exited in between are not counted
@@ -581,6 +614,7 @@ async def run_load(
     result.seconds = last_end - measure_from
     if result.seconds > 0:
         result.cpu = cpu.stop(result.seconds)
+        result.worker_cpu, result.switches_per_s = cpu.per_server_process, cpu.switches_per_s
     return result
 
 
@@ -702,6 +736,12 @@ def fmt_cpu(cpu: dict[str, float]) -> str:
     return "  ".join(f"{k} {v * 100:.0f}%" for k, v in cpu.items())
 
 
+def fmt_server(result: PhaseResult) -> str:
+    """Where the server's CPU went by process, and its threads' context switches per request."""
+    processes = "/".join(f"{share * 100:.0f}" for share in result.worker_cpu)
+    return f"\n      server processes {processes} %   context switches/request {result.switches_per_request:5.1f}"
+
+
 def fmt_errors(result: PhaseResult) -> str:
     if not result.errors:
         return ""
@@ -731,12 +771,14 @@ def report(layout: str, redis_url: str | None, results: dict[str, PhaseResult], 
     print(
         f"  bare DRF view     {bare.rps:9.0f} req/s   p50 {bare.percentile(50):6.1f} ms  "
         f"p99 {bare.percentile(99):6.1f} ms  ({bare.requests} requests, {bare.seconds:.1f} s)"
-        f"   server cpu/request {bare.server_ms_per_request:5.2f} ms   cpu: {fmt_cpu(bare.cpu)}{fmt_errors(bare)}"
+        f"   server cpu/request {bare.server_ms_per_request:5.2f} ms   cpu: {fmt_cpu(bare.cpu)}"
+        f"{fmt_server(bare)}{fmt_errors(bare)}"
     )
     print(
         f"  single reading    {single.rps:9.0f} req/s   p50 {single.percentile(50):6.1f} ms  "
         f"p99 {p99:6.1f} ms  ({single.requests} requests, {single.seconds:.1f} s)"
-        f"   server cpu/request {single.server_ms_per_request:5.2f} ms   cpu: {fmt_cpu(single.cpu)}{fmt_errors(single)}"
+        f"   server cpu/request {single.server_ms_per_request:5.2f} ms   cpu: {fmt_cpu(single.cpu)}"
+        f"{fmt_server(single)}{fmt_errors(single)}"
     )
     for label, result in (("bulk (1,000/req)", bulk), ("bulk, PQ on again", bulk_again), ("bulk, PQ off", bulk_no_pq)):
         print(fmt_bulk(label, result))
