@@ -240,18 +240,18 @@ def detection_meters(samples: Mapping[tuple[int, datetime], pq.Sample]) -> list[
 def meters_lock_sql(meter_ids: str) -> str:
     """PostgreSQL: the SELECT that takes the detection lock of the meters in the array
     parameter `meter_ids` (an SQL expression), in id order, for the ingest INSERT to take it
-    in its own statement (readings_detect(locked=True)): one round trip fewer per batch."""
+    in its own statement (one round trip fewer per batch than a statement of its own)."""
     return f"SELECT id FROM {Meter._meta.db_table} WHERE id = ANY({meter_ids}) ORDER BY id FOR UPDATE"  # noqa: S608
 
 
-def readings_detect(*, samples_by_meter: dict[int, list[pq.Sample]], source: str, locked: bool = False) -> None:
+def readings_detect(*, samples_by_meter: dict[int, list[pq.Sample]], source: str) -> None:
     """Evaluate power quality and protection rules on readings just stored by the caller.
 
-    Must run inside the caller's transaction (reading_batch_ingest), after the insert, with
-    only the readings that call stored (duplicates were evaluated when first stored). Locks
-    each meter's row, unless the caller's INSERT statement already did (`locked`, with
-    `meters_lock_sql` over `detection_meters`); writes events, announcements and the meters'
-    detection state. Tenant: every meter's own organization (events carry it).
+    Must run inside the caller's transaction (readings_store), after the INSERT that took the
+    row locks of these meters (`meters_lock_sql` over `detection_meters`), with only the
+    readings that call stored (duplicates were evaluated when first stored). Writes events,
+    announcements and the meters' detection state. Tenant: every meter's own organization
+    (events carry it).
     """
     relevant = {
         meter_id: sorted(filter(_evaluated, samples), key=lambda s: s.ts)
@@ -267,13 +267,11 @@ def readings_detect(*, samples_by_meter: dict[int, list[pq.Sample]], source: str
         meter_id: sum(1 for s in samples_by_meter[meter_id] if s.ts >= earliest[meter_id]) for meter_id in meter_ids
     }
     outbox: Outbox = []
-    # The lock serializes detection per meter across processes; id order avoids deadlocks.
-    # It is taken by an earlier statement than the reads below: in READ COMMITTED a statement
-    # sees the snapshot taken when it started, so rows the previous lock holder committed (its
-    # readings, a first MeterPQState, closed events) are only visible to statements issued
-    # after the lock is granted.
-    if not locked:
-        list(Meter.objects.select_for_update().filter(pk__in=meter_ids).order_by("pk").values_list("pk", flat=True))
+    # The lock (taken by the caller's INSERT) serializes detection per meter across processes;
+    # id order avoids deadlocks. It is taken by an earlier statement than the reads below: in
+    # READ COMMITTED a statement sees the snapshot taken when it started, so rows the previous
+    # lock holder committed (its readings, a first MeterPQState, closed events) are only visible
+    # to statements issued after the lock is granted.
     for meter_id in _quiet_meters(relevant, earliest, own_since):
         del relevant[meter_id]
     if not relevant:

@@ -346,7 +346,7 @@ def readings_store(*, batches: list[PreparedReadings], source: str) -> list[Inge
             for stored_keys in stored_keys_of:
                 for key in stored_keys:
                     stored_samples.setdefault(key[0], []).append(samples[key])
-            pq_services.readings_detect(samples_by_meter=stored_samples, source=source, locked=True)
+            pq_services.readings_detect(samples_by_meter=stored_samples, source=source)
         if stored:
             # The rollups of these readings' hours (marked by the insert) are recomputed after
             # commit (analytics).
@@ -452,7 +452,7 @@ class ReadingsGroupCommit:
     def _lead(self, *, own: _GroupWaiter) -> None:
         with self._lock:
             group, self._queue = self._queue, []
-        stored: list[list[IngestResult]] = []
+        results: list[IngestResult] | None = None
         handed_off = False
 
         def hand_off(results: list[IngestResult] | None, error: BaseException | None) -> None:
@@ -484,8 +484,8 @@ class ReadingsGroupCommit:
                 # Registered before the store's own hooks, so it runs first after COMMIT: the
                 # members answer and the next group stores while this thread still runs the
                 # group's after-commit work (event fan-out, rollup refresh).
-                transaction.on_commit(lambda: hand_off(stored[0], None))
-                stored.append(readings_store(batches=[waiter.batch for waiter in group], source=self.source))
+                transaction.on_commit(lambda: hand_off(results, None))
+                results = readings_store(batches=[waiter.batch for waiter in group], source=self.source)
         except BaseException as exc:
             if not handed_off:
                 hand_off(None, exc)
