@@ -23,15 +23,11 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from tests.net import free_port
+
 BASE_DIR = Path(settings.BASE_DIR)
 VENV_BIN = Path(sys.executable).parent
 STARTUP_TIMEOUT = 30.0
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_database_url() -> str:
@@ -114,7 +110,7 @@ def _wait_for_http(server: ServerProcess, url: str) -> None:
 @pytest.fixture(scope="package")
 def asgi_server(django_db_setup) -> Iterator[str]:
     """The platform under uvicorn on a free 127.0.0.1 port; yields its base URL."""
-    port = _free_port()
+    port = free_port()
     server = ServerProcess(
         "uvicorn",
         [

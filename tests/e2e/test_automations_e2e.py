@@ -3,7 +3,6 @@ Redis, a real HTTP receiver. Needs a broker (REDIS_URL / CELERY_BROKER_URL)."""
 
 from __future__ import annotations
 
-import socket
 import time
 from collections import Counter
 
@@ -15,6 +14,7 @@ from automations.models import Delivery
 from tests import factories
 from tests.automations.receiver import Receiver
 from tests.automations.worker import Worker, purge_queue
+from tests.net import free_port
 
 pytestmark = [
     pytest.mark.e2e,
@@ -47,12 +47,6 @@ def worker(broker):
     w = Worker(WORKER_ENV).start()
     yield w
     w.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def setup_rule(org, url: str):

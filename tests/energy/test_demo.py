@@ -9,7 +9,6 @@ import math
 import os
 import re
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from energy.simulator import (
 )
 from energy.validation import readings_parse
 from joulepoint.tenancy.models import Application, Membership, Organization
+from tests.net import free_port
 
 KINDS = {"grid", "load", "pv", "battery", "ev_charger"}
 BERLIN = {"timezone": "Europe/Berlin", "latitude": 52.52, "longitude": 13.405}
@@ -293,10 +293,6 @@ def test_a_restart_continues_the_registers_and_never_goes_back():
 
 
 # -- over real HTTP --------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -334,7 +330,7 @@ def test_sender_keeps_readings_while_the_server_is_down_and_sends_them_when_it_i
         for m in data["meters"]
     ]
     sim = DepotSimulator(**BERLIN, seed=5)
-    sender = ReadingSender(f"http://127.0.0.1:{_free_port()}", meters, timeout=2)
+    sender = ReadingSender(f"http://127.0.0.1:{free_port()}", meters, timeout=2)
     now = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)
     try:
         down = [sender.send(sim.step(now)), sender.send(sim.step(now + timedelta(seconds=5)))]
@@ -368,7 +364,7 @@ def test_simulate_stops_cleanly_on_sigterm(tmp_path):
         "manage.py",
         "simulate",
         "--url",
-        f"http://127.0.0.1:{_free_port()}",  # nobody listens: the simulator must keep going
+        f"http://127.0.0.1:{free_port()}",  # nobody listens: the simulator must keep going
         "--interval",
         "0.2",
         "--config",

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
+
 import orjson
+import pytest
+from asgiref.sync import async_to_sync
+from channels_redis.core import RedisChannelLayer
+from django.conf import settings
 
 from energy.live import fanout
+from tests.net import free_port
 
 
 def readings(group: str, site_id: int, *meter_ids: int) -> tuple[str, dict]:
@@ -48,3 +55,52 @@ def test_a_merged_frame_stays_within_the_cap(monkeypatch):
     monkeypatch.setattr(fanout, "COALESCE_MAX_READINGS", 3)
     sent = fanout._coalesced([readings("g", 1, 1, 2), readings("g", 1, 3), readings("g", 1, 4)])
     assert [frame_meters(message) for _, message in sent] == [[1, 2, 3], [4]]
+
+
+redis_layer_only = pytest.mark.skipif(not settings.REDIS_URL, reason="the membership check is the Redis layer's")
+
+
+@pytest.fixture
+def redis_layer():
+    layer = RedisChannelLayer(hosts=[settings.REDIS_URL], prefix=f"test-{uuid.uuid4().hex}")
+    yield layer
+    async_to_sync(layer.flush)()
+
+
+@pytest.fixture
+def submitted(monkeypatch):
+    """What group_send hands the process's sender thread, instead of handing it over."""
+    sent: list[tuple[str, dict]] = []
+
+    class Sender:
+        def submit(self, group, message):
+            sent.append((group, message))
+
+    monkeypatch.setattr(fanout, "_process_sender", Sender)
+    return sent
+
+
+@redis_layer_only
+def test_a_group_with_a_member_is_sent_to_and_an_empty_one_is_not(redis_layer, monkeypatch, submitted):
+    monkeypatch.setattr(fanout, "get_channel_layer", lambda: redis_layer)
+    channel = async_to_sync(redis_layer.new_channel)()
+    async_to_sync(redis_layer.group_add)("live.o1.s1", channel)
+
+    fanout.group_send("live.o1.s1", {"type": "live.event", "event": {"key": "pq.event"}})
+    fanout.group_send("live.o1.s2", {"type": "live.event", "event": {"key": "pq.event"}})
+    assert [group for group, _ in submitted] == ["live.o1.s1"]
+
+    async_to_sync(redis_layer.group_discard)("live.o1.s1", channel)
+    fanout.group_send("live.o1.s1", {"type": "live.event", "event": {"key": "pq.event"}})
+    assert len(submitted) == 1
+
+
+def test_an_unreachable_layer_skips_the_send_without_failing_the_writer(monkeypatch, submitted, caplog):
+    port = free_port()  # nothing listens there
+    layer = RedisChannelLayer(hosts=[f"redis://127.0.0.1:{port}/0"])
+    monkeypatch.setattr(fanout, "get_channel_layer", lambda: layer)
+    monkeypatch.setattr(fanout, "_membership_clients", {})
+
+    fanout.group_send("live.o1.s1", {"type": "live.event", "event": {"key": "pq.event"}})
+    assert submitted == []
+    assert "channel layer unreachable" in caplog.text

@@ -22,6 +22,7 @@ from energy.models import Reading
 from joulepoint.events.services import subscribe, unsubscribe
 from joulepoint.events.types import DATA_INGESTED
 from tests import factories
+from tests.net import free_port
 
 BROKER = ("127.0.0.1", 1883)
 
@@ -239,12 +240,6 @@ def test_downlink_over_mqtt(meter, prefix, settings, monkeypatch):
         assert (command.status, command.channel) == ("delivered", "mqtt")
     finally:
         device.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_private_broker(port: int, tmp_path) -> subprocess.Popen:
