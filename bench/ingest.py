@@ -99,15 +99,18 @@ class BenchError(RuntimeError):
 # --------------------------------------------------------------------------- readings
 
 
-def reading_values(n: int) -> dict[str, float]:
-    """A plausible three-phase sample; deterministic in n so HTTP and COPY write the same rows."""
-    wobble = (n % 97) / 97.0
+WOBBLE_STEPS = 97
+ENERGY_COLUMNS = ("total_energy", "export_energy")
+
+
+def wobble_values(step: int) -> dict[str, float]:
+    """The measurements of a plausible three-phase sample that cycle with n (all but the
+    energy registers, which only grow)."""
+    wobble = step / WOBBLE_STEPS
     power = 12_000.0 + 3_000.0 * wobble
     return {
         "total_power": round(power, 1),
         "reactive_power": round(power * 0.2, 1),
-        "total_energy": round(10_000.0 + n * 0.0035, 4),
-        "export_energy": round(100.0 + n * 0.0001, 4),
         "voltage_a": round(229.0 + 2 * wobble, 2),
         "voltage_b": round(230.0 + 2 * wobble, 2),
         "voltage_c": round(231.0 - 2 * wobble, 2),
@@ -121,12 +124,71 @@ def reading_values(n: int) -> dict[str, float]:
     }
 
 
+WOBBLE = [wobble_values(step) for step in range(WOBBLE_STEPS)]
+
+
+def energy_values(n: int) -> tuple[float, float]:
+    return round(10_000.0 + n * 0.0035, 4), round(100.0 + n * 0.0001, 4)
+
+
+def reading_values(n: int) -> dict[str, float]:
+    """A plausible three-phase sample; deterministic in n so HTTP and COPY write the same rows."""
+    return {**WOBBLE[n % WOBBLE_STEPS], **dict(zip(ENERGY_COLUMNS, energy_values(n), strict=True))}
+
+
 def reading_ts(n: int) -> datetime:
     return BASE_TS + timedelta(seconds=n)
 
 
 def reading_json(n: int) -> dict:
     return {"timestamp": reading_ts(n).isoformat().replace("+00:00", "Z"), **reading_values(n)}
+
+
+# The bulk and COPY loads format readings from these pieces rather than building a dict per
+# reading: that cost the client 20 ms of CPU per 1,000 readings (16 ms more for COPY's rows),
+# a share of the 2 cores the servers and PostgreSQL then lacked. The values are the same floats
+# either way (orjson and repr both write the shortest round-trip form).
+WOBBLE_JSON = [orjson.dumps(values)[1:-1] for values in WOBBLE]
+WOBBLE_COPY = [
+    (
+        "\t".join(repr(values[c]) for c in READING_COLUMNS[: READING_COLUMNS.index(ENERGY_COLUMNS[0])]),
+        "\t".join(repr(values[c]) for c in READING_COLUMNS[READING_COLUMNS.index(ENERGY_COLUMNS[1]) + 1 :]),
+    )
+    for values in WOBBLE
+]
+
+
+BASE_EPOCH = int(BASE_TS.timestamp())
+
+
+def reading_ts_text(n: int, layout: str) -> str:
+    """reading_ts(n) formatted by time.strftime `layout` (about a third of datetime's cost)."""
+    return time.strftime(layout, time.gmtime(BASE_EPOCH + n))
+
+
+def bulk_body(first: int, count: int) -> bytes:
+    """orjson.dumps([reading_json(n) for n in range(first, first + count)]), formatted faster."""
+    items = []
+    for n in range(first, first + count):
+        total, export = energy_values(n)
+        ts = reading_ts_text(n, "%Y-%m-%dT%H:%M:%SZ")
+        items.append(
+            b'{"timestamp":"%s",%s,"total_energy":%r,"export_energy":%r}'
+            % (ts.encode(), WOBBLE_JSON[n % WOBBLE_STEPS], total, export)
+        )
+    return b"[" + b",".join(items) + b"]"
+
+
+def copy_text(meter_id: int, first: int, count: int, received_at: datetime) -> str:
+    """The same readings as `bulk_body`, as COPY text rows in COPY_COLUMNS order."""
+    received = received_at.isoformat()
+    lines = []
+    for n in range(first, first + count):
+        total, export = energy_values(n)
+        before, after = WOBBLE_COPY[n % WOBBLE_STEPS]
+        ts = reading_ts_text(n, "%Y-%m-%d %H:%M:%S+00")
+        lines.append(f"{meter_id}\t{ts}\t{before}\t{total!r}\t{export!r}\t{after}\t{{}}\t{received}\n")
+    return "".join(lines)
 
 
 # --------------------------------------------------------------------------- processes
@@ -666,7 +728,7 @@ def phase_bulk(
     def request_for(index: int, seq: int):
         device = devices[index]
         first = (first_request + seq) * BULK_BATCH
-        body = orjson.dumps([reading_json(n) for n in range(first, first + BULK_BATCH)])
+        body = bulk_body(first, BULK_BATCH)
         return "/api/energy/energy-data/bulk/", body, signed_headers(device, body), BULK_BATCH
 
     return asyncio.run(
@@ -709,9 +771,7 @@ def phase_copy(platform: Platform, fixtures: Fixtures, duration: float) -> Phase
             now = datetime.now(UTC)
             first = seq * BULK_BATCH
             with conn.transaction(), conn.cursor() as cursor, cursor.copy(statement) as copy:
-                for n in range(first, first + BULK_BATCH):
-                    values = reading_values(n)
-                    copy.write_row((meter_id, reading_ts(n), *(values[c] for c in READING_COLUMNS), "{}", now))
+                copy.write(copy_text(meter_id, first, BULK_BATCH, now))
             result.latencies.append(time.perf_counter() - began)
             result.requests += 1
             result.rows += BULK_BATCH

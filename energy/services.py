@@ -43,8 +43,8 @@ logger = logging.getLogger(__name__)
 COLUMNS = ("meter_id", "ts", *READING_FIELDS, "extra", "received_at")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
-# Column types of the JSON record PostgreSQL inserts from; every other column is float8.
-PG_RECORD_TYPES = {"meter_id": "bigint", "ts": "timestamptz", "extra": "jsonb", "received_at": "timestamptz"}
+# Types of the arrays PostgreSQL inserts from, by column; every other column is float8.
+PG_ARRAY_TYPES = {"meter_id": "bigint", "ts": "timestamptz", "extra": "jsonb", "received_at": "timestamptz"}
 
 
 @dataclass
@@ -216,12 +216,14 @@ def _insert_readings(rows: list[dict], *, lock_meter_ids: list[int]) -> dict[tup
     of `lock_meter_ids` is taken (pq_services.meters_lock_sql) on PostgreSQL; SQLite needs none,
     its IMMEDIATE transactions (settings) already serialize writers.
 
-    PostgreSQL gets one INSERT … SELECT FROM json_to_recordset(document): the batch travels as
-    one JSON parameter that orjson encodes in C, so a 5,000-row batch is a single round trip
-    parsed once (several times faster than Django's multi-row bulk_create, and about a third of
-    the client CPU of one array parameter per column, which psycopg adapts element by element
-    in Python); the rollup windows are marked by a CTE of the same statement. Other databases
-    take one statement per row in the same transaction, and one more for the rollup windows.
+    PostgreSQL gets one INSERT … SELECT FROM unnest(one array per column): a 5,000-row batch is
+    a single round trip, several times faster than Django's multi-row bulk_create. orjson writes
+    each array in C (`_pg_array`), where psycopg would adapt a list element by element in
+    Python. Typed arrays rather than one JSON document: PostgreSQL's json_to_recordset took
+    18 ms of database time for 1,000 readings, arrays take 10, and the database is what bulk
+    ingest waits on. The rollup windows are marked by a CTE of the same statement. Other
+    databases take one statement per row in the same transaction, and one more for the rollup
+    windows.
     """
     # Only identifiers from the model are formatted into the SQL; every value is a parameter.
     table = Reading._meta.db_table
@@ -229,9 +231,7 @@ def _insert_readings(rows: list[dict], *, lock_meter_ids: list[int]) -> dict[tup
     stored: dict[tuple[int, datetime], int] = {}
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            # Timestamps are aware UTC datetimes, which orjson writes as ISO 8601 with an offset;
-            # floats are written in their shortest round-trip form, so float8 gets the same value.
-            record = ", ".join(f"{c} {PG_RECORD_TYPES.get(c, 'float8')}" for c in COLUMNS)
+            arrays = ", ".join(f"%s::{PG_ARRAY_TYPES.get(c, 'float8')}[]" for c in COLUMNS)
             select = ", ".join(f"t.{c}" for c in COLUMNS)
             # Stored rows come back with ts as integer microseconds since the epoch: Django's
             # timestamptz loader is psycopg's pure-Python one, ~7 µs a row, where an int8 is C.
@@ -239,14 +239,19 @@ def _insert_readings(rows: list[dict], *, lock_meter_ids: list[int]) -> dict[tup
             # PostgreSQL runs before the source yields its first row: whoever inserts a meter's
             # readings holds its lock, so two batches never wait on each other's rows in turn.
             lock, locked = "", ""
-            params: list = [orjson.dumps(rows).decode()]
+            params: list = [
+                _pg_jsonb_array([row["extra"] for row in rows])
+                if column == "extra"
+                else _pg_array([row.get(column) for row in rows])
+                for column in COLUMNS
+            ]
             if lock_meter_ids:
                 lock = f"locked AS ({pq_services.meters_lock_sql('%s')}), "
                 locked = "WHERE (SELECT count(*) FROM locked) >= 0 "
                 params.insert(0, lock_meter_ids)
             sql = (
                 f"WITH {lock}stored AS (INSERT INTO {table} ({columns}) SELECT {select} "  # noqa: S608
-                f"FROM json_to_recordset(%s::json) AS t({record}) {locked}"
+                f"FROM unnest({arrays}) AS t({columns}) {locked}"
                 "ON CONFLICT (meter_id, ts) DO NOTHING RETURNING id, meter_id, ts), "
                 f"dirty AS ({rollups_dirty_cte_sql(stored='stored')}) "
                 "SELECT id, meter_id, (extract(epoch FROM ts) * 1000000)::int8 FROM stored"
@@ -270,6 +275,21 @@ def _insert_readings(rows: list[dict], *, lock_meter_ids: list[int]) -> dict[tup
                     stored[(row["meter_id"], row["ts"])] = cursor.lastrowid
             rollups_mark_dirty(keys=stored)
     return stored
+
+
+def _pg_array(values: list) -> str:
+    """A PostgreSQL array literal of numbers or aware datetimes (None for NULL), written by orjson:
+    its JSON array is the literal once [] become {} and null NULL (no element of these types is
+    a string that could hold "null"). Timestamps come out as ISO 8601 with an offset, floats in
+    their shortest round-trip form, so PostgreSQL reads back the same values."""
+    return "{" + orjson.dumps(values).decode()[1:-1].replace("null", "NULL") + "}"
+
+
+def _pg_jsonb_array(documents: list[dict]) -> str:
+    """A PostgreSQL array literal of JSON documents: each quoted with `"` and `\\` escaped, as
+    array input requires, so the JSON text inside arrives unchanged."""
+    quoted = (orjson.dumps(document).decode().replace("\\", "\\\\").replace('"', '\\"') for document in documents)
+    return "{" + ",".join(f'"{text}"' for text in quoted) + "}"
 
 
 @dataclass

@@ -175,6 +175,18 @@ def test_unknown_numeric_fields_are_kept_in_extra(meter, device_client):
     assert Reading.objects.get().extra == {"battery_soc": 81.5, "cabinet_temp": -3.0}
 
 
+def test_extra_names_with_quotes_backslashes_and_braces_come_back_as_sent(meter, device_client):
+    # PostgreSQL receives each column as an array literal, where `"` and `\\` must be escaped.
+    # (Control characters are refused by validation.)
+    names = {'say "hi"': 1.5, "back\\slash": 2.0, "{braces}, commas": 3.0, "ünïcödé NULL": 4.0}
+    items = [reading(0, **names), reading(1, total_power=None), reading(2, voltage_a=230.5)]
+    response = device_client(meter).post(BULK, items, sign=True)
+    assert response.status_code == 201, response.content
+    stored = Reading.objects.filter(meter=meter).order_by("ts")
+    assert [r.extra for r in stored] == [names, {}, {}]
+    assert [(r.total_power, r.voltage_a) for r in stored] == [(1000.0, None), (None, None), (1002.0, 230.5)]
+
+
 def test_unknown_non_numeric_field_is_a_400(meter, device_client):
     body = assert_rejected(device_client(meter).post(SINGLE, reading(0, firmware="1.2.3")), 400)
     assert error_fields(body) == [(0, "firmware")]
