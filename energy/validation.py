@@ -116,9 +116,23 @@ def reading_parse(item: object, *, index: int, now: datetime, max_future: timede
     if meter_serial is not None and not isinstance(meter_serial, str):
         errors.append(FieldError(index, METER_SERIAL, "must be a string"))
     for name, raw in item.items():
-        if name in RESERVED:
-            continue
         if raw is None:
+            continue
+        # Typed measurements first: they are nearly every field of nearly every reading.
+        spec = READING_FIELDS.get(name)
+        if spec is not None:
+            # orjson gives a JSON number as an exact float or int; finite floats need no more checks.
+            number = raw if type(raw) is float and math.isfinite(raw) else _number(raw)
+            if number is None:
+                errors.append(FieldError(index, name, "must be a finite number"))
+            elif spec[1] is not None and number < spec[1]:
+                errors.append(FieldError(index, name, f"must be at least {spec[1]:g}"))
+            elif name == "power_factor" and number > 1.0:
+                errors.append(FieldError(index, name, "must be between -1 and 1"))
+            else:
+                values[name] = number
+            continue
+        if name in RESERVED:
             continue
         if name == BREAKER_STATE:
             state = raw.strip().lower() if isinstance(raw, str) else None
@@ -127,30 +141,20 @@ def reading_parse(item: object, *, index: int, now: datetime, max_future: timede
             else:
                 extra[name] = state
             continue
-        # orjson gives a JSON number as an exact float or int; finite floats need no more checks.
-        number = raw if type(raw) is float and math.isfinite(raw) else _number(raw)
+        number = _number(raw)
         if number is None:
             errors.append(FieldError(index, name, "must be a finite number"))
             continue
-        spec = READING_FIELDS.get(name)
-        if spec is None:
-            known = KNOWN_EXTRA_NUMERIC.get(name)
-            if known is not None and known[1] is not None and number < known[1]:
-                errors.append(FieldError(index, name, f"must be at least {known[1]:g}"))
-                continue
-            if len(name) > MAX_EXTRA_NAME:
-                errors.append(FieldError(index, name, f"field names are at most {MAX_EXTRA_NAME} characters"))
-            elif not name.isprintable():
-                # Control characters (\u0000 above all: PostgreSQL jsonb rejects it) make no field name.
-                errors.append(FieldError(index, name, "field names may not contain control characters"))
-            extra[name] = number
+        known = KNOWN_EXTRA_NUMERIC.get(name)
+        if known is not None and known[1] is not None and number < known[1]:
+            errors.append(FieldError(index, name, f"must be at least {known[1]:g}"))
             continue
-        lower = spec[1]
-        if lower is not None and number < lower:
-            errors.append(FieldError(index, name, f"must be at least {lower:g}"))
-        elif name == "power_factor" and number > 1.0:
-            errors.append(FieldError(index, name, "must be between -1 and 1"))
-        values[name] = number
+        if len(name) > MAX_EXTRA_NAME:
+            errors.append(FieldError(index, name, f"field names are at most {MAX_EXTRA_NAME} characters"))
+        elif not name.isprintable():
+            # Control characters (\u0000 above all: PostgreSQL jsonb rejects it) make no field name.
+            errors.append(FieldError(index, name, "field names may not contain control characters"))
+        extra[name] = number
     if len(extra) > MAX_EXTRA_FIELDS:
         errors.append(FieldError(index, "", f"at most {MAX_EXTRA_FIELDS} extra numeric fields"))
     if errors:
