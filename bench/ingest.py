@@ -47,8 +47,9 @@ import orjson
 import psycopg
 from psycopg import sql
 
+from bench.pq import database_create, database_drop
+
 ROOT = Path(__file__).resolve().parent.parent
-PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_DB = "jp_bench_ingest"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/15"
 SERVERS = ("gunicorn", "uvicorn", "gunicorn-uvicorn")
@@ -133,7 +134,8 @@ def energy_values(n: int) -> tuple[float, float]:
 
 def reading_values(n: int) -> dict[str, float]:
     """A plausible three-phase sample; deterministic in n so HTTP and COPY write the same rows."""
-    return {**WOBBLE[n % WOBBLE_STEPS], **dict(zip(ENERGY_COLUMNS, energy_values(n), strict=True))}
+    total, export = energy_values(n)
+    return {**WOBBLE[n % WOBBLE_STEPS], "total_energy": total, "export_energy": export}
 
 
 def reading_ts(n: int) -> datetime:
@@ -333,16 +335,13 @@ class Platform:
 
     # database
     def create_database(self) -> None:
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.db_name)))
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.db_name)))
+        database_create(self.db_name)
         self.db_created = True
 
     def drop_database(self) -> None:
         if not self.db_created:
             return
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.db_name)))
+        database_drop(self.db_name)
         self.db_created = False
 
     def manage(self, *args: str) -> str:

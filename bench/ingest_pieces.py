@@ -29,13 +29,11 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import orjson
-import psycopg
-from psycopg import sql
 
-from bench.ingest import DEFAULT_REDIS, PG_ADMIN_DSN, Device, bulk_body, reading_json, signed_headers
+from bench.ingest import DEFAULT_REDIS, Device, bulk_body, reading_json, signed_headers
+from bench.pq import database_create, database_drop
 
 DATABASE = "jp_bench_pieces"
 BULK_SIZE = 1_000
@@ -134,7 +132,8 @@ def measure(application, environs: list[dict], expect: str) -> tuple[float, floa
     return costs
 
 
-def setup_database(redis_url: str) -> None:
+def settings_environ(redis_url: str) -> None:
+    """The settings the servers of bench/ingest.py run with, for this process's Django."""
     os.environ.update(
         {
             "DJANGO_SETTINGS_MODULE": "bench.settings",
@@ -145,17 +144,6 @@ def setup_database(redis_url: str) -> None:
             "DEVICE_RATE_LIMIT_PER_MINUTE": str(10**9),
         }
     )
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DATABASE)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
-
-
-def drop_database() -> None:
-    from django.db import connections
-
-    connections.close_all()
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DATABASE)))
 
 
 def run(requests: int, bulk: int) -> None:
@@ -219,12 +207,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bulk", type=int, default=20, help="bulk requests of 1,000 readings (default 20; 0: none)")
     parser.add_argument("--redis", default=DEFAULT_REDIS, help=f"Redis URL (default {DEFAULT_REDIS})")
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    setup_database(args.redis)
+    settings_environ(args.redis)
+    database_create(DATABASE)
     try:
         run(args.requests, args.bulk)
     finally:
-        drop_database()
+        from django.db import connections
+
+        connections.close_all()
+        database_drop(DATABASE)
     return 0
 
 
