@@ -30,7 +30,7 @@ from automations import jsonlogic, templating
 from automations.actions import ConfigError, Outcome, handler_for, template_context
 from automations.models import Action, Alert, Annotation, CircuitBreaker, Delivery, RelayCommand, Rule, Severity
 from joulepoint.events import publish
-from joulepoint.events.services import fan_out_memo
+from joulepoint.events.listeners import listener_answer, listeners_changed
 from joulepoint.events.types import ALERT_TRIGGERED, DATA_INGESTED, Event
 from joulepoint.tenancy.models import Membership
 
@@ -47,26 +47,29 @@ def _has_rules_key(organization_id: int, event_key: str) -> str:
 
 
 def rules_changed(*, organization_id: int) -> None:
-    """Forget the cached "does this organization have rules for key X" answers."""
+    """Forget the cached "does this organization have rules for key X" answers, shared and kept
+    by each process."""
     from joulepoint.events.types import EVENT_KEYS
 
     cache.delete_many([_has_rules_key(organization_id, key) for key in EVENT_KEYS])
+    listeners_changed()
 
 
 def rules_exist(*, organization_id: int, event_key: str) -> bool:
-    """Cheap check on the ingest path, so telemetry of an organization without rules costs no task."""
-    # Events published together (a group commit's batches) ask once: their commit is one moment.
-    memo = fan_out_memo()
-    if memo is not None and (organization_id, event_key) in memo:
-        return memo[(organization_id, event_key)]
-    key = _has_rules_key(organization_id, event_key)
-    answer = cache.get(key)
-    if answer is None:
-        answer = Rule.objects.for_org(organization_id).filter(event_key=event_key, is_active=True).exists()
-        cache.set(key, answer, RULES_CACHE_SECONDS)
-    if memo is not None:
-        memo[(organization_id, event_key)] = answer
-    return answer
+    """Cheap check on the ingest path, so telemetry of an organization without rules costs no task.
+
+    Kept by the process while the listeners' epoch stands (joulepoint.events.listeners), behind
+    the shared cache entry that spares the database."""
+
+    def look_up() -> bool:
+        key = _has_rules_key(organization_id, event_key)
+        answer = cache.get(key)
+        if answer is None:
+            answer = Rule.objects.for_org(organization_id).filter(event_key=event_key, is_active=True).exists()
+            cache.set(key, answer, RULES_CACHE_SECONDS)
+        return answer
+
+    return listener_answer(("has-rules", organization_id, event_key), look_up)
 
 
 def active_rules(*, organization_id: int, event_key: str) -> list[Rule]:

@@ -53,6 +53,7 @@ PIECES = (
     (1, "joulepoint.events.services:event_fan_out"),
     (2, "automations.services:rules_exist"),
     (2, "energy.live.fanout:_group_is_empty"),
+    (2, "joulepoint.events.listeners:listeners_epoch_observe"),
     (1, "energy.api.serializers:stored_reading_data"),
 )
 

@@ -99,7 +99,7 @@ class IngestConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
         self.device = device
         self.stop_auth_timer()
         self.downlink_group = fanout.device_group(device.device_key)
-        await self.channel_layer.group_add(self.downlink_group, self.channel_name)
+        await fanout.group_join(self.channel_layer, self.downlink_group, self.channel_name)
         await self.send(text_data=_dumps({"type": "ready", "device": self.describe(device)}))
         return True
 
@@ -116,7 +116,7 @@ class IngestConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
     async def disconnect(self, code) -> None:
         self.stop_auth_timer()
         if self.device is not None:
-            await self.channel_layer.group_discard(self.downlink_group, self.channel_name)
+            await fanout.group_leave(self.channel_layer, self.downlink_group, self.channel_name)
 
     def take_token(self) -> bool:
         now = time.monotonic()

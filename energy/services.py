@@ -34,7 +34,7 @@ from energy.models import (
 )
 from energy.power_quality import Sample, sample_from
 from energy.validation import METER_ID, METER_SERIAL, FieldError, ReadingInput, ReadingsInvalid, readings_parse
-from joulepoint.events import publish_many
+from joulepoint.events import listeners, publish_many
 from joulepoint.events.types import DATA_INGESTED
 from joulepoint.ratelimit import window_hit_and_cache_get
 
@@ -126,13 +126,17 @@ def device_for_key_with_hit(
     Redis round trip as the cached lookup: (device or None, (hits so far, seconds to the next
     window)). The hit is None where the cache is not Redis: the caller counts it itself.
 
+    The same round trip reads the listeners' epoch (joulepoint.events.listeners), so the
+    fan-out after this request's ingest asks Redis nothing.
+
     The hit is counted before the key is known to be valid, so an unknown key counts too (its
     counter expires with the window)."""
     if not settings.REDIS_URL:
         return device_for_key(device_key=device_key), None
-    cached, count, retry_after = window_hit_and_cache_get(
-        rate_key, window_seconds=window_seconds, cache_key=_device_cache_key(device_key)
+    (cached, epoch), count, retry_after = window_hit_and_cache_get(
+        rate_key, window_seconds=window_seconds, cache_keys=[_device_cache_key(device_key), listeners.EPOCH_KEY]
     )
+    listeners.listeners_epoch_seen(epoch)
     return _device_from_cache(device_key, cached), (count, retry_after)
 
 

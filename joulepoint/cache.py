@@ -24,15 +24,16 @@ class PooledClientRedisCacheClient(RedisCacheClient):
             client = self._clients[index] = self._client(connection_pool=self._get_connection_pool(write))
         return client
 
-    def get_and_count(self, key: str, counter: str, ttl: int) -> tuple[object | None, int]:
-        # GET, INCR and EXPIRE in one pipeline: a single round trip where Django's API needs two
-        # calls (and three for its incr). Both keys live on the write server: the counter must.
-        pipe = self.get_client(key, write=True).pipeline(transaction=False)
-        pipe.get(key)
+    def get_many_and_count(self, keys: list[str], counter: str, ttl: int) -> tuple[list[object | None], int]:
+        # GETs, INCR and EXPIRE in one pipeline: a single round trip where Django's API needs two
+        # calls (and three for its incr). All keys live on the write server: the counter must.
+        pipe = self.get_client(keys[0], write=True).pipeline(transaction=False)
+        for key in keys:
+            pipe.get(key)
         pipe.incr(counter)
         pipe.expire(counter, ttl)
-        value, count, _ = pipe.execute()
-        return (None if value is None else self._serializer.loads(value)), count
+        *values, count, _ = pipe.execute()
+        return [None if value is None else self._serializer.loads(value) for value in values], count
 
 
 class PooledClientRedisCache(RedisCache):
@@ -40,7 +41,10 @@ class PooledClientRedisCache(RedisCache):
         super().__init__(server, params)
         self._class = PooledClientRedisCacheClient
 
-    def get_and_count(self, key: str, counter: str, *, ttl: int, version=None) -> tuple[object | None, int]:
-        """`cache.get(key)` and one hit on the raw Redis counter `counter` (expiring after `ttl`
-        seconds), in one round trip; returns (the cached value or None, the counter's value)."""
-        return self._cache.get_and_count(self.make_and_validate_key(key, version=version), counter, ttl)
+    def get_many_and_count(
+        self, keys: list[str], counter: str, *, ttl: int, version=None
+    ) -> tuple[list[object | None], int]:
+        """`cache.get(key)` of each key and one hit on the raw Redis counter `counter` (expiring
+        after `ttl` seconds), in one round trip; returns (the values or None, the counter's value)."""
+        made = [self.make_and_validate_key(key, version=version) for key in keys]
+        return self._cache.get_many_and_count(made, counter, ttl)

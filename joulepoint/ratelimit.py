@@ -46,12 +46,14 @@ def window_hit(key: str, *, window_seconds: int) -> tuple[int, float]:
     return count, retry_after
 
 
-def window_hit_and_cache_get(key: str, *, window_seconds: int, cache_key: str) -> tuple[object | None, int, float]:
-    """`window_hit(key)` and `cache.get(cache_key)`: one Redis round trip for both where the
-    cache is Redis (REDIS_URL, the counters' server too), two calls elsewhere.
-    Returns (the cached value or None, hits so far, seconds to the next window)."""
-    if settings.REDIS_URL and hasattr(cache, "get_and_count"):
+def window_hit_and_cache_get(
+    key: str, *, window_seconds: int, cache_keys: list[str]
+) -> tuple[list[object | None], int, float]:
+    """`window_hit(key)` and `cache.get()` of each of `cache_keys`: one Redis round trip for all
+    where the cache is Redis (REDIS_URL, the counters' server too), more calls elsewhere.
+    Returns (the cached values or None, hits so far, seconds to the next window)."""
+    if settings.REDIS_URL and hasattr(cache, "get_many_and_count"):
         window_key, ttl, retry_after = _window(key, window_seconds)
-        value, count = cache.get_and_count(cache_key, window_key, ttl=ttl)
-        return value, count, retry_after
-    return cache.get(cache_key), *window_hit(key, window_seconds=window_seconds)
+        values, count = cache.get_many_and_count(cache_keys, window_key, ttl=ttl)
+        return values, count, retry_after
+    return [cache.get(cache_key) for cache_key in cache_keys], *window_hit(key, window_seconds=window_seconds)

@@ -16,8 +16,16 @@ from django.utils import timezone
 from oauth2_provider.models import AccessToken
 from rest_framework.test import APIClient
 
+from joulepoint.events.listeners import listeners_changed
 from joulepoint.tenancy.services import all_scopes, api_credential_create
 from tests import factories
+
+
+@pytest.fixture(autouse=True)
+def listeners_epoch_moved():
+    """Each test starts with no kept "does anyone listen" answer (joulepoint.events.listeners):
+    tests create rules and group members directly, without telling, and ids are reused."""
+    listeners_changed()
 
 
 @pytest.fixture

@@ -18,10 +18,11 @@ import uuid
 
 import orjson
 import redis
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 from energy.live.inbox import LoopInbox
+from joulepoint.events.listeners import listener_answer, listeners_changed
 from joulepoint.events.types import (
     ALERT_TRIGGERED,
     ANOMALY_DETECTED,
@@ -165,6 +166,9 @@ def _group_is_empty(layer, group: str) -> bool:
     the sender thread a wake-up and two Redis round trips (about 0.9 ms of CPU per ingest group
     here, a quarter of a single reading's). A member that joins after this check would also
     have missed the send itself. Hosts given otherwise than by address are always sent to.
+
+    The answer is kept by the process while the listeners' epoch stands: whoever joins or
+    leaves a group (`group_join`, `group_leave`) moves the epoch.
     """
     host = layer.hosts[layer.consistent_hash(group)]
     address = host.get("address") if isinstance(host, dict) else None
@@ -180,12 +184,25 @@ def _group_is_empty(layer, group: str) -> bool:
         )
     # channels_redis names the set with its (private) _group_key; tests/energy/test_live_fanout.py
     # checks it against a real group_add, so an upgrade that renames it fails there, not here.
+    key = layer._group_key(group)
     try:
-        return not client.exists(layer._group_key(group))
+        return not listener_answer(("group-members", address, key), lambda: bool(client.exists(key)))
     except redis.RedisError as exc:
         # The send would fail the same way in the sender thread; the writer goes on either way.
         logger.warning("live fan-out to %s skipped: channel layer unreachable (%s)", group, exc)
         return True
+
+
+async def group_join(layer, group: str, channel: str) -> None:
+    """Add `channel` to `group`, then tell every process that the group's members changed (the
+    answer `_group_is_empty` keeps)."""
+    await layer.group_add(group, channel)
+    await sync_to_async(listeners_changed, thread_sensitive=False)()
+
+
+async def group_leave(layer, group: str, channel: str) -> None:
+    await layer.group_discard(group, channel)
+    await sync_to_async(listeners_changed, thread_sensitive=False)()
 
 
 def group_send(group: str, message: dict) -> None:

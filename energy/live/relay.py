@@ -21,6 +21,8 @@ from collections import defaultdict
 
 from channels.layers import get_channel_layer
 
+from energy.live import fanout
+
 logger = logging.getLogger(__name__)
 
 LOCAL_QUEUE_SIZE = 500
@@ -48,7 +50,7 @@ class Relay:
     async def add(self, group: str, member) -> None:
         await self._start()
         if not self.members[group]:
-            await self.layer.group_add(group, self.channel)
+            await fanout.group_join(self.layer, group, self.channel)
         self.members[group].add(member)
 
     async def discard(self, group: str, member) -> None:
@@ -58,7 +60,7 @@ class Relay:
         members.discard(member)
         if not members:
             del self.members[group]
-            await self.layer.group_discard(group, self.channel)
+            await fanout.group_leave(self.layer, group, self.channel)
 
     async def _run(self) -> None:
         while True:

@@ -80,19 +80,42 @@ def submitted(monkeypatch):
     return sent
 
 
+EVENT = {"type": "live.event", "event": {"key": "pq.event"}}
+
+
 @redis_layer_only
 def test_a_group_with_a_member_is_sent_to_and_an_empty_one_is_not(redis_layer, monkeypatch, submitted):
     monkeypatch.setattr(fanout, "get_channel_layer", lambda: redis_layer)
     channel = async_to_sync(redis_layer.new_channel)()
-    async_to_sync(redis_layer.group_add)("live.o1.s1", channel)
+    async_to_sync(fanout.group_join)(redis_layer, "live.o1.s1", channel)
 
-    fanout.group_send("live.o1.s1", {"type": "live.event", "event": {"key": "pq.event"}})
-    fanout.group_send("live.o1.s2", {"type": "live.event", "event": {"key": "pq.event"}})
+    fanout.group_send("live.o1.s1", EVENT)
+    fanout.group_send("live.o1.s2", EVENT)
     assert [group for group, _ in submitted] == ["live.o1.s1"]
 
-    async_to_sync(redis_layer.group_discard)("live.o1.s1", channel)
-    fanout.group_send("live.o1.s1", {"type": "live.event", "event": {"key": "pq.event"}})
+    async_to_sync(fanout.group_leave)(redis_layer, "live.o1.s1", channel)
+    fanout.group_send("live.o1.s1", EVENT)
     assert len(submitted) == 1
+
+    async_to_sync(fanout.group_join)(redis_layer, "live.o1.s1", channel)
+    fanout.group_send("live.o1.s1", EVENT)
+    assert len(submitted) == 2
+
+
+@redis_layer_only
+def test_the_membership_answer_is_kept_until_a_join_or_leave_moves_the_epoch(redis_layer, monkeypatch, submitted):
+    """A join through the layer alone (no group_join) is not seen: the process kept "empty"."""
+    monkeypatch.setattr(fanout, "get_channel_layer", lambda: redis_layer)
+    channel = async_to_sync(redis_layer.new_channel)()
+    fanout.group_send("live.o1.s7", EVENT)
+    async_to_sync(redis_layer.group_add)("live.o1.s7", channel)
+    fanout.group_send("live.o1.s7", EVENT)
+    assert submitted == []
+
+    other = async_to_sync(redis_layer.new_channel)()
+    async_to_sync(fanout.group_join)(redis_layer, "live.o1.s8", other)  # any group: the epoch is shared
+    fanout.group_send("live.o1.s7", EVENT)
+    assert [group for group, _ in submitted] == ["live.o1.s7"]
 
 
 def test_an_unreachable_layer_skips_the_send_without_failing_the_writer(monkeypatch, submitted, caplog):
@@ -101,6 +124,6 @@ def test_an_unreachable_layer_skips_the_send_without_failing_the_writer(monkeypa
     monkeypatch.setattr(fanout, "get_channel_layer", lambda: layer)
     monkeypatch.setattr(fanout, "_membership_clients", {})
 
-    fanout.group_send("live.o1.s1", {"type": "live.event", "event": {"key": "pq.event"}})
+    fanout.group_send("live.o1.s1", EVENT)
     assert submitted == []
     assert "channel layer unreachable" in caplog.text
