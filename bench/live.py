@@ -446,8 +446,8 @@ def main() -> None:
         "--compression", default=None, choices=[None, "deflate"], help="permessage-deflate on dashboard sockets"
     )
     parser.add_argument("--batch", type=int, default=200, help="readings per bulk POST (a multiple of 20)")
-    parser.add_argument("--ingest-workers", type=int, default=3, help="gunicorn workers serving the ingest")
-    parser.add_argument("--ingest-threads", type=int, default=8, help="threads per gunicorn worker (1: sync)")
+    parser.add_argument("--ingest-workers", type=int, default=2, help="gunicorn workers serving the ingest")
+    parser.add_argument("--ingest-threads", type=int, default=16, help="threads per gunicorn worker (1: sync)")
     parser.add_argument("--mqtt-messages", type=int, default=40000)
     parser.add_argument(
         "--bridges", type=int, default=os.cpu_count() or 2, help="bridge processes sharing the subscription"
