@@ -42,6 +42,7 @@ from energy.models import (
     ProtectionEvent,
     Reading,
 )
+from joulepoint.db import prepared_cursor
 from joulepoint.events import publish_many
 from joulepoint.events.types import PQ_EVENT, PROTECTION_EVENT
 
@@ -365,7 +366,7 @@ def _quiet_meters(
     params: list = []
     for meter_id in relevant:
         params += [meter_id, meter_id, connection.ops.adapt_datetimefield_value(earliest[meter_id])]
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     quiet: set[int] = set()

@@ -34,6 +34,7 @@ from energy.models import (
 )
 from energy.power_quality import Sample, sample_from
 from energy.validation import METER_ID, METER_SERIAL, FieldError, ReadingInput, ReadingsInvalid, readings_parse
+from joulepoint.db import prepared_cursor
 from joulepoint.events import listeners, publish_many
 from joulepoint.events.types import DATA_INGESTED
 from joulepoint.ratelimit import window_hit_and_cache_get
@@ -233,7 +234,7 @@ def _insert_readings(rows: list[dict], *, lock_meter_ids: list[int]) -> dict[tup
     table = Reading._meta.db_table
     columns = ", ".join(COLUMNS)
     stored: dict[tuple[int, datetime], int] = {}
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         if connection.vendor == "postgresql":
             arrays = ", ".join(f"%s::{PG_ARRAY_TYPES.get(c, 'float8')}[]" for c in COLUMNS)
             select = ", ".join(f"t.{c}" for c in COLUMNS)

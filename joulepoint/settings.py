@@ -107,6 +107,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", str(BASE_DIR / "var" / "test.sqlite3"))}
 elif env("TEST_DATABASE_NAME"):
     DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Statements prepared by joulepoint.db.prepared_cursor (the ingest INSERT and quiet check)
+    # keep one generic plan; Django's own statements are never prepared, so this is all it changes.
+    DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c plan_cache_mode=force_generic_plan"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL")
