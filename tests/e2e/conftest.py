@@ -134,6 +134,36 @@ def asgi_server(django_db_setup) -> Iterator[str]:
         server.stop()
 
 
+@pytest.fixture(scope="package")
+def wsgi_server(django_db_setup) -> Iterator[str]:
+    """The HTTP API as docs/serving.md deploys it, gunicorn with two gthread workers (so two
+    processes answer in turn), on a free 127.0.0.1 port; yields its base URL."""
+    port = free_port()
+    server = ServerProcess(
+        "gunicorn",
+        [
+            str(VENV_BIN / "gunicorn"),
+            "joulepoint.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "2",
+            "--threads",
+            "4",
+            "--worker-class",
+            "gthread",
+            "--log-level",
+            "warning",
+        ],
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for_http(server, f"{base_url}/api/schema/")
+        yield base_url
+    finally:
+        server.stop()
+
+
 def _wait_for_worker(server: ServerProcess, hostname: str) -> None:
     from joulepoint.celery import app
 
