@@ -72,25 +72,24 @@ def listeners_changed() -> None:
 
 def _epoch_start() -> object:
     # Random rather than 1: an epoch lost with the cache (a restart, cache.clear()) must not come
-    # back as a value some process still keeps its answers under.
-    if cache.add(EPOCH_KEY, random.getrandbits(62), timeout=None):
-        return cache.get(EPOCH_KEY)
-    cache.incr(EPOCH_KEY)
+    # back as a value some process still keeps its answers under. Whoever adds first wins.
+    cache.add(EPOCH_KEY, random.getrandbits(62), timeout=None)
     return cache.get(EPOCH_KEY)
+
+
+def _observe(epoch: object) -> None:
+    _answers.observe(epoch if epoch is not None else _epoch_start())
 
 
 def listeners_epoch_observe() -> None:
     """Read the shared epoch and drop this process's answers if it moved."""
-    epoch = cache.get(EPOCH_KEY)
-    if epoch is None:
-        epoch = _epoch_start()
-    _answers.observe(epoch)
+    _observe(cache.get(EPOCH_KEY))
 
 
 def listeners_epoch_seen(epoch: object) -> None:
     """The epoch as a request read it at its start, with something else it needed (a device
     request's authentication): the fan-out after this request's commit needs no read of its own."""
-    _answers.observe(epoch if epoch is not None else _epoch_start())
+    _observe(epoch)
     _request_observed.set(True)
 
 

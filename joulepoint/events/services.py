@@ -30,8 +30,8 @@ _fan_out_memo: ContextVar[dict | None] = ContextVar("fan_out_memo", default=None
 
 def fan_out_memo() -> dict | None:
     """While the transient events of one `event_publish_many` are fanned out together, a dict
-    where subscribers may keep an answer for the rest of them (e.g. "does this organization
-    have rules for this key?", asked once rather than once per event); None otherwise."""
+    where subscribers may keep something for the rest of them (joulepoint.events.listeners
+    reads the listeners' epoch once per fan-out with it); None otherwise."""
     return _fan_out_memo.get()
 
 

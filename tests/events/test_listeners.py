@@ -9,7 +9,7 @@ from django.db import transaction
 
 from automations import services as automations
 from joulepoint.events import listeners
-from joulepoint.events.services import event_publish_many
+from joulepoint.events.services import event_publish_many, subscribe, unsubscribe
 from joulepoint.events.types import DATA_INGESTED
 from tests import factories
 
@@ -110,20 +110,19 @@ def test_one_fan_out_reads_the_epoch_once_whatever_it_asks(monkeypatch, org):
         answers.append(listeners.listener_answer(("a", event.payload["n"]), LookUp()))
         answers.append(listeners.listener_answer(("b", event.payload["n"]), LookUp()))
 
-    from joulepoint.events import services
-
-    services.subscribe(subscriber, keys=[DATA_INGESTED])
+    subscribe(subscriber, keys=[DATA_INGESTED])
     try:
         with transaction.atomic():
             event_publish_many(events=[(org.pk, DATA_INGESTED, {"n": n}, None) for n in range(3)], source="test")
     finally:
-        services.unsubscribe(subscriber)
+        unsubscribe(subscriber)
     assert len(answers) == 6
     assert len(reads) == 1
 
 
 @pytest.mark.django_db
-def test_a_rule_saved_is_seen_by_the_next_check_of_every_process(org):
+def test_a_rule_saved_is_seen_by_the_next_check(org):
+    """(Across server processes: tests/e2e/test_listeners_e2e.py.)"""
     assert automations.rules_exist(organization_id=org.pk, event_key=DATA_INGESTED) is False
     rule = factories.RuleFactory.build(organization=org, event_key=DATA_INGESTED)
     automations.rule_save(rule=rule, action_ids=None)
