@@ -107,11 +107,22 @@ def _wait_for_http(server: ServerProcess, url: str) -> None:
     raise RuntimeError(f"{server.name} did not answer {url} within {STARTUP_TIMEOUT}s:\n{server.output()}")
 
 
+def _served(name: str, args: list[str], port: int) -> Iterator[str]:
+    """Start a server, yield its base URL once it answers, and stop it afterwards."""
+    server = ServerProcess(name, args)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for_http(server, f"{base_url}/api/schema/")
+        yield base_url
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="package")
 def asgi_server(django_db_setup) -> Iterator[str]:
     """The platform under uvicorn on a free 127.0.0.1 port; yields its base URL."""
     port = free_port()
-    server = ServerProcess(
+    yield from _served(
         "uvicorn",
         [
             str(VENV_BIN / "uvicorn"),
@@ -125,13 +136,8 @@ def asgi_server(django_db_setup) -> Iterator[str]:
             "--log-level",
             "warning",
         ],
+        port,
     )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_for_http(server, f"{base_url}/api/schema/")
-        yield base_url
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="package")
@@ -139,7 +145,7 @@ def wsgi_server(django_db_setup) -> Iterator[str]:
     """The HTTP API as docs/serving.md deploys it, gunicorn with two gthread workers (so two
     processes answer in turn), on a free 127.0.0.1 port; yields its base URL."""
     port = free_port()
-    server = ServerProcess(
+    yield from _served(
         "gunicorn",
         [
             str(VENV_BIN / "gunicorn"),
@@ -155,13 +161,8 @@ def wsgi_server(django_db_setup) -> Iterator[str]:
             "--log-level",
             "warning",
         ],
+        port,
     )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_for_http(server, f"{base_url}/api/schema/")
-        yield base_url
-    finally:
-        server.stop()
 
 
 def _wait_for_worker(server: ServerProcess, hostname: str) -> None:

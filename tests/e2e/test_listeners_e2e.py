@@ -16,6 +16,7 @@ from automations import services as automations
 from automations.models import Delivery
 from tests import factories
 from tests.automations.receiver import Receiver
+from tests.automations.test_api import seed_rule
 from tests.automations.worker import Worker, purge_queue
 from tests.conftest import _token
 
@@ -64,14 +65,8 @@ def test_a_rule_created_through_the_api_fires_in_every_worker_at_once(wsgi_serve
         # Both workers answer "no rules" for this organization, and keep that answer.
         post_readings(wsgi_server, meter, range(0, READINGS))
 
-        rule = {
-            "name": "HighPower",
-            "event_key": "data.ingested",
-            "throttle_seconds": 0,
-            "dedupe_template": "{meter_id}:{timestamp}",
-            "jsonlogic": {">": [{"var": ["event.total_power", 0]}, 5000]},
-            "rule_actions": [{"action_id": action.pk}],
-        }
+        # The seed's HighPower rule, firing for every reading rather than once per meter.
+        rule = {**seed_rule(action.pk), "throttle_seconds": 0, "dedupe_template": "{meter_id}:{timestamp}"}
         token = _token(org, ["automations:write", "automations:read"])
         status, body = post(f"{wsgi_server}/api/automations/rules/", rule, {"Authorization": f"Bearer {token}"})
         assert status == 201, body
