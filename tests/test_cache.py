@@ -1,0 +1,77 @@
+"""joulepoint.cache: the device requests' single Redis round trip (GETs and a counted hit)."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+from django.conf import settings
+from django.core.cache import cache
+
+from joulepoint import cache as cache_module
+
+pytestmark = pytest.mark.skipif(not settings.REDIS_URL, reason="the round trip is the Redis cache's")
+
+COUNTER = "test:cache:counter"
+
+
+@pytest.fixture
+def server():
+    """A separate client on the cache's server, to look at and disturb it from outside."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.delete(COUNTER)
+    yield client
+    client.delete(COUNTER)
+    client.close()
+
+
+def test_values_and_the_counted_hit_come_back_together(server):
+    cache.set("test:cache:meter", {"serial": "M-1"}, 30)
+    cache.set("test:cache:epoch", 7, 30)
+
+    values, count = cache.get_many_and_count(
+        ["test:cache:meter", "test:cache:missing", "test:cache:epoch"], COUNTER, ttl=90
+    )
+    _, again = cache.get_many_and_count(["test:cache:meter"], COUNTER, ttl=90)
+
+    assert values == [{"serial": "M-1"}, None, 7]
+    assert (count, again) == (1, 2)
+    assert 0 < server.ttl(COUNTER) <= 90
+
+
+def test_an_error_reply_is_raised_and_the_next_round_trip_reads_its_own_replies(server):
+    cache.set("test:cache:meter", "first", 30)
+    server.set(COUNTER, "not a number")
+
+    with pytest.raises(redis.ResponseError):
+        cache.get_many_and_count(["test:cache:meter"], COUNTER, ttl=90)
+
+    server.delete(COUNTER)
+    cache.set("test:cache:meter", "second", 30)
+    assert cache.get_many_and_count(["test:cache:meter"], COUNTER, ttl=90) == (["second"], 1)
+
+
+def test_a_connection_the_server_closed_is_made_again(server):
+    cache.get_many_and_count(["test:cache:meter"], COUNTER, ttl=90)
+    connection = cache._cache._hot_connection()
+    connection.send_command("CLIENT", "ID")
+    server.client_kill_filter(_id=connection.read_response())
+
+    cache.set("test:cache:meter", "after", 30)
+    assert cache.get_many_and_count(["test:cache:meter"], COUNTER, ttl=90) == (["after"], 2)
+
+
+def test_a_forked_process_makes_its_own_connection(monkeypatch):
+    parents = cache._cache._hot_connection()
+    monkeypatch.setattr(cache_module.os, "getpid", lambda: -1)
+
+    childs = cache._cache._hot_connection()
+
+    assert childs is not parents
+    assert cache._cache._hot_connection() is childs
+
+
+def test_commands_are_written_in_the_redis_protocol():
+    assert (
+        cache_module._resp("EXPIRE", "ratelimit:é", 120)
+        == b"*3\r\n$6\r\nEXPIRE\r\n$12\r\nratelimit:\xc3\xa9\r\n$3\r\n120\r\n"
+    )
