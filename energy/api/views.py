@@ -127,14 +127,10 @@ class ReadingViewSet(DeviceWritesMixin, mixins.ListModelMixin, OrganizationViewS
         if not isinstance(body, dict):
             raise exceptions.ParseError("Send one reading as a JSON object; arrays go to /api/energy/energy-data/bulk.")
         result = self._ingest(request, [body], grouped=True)
-        key = result.keys[0]
-        reading = result.stored_reading(key)
-        if reading is None:
-            meter_id, ts = key
-            reading = Reading.objects.get(meter_id=meter_id, ts=ts)
         duplicate = result.duplicates == 1
         code = status.HTTP_200_OK if duplicate else status.HTTP_201_CREATED
-        return Response(serializers.stored_reading_data(reading, duplicate=duplicate), status=code)
+        data = serializers.stored_reading_data(result.stored_reading(result.keys[0]), duplicate=duplicate)
+        return Response(data, status=code)
 
     @extend_schema(
         request=serializers.ReadingInSerializer(many=True),

@@ -114,10 +114,12 @@ def test_same_body_again_is_a_200_duplicate_with_no_second_row(meter, device_cli
 
 
 def test_single_answer_is_the_stored_reading_serializer_document(meter, device_client):
-    # The view builds the answer without the serializer (hot path); both must say the same.
+    # The view builds the answer without the serializer (hot path); both must say the same,
+    # timestamps sent with an offset included.
     client = device_client(meter)
-    first = client.post(SINGLE, reading(0, voltage_a=231.5, earth_leakage_ma=3.0))
-    again = client.post(SINGLE, reading(0, voltage_a=231.5, earth_leakage_ma=3.0))
+    sent = {"timestamp": "2025-10-16T12:00:00.250+02:00", "voltage_a": 231.5, "earth_leakage_ma": 3.0}
+    first = client.post(SINGLE, sent)
+    again = client.post(SINGLE, sent)
 
     stored = Reading.objects.get()
     for response, duplicate in ((first, False), (again, True)):

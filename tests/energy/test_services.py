@@ -123,7 +123,7 @@ def test_callers_queued_during_a_store_share_the_next_transaction_and_get_their_
         assert isinstance(result, services.IngestResult), result
         key = (meter.pk, datetime.fromisoformat(items[0]["timestamp"]))
         assert (result.stored, result.duplicates, result.keys) == (1, 0, [key])
-        assert result.stored_reading(key).pk == Reading.objects.get(meter=meter).pk
+        assert result.stored_reading(key).id == Reading.objects.get(meter=meter).pk
     assert outcomes["leader"].stored == 1
     assert Reading.objects.count() == 4
     assert group_commit._leading is False and group_commit._queue == []
