@@ -32,7 +32,9 @@ class DeviceKeyAuthentication(authentication.BaseAuthentication):
     """Authenticates devices; requests without `X-Device-Key` fall through to OAuth2."""
 
     def authenticate(self, request):
-        raw_key = request.headers.get("X-Device-Key")
+        # META rather than request.headers: building the headers mapping (every META key parsed)
+        # cost a device request ~0.1 ms of CPU under load, for two headers.
+        raw_key = request.META.get("HTTP_X_DEVICE_KEY")
         if raw_key is None:
             return None
         try:
@@ -45,7 +47,7 @@ class DeviceKeyAuthentication(authentication.BaseAuthentication):
         request.device_rate_hit = (device_key, hit)
         if device is None:
             raise exceptions.AuthenticationFailed("Unknown or disabled device key.")
-        signature = request.headers.get("X-Signature")
+        signature = request.META.get("HTTP_X_SIGNATURE")
         if signature is None:
             if device.require_signature:
                 raise exceptions.PermissionDenied("This device must sign its requests with X-Signature.")

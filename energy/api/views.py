@@ -99,7 +99,7 @@ class ReadingViewSet(DeviceWritesMixin, mixins.ListModelMixin, OrganizationViewS
             raise exceptions.UnsupportedMediaType(
                 content_type or "(none)", detail="Send Content-Type: application/json."
             )
-        length = int(request.headers.get("Content-Length") or 0)
+        length = int(request.META.get("CONTENT_LENGTH") or 0)  # not request.headers: see DeviceKeyAuthentication
         if length > settings.INGEST_MAX_BODY_BYTES:
             raise RequestTooLarge()
         try:
