@@ -15,6 +15,11 @@ import threading
 
 import redis
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
+from django.db.models import Model
+from django.db.models.base import ModelState
+
+# Model instances unpickled once per process, by their pickled bytes (see `_loads_kept`).
+KEPT_INSTANCES_MAX = 4096
 
 
 def _resp(*args: str | int) -> bytes:
@@ -33,6 +38,7 @@ class PooledClientRedisCacheClient(RedisCacheClient):
         super().__init__(*args, **kwargs)
         self._clients: dict[int, object] = {}
         self._hot = threading.local()
+        self._kept: dict[bytes, Model] = {}
 
     def get_client(self, key=None, *, write=False):
         index = self._get_connection_pool_index(write)
@@ -87,7 +93,36 @@ class PooledClientRedisCacheClient(RedisCacheClient):
         *values, count, _ = self._round_trip(
             [*(("GET", key) for key in keys), ("INCR", counter), ("EXPIRE", counter, ttl)]
         )
-        return [None if value is None else self._serializer.loads(value) for value in values], count
+        return [None if value is None else self._loads_kept(value) for value in values], count
+
+    def _loads_kept(self, raw: bytes) -> object:
+        """The value pickled in `raw`; a model instance is unpickled once per process while its
+        bytes stay the same, and each caller gets its own copy of it.
+
+        The device a request authenticates as is read this way on every device request, and
+        pickle.loads of a model instance cost ~0.1 ms of CPU per request under load (4 % of a
+        single reading's); the copy costs ~2 µs. Equal bytes are an equal row, so a device
+        changed and cached again (its entry is deleted on every save) is unpickled afresh.
+        Only model instances are kept: another mutable value would be shared by callers."""
+        kept = self._kept.get(raw)
+        if kept is None:
+            value = self._serializer.loads(raw)
+            if not isinstance(value, Model):
+                return value
+            if len(self._kept) >= KEPT_INSTANCES_MAX:
+                self._kept.clear()
+            kept = self._kept[raw] = value
+        return _instance_copy(kept)
+
+
+def _instance_copy(instance: Model) -> Model:
+    """A copy of a model instance with its own field values and state, as a fresh load of its
+    row would give (no related objects cached): what one request sets on it, no other sees."""
+    copy = instance.__class__.__new__(instance.__class__)
+    copy.__dict__ = instance.__dict__.copy()
+    copy._state = ModelState()
+    copy._state.db, copy._state.adding = instance._state.db, instance._state.adding
+    return copy
 
 
 class PooledClientRedisCache(RedisCache):

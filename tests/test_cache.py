@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from joulepoint import cache as cache_module
+from tests import factories
 
 pytestmark = pytest.mark.skipif(not settings.REDIS_URL, reason="the round trip is the Redis cache's")
 
@@ -75,3 +76,59 @@ def test_commands_are_written_in_the_redis_protocol():
         cache_module._resp("EXPIRE", "ratelimit:é", 120)
         == b"*3\r\n$6\r\nEXPIRE\r\n$12\r\nratelimit:\xc3\xa9\r\n$3\r\n120\r\n"
     )
+
+
+@pytest.mark.django_db
+def test_a_model_instance_is_unpickled_once_and_each_reader_gets_its_own_copy(monkeypatch):
+    meter = factories.MeterFactory()
+    cache.set("test:cache:device", meter, 30)
+    client = cache._cache
+    client._kept.clear()
+    loads = []
+    original = client._serializer.loads
+    monkeypatch.setattr(client._serializer, "loads", lambda raw: loads.append(raw) or original(raw))
+
+    (first,), _ = cache.get_many_and_count(["test:cache:device"], COUNTER, ttl=90)
+    first.name = "changed by the first request"
+    assert first.site.pk == meter.site_id  # caches the related site on the first copy
+    (second,), _ = cache.get_many_and_count(["test:cache:device"], COUNTER, ttl=90)
+
+    assert len(loads) == 1
+    assert second is not first
+    assert (second.pk, second.device_key, second.device_secret) == (meter.pk, meter.device_key, meter.device_secret)
+    assert second.name == meter.name
+    assert not second._state.adding and second._state.db == "default"
+    assert second._state.fields_cache == {}
+
+
+@pytest.mark.django_db
+def test_a_row_cached_again_after_a_change_is_read_afresh():
+    meter = factories.MeterFactory(require_signature=False)
+    cache.set("test:cache:device", meter, 30)
+    cache.get_many_and_count(["test:cache:device"], COUNTER, ttl=90)
+
+    meter.require_signature = True
+    cache.set("test:cache:device", meter, 30)
+    (read,), _ = cache.get_many_and_count(["test:cache:device"], COUNTER, ttl=90)
+
+    assert read.require_signature is True
+
+
+def test_other_values_are_never_shared_between_readers():
+    cache.set("test:cache:document", {"readings": [1, 2]}, 30)
+    (first,), _ = cache.get_many_and_count(["test:cache:document"], COUNTER, ttl=90)
+    first["readings"].append(3)
+    (second,), _ = cache.get_many_and_count(["test:cache:document"], COUNTER, ttl=90)
+
+    assert second == {"readings": [1, 2]}
+
+
+@pytest.mark.django_db
+def test_the_kept_instances_are_bounded(monkeypatch):
+    monkeypatch.setattr(cache_module, "KEPT_INSTANCES_MAX", 2)
+    cache._cache._kept.clear()
+    for name in ("a", "b", "c"):
+        cache.set("test:cache:device", factories.MeterFactory(name=name), 30)
+        cache.get_many_and_count(["test:cache:device"], COUNTER, ttl=90)
+
+    assert len(cache._cache._kept) <= 2
