@@ -18,8 +18,10 @@ from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from django.db.models import Model
 from django.db.models.base import ModelState
 
-# Model instances unpickled once per process, by their pickled bytes (see `_loads_kept`).
+# Model instances unpickled once per process, by their pickled bytes (see `_loads_kept`). Kept
+# at module level: Django makes a cache backend, and so a client, per thread.
 KEPT_INSTANCES_MAX = 4096
+_kept_instances: dict[bytes, Model] = {}
 
 
 def _resp(*args: str | int) -> bytes:
@@ -38,7 +40,6 @@ class PooledClientRedisCacheClient(RedisCacheClient):
         super().__init__(*args, **kwargs)
         self._clients: dict[int, object] = {}
         self._hot = threading.local()
-        self._kept: dict[bytes, Model] = {}
 
     def get_client(self, key=None, *, write=False):
         index = self._get_connection_pool_index(write)
@@ -104,14 +105,14 @@ class PooledClientRedisCacheClient(RedisCacheClient):
         single reading's); the copy costs ~2 µs. Equal bytes are an equal row, so a device
         changed and cached again (its entry is deleted on every save) is unpickled afresh.
         Only model instances are kept: another mutable value would be shared by callers."""
-        kept = self._kept.get(raw)
+        kept = _kept_instances.get(raw)
         if kept is None:
             value = self._serializer.loads(raw)
             if not isinstance(value, Model):
                 return value
-            if len(self._kept) >= KEPT_INSTANCES_MAX:
-                self._kept.clear()
-            kept = self._kept[raw] = value
+            if len(_kept_instances) >= KEPT_INSTANCES_MAX:
+                _kept_instances.clear()
+            kept = _kept_instances[raw] = value
         return _instance_copy(kept)
 
 

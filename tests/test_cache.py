@@ -83,7 +83,7 @@ def test_a_model_instance_is_unpickled_once_and_each_reader_gets_its_own_copy(mo
     meter = factories.MeterFactory()
     cache.set("test:cache:device", meter, 30)
     client = cache._cache
-    client._kept.clear()
+    cache_module._kept_instances.clear()
     loads = []
     original = client._serializer.loads
     monkeypatch.setattr(client._serializer, "loads", lambda raw: loads.append(raw) or original(raw))
@@ -126,9 +126,9 @@ def test_other_values_are_never_shared_between_readers():
 @pytest.mark.django_db
 def test_the_kept_instances_are_bounded(monkeypatch):
     monkeypatch.setattr(cache_module, "KEPT_INSTANCES_MAX", 2)
-    cache._cache._kept.clear()
+    cache_module._kept_instances.clear()
     for name in ("a", "b", "c"):
         cache.set("test:cache:device", factories.MeterFactory(name=name), 30)
         cache.get_many_and_count(["test:cache:device"], COUNTER, ttl=90)
 
-    assert len(cache._cache._kept) <= 2
+    assert len(cache_module._kept_instances) <= 2
