@@ -99,7 +99,10 @@ class ReadingViewSet(DeviceWritesMixin, mixins.ListModelMixin, OrganizationViewS
             raise exceptions.UnsupportedMediaType(
                 content_type or "(none)", detail="Send Content-Type: application/json."
             )
-        length = int(request.META.get("CONTENT_LENGTH") or 0)  # not request.headers: see DeviceKeyAuthentication
+        try:  # META, not request.headers: see DeviceKeyAuthentication
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            raise exceptions.ParseError("Content-Length must be the body's length in bytes.") from None
         if length > settings.INGEST_MAX_BODY_BYTES:
             raise RequestTooLarge()
         try:

@@ -322,6 +322,12 @@ def test_body_over_the_limit_is_413(meter, device_client, settings, path, sign_i
     assert_rejected(device_client(meter).post(path, payload, sign=sign_it), 413)
 
 
+@pytest.mark.parametrize("path", [SINGLE, BULK])
+def test_a_content_length_that_is_no_number_is_400(meter, device_client, path):
+    response = device_client(meter).post(path, raw=SEED_BODY, headers={"CONTENT_LENGTH": "abc"})
+    assert "Content-Length" in assert_rejected(response, 400)["detail"]
+
+
 def test_body_just_under_the_limit_is_accepted(meter, device_client, settings):
     settings.INGEST_MAX_BODY_BYTES = len(SEED_BODY)
     assert device_client(meter).post(SINGLE, raw=SEED_BODY).status_code == 201
