@@ -865,7 +865,7 @@ def relay_command_decide(
 def relay_command_dispatch(*, command: RelayCommand) -> RelayCommand:
     """Hand an approved command to the energy app's device downlink (MQTT, open socket or HTTP
     polling); the downlink command's id and status are recorded on the relay command."""
-    from energy import services as energy_services
+    from energy.downlink import services as energy_services
 
     try:
         sent = energy_services.device_command_send(
@@ -902,8 +902,8 @@ def annotation_announce(*, annotation: Annotation) -> None:
     (energy.live.fanout; the dashboard draws a marker and adds it to the feed). Not a bus event:
     rules must not fire on their own annotations."""
     from automations.selectors import ANNOTATION_FIELDS
-    from energy.analytics.params import isoz
     from energy.live.fanout import live_notice_send
+    from joulepoint.platform.timefmt import isoz
 
     # The shape the analytics API and the dashboard snapshot give an annotation, plus its site.
     payload = {

@@ -3,19 +3,10 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 
-from energy.models import (
-    AnalyticsSettings,
-    Gateway,
-    Meter,
-    MeterGroup,
-    MeterPQState,
-    PQConfig,
-    PQEvent,
-    ProtectionEvent,
-    Reading,
-    Site,
-)
-from energy.pq_services import CONFIG_DEFAULTS, CONFIG_FIELDS, pq_config_validate
+from energy.analytics.models import AnalyticsSettings
+from energy.models import Gateway, Meter, MeterGroup, Reading, Site
+from energy.power_quality.config import CONFIG_DEFAULTS, CONFIG_FIELDS, pq_config_validate
+from energy.power_quality.models import MeterPQState, PQConfig, PQEvent, ProtectionEvent
 from joulepoint.tenancy.admin import MemberInlinePermissions, OrganizationScopedAdmin, ReadOnlyScopedAdmin
 
 

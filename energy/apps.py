@@ -24,6 +24,6 @@ class EnergyConfig(AppConfig):
 
 
 def _forget_device(sender, instance, **kwargs) -> None:
-    from energy.services import device_cache_forget
+    from energy.devices.services import device_cache_forget
 
     device_cache_forget(device_key=instance.device_key)

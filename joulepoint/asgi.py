@@ -10,8 +10,8 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from joulepoint.platform.warmup import server_process_warm_up  # noqa: E402
 from joulepoint.routing import websocket_urlpatterns  # noqa: E402
-from joulepoint.warmup import server_process_warm_up  # noqa: E402
 
 server_process_warm_up()
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from django.urls import re_path
 
-from energy import consumers
+from energy.ingest.consumers import IngestConsumer
+from energy.live.consumers import LiveConsumer
 
 websocket_urlpatterns: list = [
-    re_path(r"^ws/ingest/?$", consumers.IngestConsumer.as_asgi()),
-    re_path(r"^ws/live/?$", consumers.LiveConsumer.as_asgi()),
+    re_path(r"^ws/ingest/?$", IngestConsumer.as_asgi()),
+    re_path(r"^ws/live/?$", LiveConsumer.as_asgi()),
 ]

@@ -108,14 +108,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 elif env("TEST_DATABASE_NAME"):
     DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # Statements prepared by joulepoint.db.prepared_cursor (the ingest INSERT and quiet check)
+    # Statements prepared by joulepoint.platform.db.prepared_cursor (the ingest INSERT and quiet check)
     # keep one generic plan; Django's own statements are never prepared, so this is all it changes.
     DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c plan_cache_mode=force_generic_plan"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "joulepoint.cache.PooledClientRedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {"default": {"BACKEND": "joulepoint.platform.cache.PooledClientRedisCache", "LOCATION": REDIS_URL}}
     # capacity: messages a channel may hold before sends to it are dropped (a relay channel carries
     # every live message of its server process; energy/live/relay.py).
     CHANNEL_LAYERS = {
@@ -146,7 +146,7 @@ CELERY_BEAT_SCHEDULE = {
     "analytics-retention": {"task": "energy.analytics.retention_enforce", "schedule": 3600.0},
     "automations-sweep": {"task": "automations.tasks.deliveries_sweep", "schedule": 5.0},
 }
-CELERY_IMPORTS = ["energy.analytics.tasks"]
+CELERY_IMPORTS = ["energy.analytics.tasks", "energy.downlink.tasks"]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -168,7 +168,7 @@ REST_FRAMEWORK = {
         "oauth2_provider.contrib.rest_framework.OAuth2Authentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["joulepoint.tenancy.permissions.OrganizationTokenHasScope"],
-    "DEFAULT_PAGINATION_CLASS": "joulepoint.api.Pagination",
+    "DEFAULT_PAGINATION_CLASS": "joulepoint.platform.api.Pagination",
     "PAGE_SIZE": 100,
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
@@ -177,7 +177,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "joulepoint.api.exception_handler",
+    "EXCEPTION_HANDLER": "joulepoint.platform.api.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
 
@@ -196,8 +196,8 @@ SPECTACULAR_SETTINGS = {
     # Several models have a `kind`; name each choice set after its model.
     "ENUM_NAME_OVERRIDES": {
         "MeterKindEnum": "energy.models.Meter.Kind",
-        "PQEventKindEnum": "energy.pq_models.PQEvent.Kind",
-        "ProtectionEventKindEnum": "energy.pq_models.ProtectionEvent.Kind",
+        "PQEventKindEnum": "energy.power_quality.models.PQEvent.Kind",
+        "ProtectionEventKindEnum": "energy.power_quality.models.ProtectionEvent.Kind",
         "AutomationActionTypeEnum": "automations.models.ActionType",
         "AlertSeverityEnum": "automations.models.Severity",
     },

@@ -5,9 +5,9 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from oauth2_provider import urls as oauth2_urls
 
-handler400 = "joulepoint.api.json_bad_request"
-handler404 = "joulepoint.api.json_not_found"
-handler500 = "joulepoint.api.json_server_error"
+handler400 = "joulepoint.platform.api.json_bad_request"
+handler404 = "joulepoint.platform.api.json_not_found"
+handler500 = "joulepoint.platform.api.json_server_error"
 
 urlpatterns = [
     path("admin/", admin.site.urls),

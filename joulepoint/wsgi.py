@@ -6,6 +6,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "joulepoint.settings")
 
 application = get_wsgi_application()
 
-from joulepoint.warmup import server_process_warm_up  # noqa: E402  (needs Django set up)
+from joulepoint.platform.warmup import server_process_warm_up  # noqa: E402  (needs Django set up)
 
 server_process_warm_up()

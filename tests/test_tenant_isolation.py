@@ -18,17 +18,8 @@ from automations.models import Action, Alert, Annotation, Delivery, RelayCommand
 from energy.analytics.models import AnalyticsSettings
 from energy.api.analytics import AnalyticsView
 from energy.api.authentication import DeviceKeyAuthentication
-from energy.models import (
-    DeviceCommand,
-    Gateway,
-    Meter,
-    MeterGroup,
-    PQConfig,
-    PQEvent,
-    ProtectionEvent,
-    Reading,
-    Site,
-)
+from energy.models import DeviceCommand, Gateway, Meter, MeterGroup, Reading, Site
+from energy.power_quality.models import PQConfig, PQEvent, ProtectionEvent
 from tests import factories
 
 pytestmark = pytest.mark.django_db

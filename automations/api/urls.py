@@ -4,7 +4,7 @@ answers with and without a trailing slash."""
 from __future__ import annotations
 
 from automations.api import views
-from joulepoint.api import OptionalSlashRouter
+from joulepoint.platform.api import OptionalSlashRouter
 
 router = OptionalSlashRouter()
 router.register("rules", views.RuleViewSet, basename="automation-rule")

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
-from energy.analytics.params import Subject, TimeRange, isoz
+from energy.analytics.subjects import Subject, TimeRange
+from joulepoint.platform.timefmt import isoz
 
 # reader(organization_id=, meter_ids=, start=, end=, limit=) -> [{"id", "meter_id", "ts", "text",
 # "source", "rule_id"}], oldest first, start <= ts < end, the organization's rows only.

@@ -17,8 +17,8 @@ from zoneinfo import ZoneInfo
 from django.db import connection
 
 from energy.analytics.models import REGISTER_FIELDS, ReadingRollup1h, ReadingRollup1m, ReadingRollup15m
-from energy.analytics.params import Subject, TimeRange, whole_hour_offsets
 from energy.analytics.rollups import rollups_ensure_current
+from energy.analytics.subjects import Subject, TimeRange, whole_hour_offsets
 from energy.models import READING_FIELDS, Reading
 
 CHUNK_ROWS = 5000

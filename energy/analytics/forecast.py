@@ -20,8 +20,10 @@ import pandas as pd
 from django.db.models import F, Sum, Value
 
 from energy.analytics import selectors
-from energy.analytics.params import AnalyticsParamError, Subject, TimeRange, floor_time, isoz
+from energy.analytics.params import AnalyticsParamError
+from energy.analytics.subjects import Subject, TimeRange, floor_time
 from energy.models import Meter
+from joulepoint.platform.timefmt import isoz
 
 METHODS = ("seasonal_naive_daily", "seasonal_naive_weekly", "moving_average", "drift")
 TARGETS = ("demand", "generation")

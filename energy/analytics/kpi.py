@@ -10,9 +10,10 @@ from django.db.models import Count, F, Max, Min, Q, Sum, Value
 
 from energy.analytics import selectors
 from energy.analytics.models import ReadingRollup1h, ReadingRollup15m
-from energy.analytics.params import Subject, TimeRange, ceil_time, floor_time, isoz
 from energy.analytics.retention import retention_for
 from energy.analytics.rollups import rollups_ensure_current
+from energy.analytics.subjects import Subject, TimeRange, ceil_time, floor_time
+from joulepoint.platform.timefmt import isoz
 
 QUARTER = 900
 HOUR = 3600

@@ -12,8 +12,9 @@ from datetime import datetime, timedelta
 import pandas as pd
 
 from energy.analytics.annotations import annotations_read
-from energy.analytics.params import Subject, isoz
+from energy.analytics.subjects import Subject
 from energy.models import Reading
+from joulepoint.platform.timefmt import isoz
 
 MAX_RAW_POINTS = 600
 

@@ -19,7 +19,8 @@ from django.db.models.functions import ExtractHour, TruncDate
 
 from energy.analytics import selectors
 from energy.analytics.models import ReadingRollup1h
-from energy.analytics.params import Subject, TimeRange, isoz, local_midnight, whole_hour_offsets
+from energy.analytics.subjects import Subject, TimeRange, local_midnight, whole_hour_offsets
+from joulepoint.platform.timefmt import isoz
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from django.db import models
 
-from energy.models import READING_FIELDS, Meter
+from energy.models.devices import Meter
+from energy.models.readings import READING_FIELDS
 from joulepoint.tenancy.models import Organization, TenantModel
 
 # Aggregates kept per reading field in every rollup row.

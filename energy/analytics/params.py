@@ -3,26 +3,24 @@
 Every error is an `AnalyticsParamError` (a 400 with a message naming the parameter); a subject
 of another organization is a 404, exactly like a missing one.
 
-Subjects: `meter=`, `group=` or `account=`. Resolvers live in `SUBJECT_RESOLVERS`, so the
-billing app registers its `account` resolver (an account → its meters and zone) from its
-AppConfig.ready() with `subject_resolver_register("account", resolver)`; until it does,
-`account=` answers 400 "billing accounts are not available yet".
+Subjects: exactly one of `meter=`, `group=` or `account=`, resolved through the registry of
+energy.analytics.subjects; a kind no app serves yet (`account=` until billing registers it)
+answers 400 naming it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
-from django.http import Http404
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from rest_framework import exceptions, status
 
-from energy.models import READING_FIELDS, Meter, MeterGroup
+from energy.analytics.subjects import SUBJECT_RESOLVERS, Subject, SubjectUnavailable, TimeRange, subject_for
+from energy.models import READING_FIELDS
 
 # Intervals the API accepts, in seconds ("1d" is a local calendar day, not 86,400 s).
 INTERVALS: dict[str, int] = {"1min": 60, "5min": 300, "15min": 900, "1h": 3600, "1d": 86400}
@@ -39,65 +37,6 @@ class AnalyticsParamError(exceptions.APIException):
         super().__init__(detail=message)
         self.param = param
         self.extra = {"param": param}
-
-
-@dataclass
-class Subject:
-    """What an analytics query is about: one or more meters of one organization."""
-
-    kind: str  # "meter", "group" or "account"
-    id: int
-    name: str
-    meters: list[Meter] = field(default_factory=list)
-    timezone: str = "UTC"
-
-    @property
-    def meter_ids(self) -> list[int]:
-        return [meter.pk for meter in self.meters]
-
-    def as_dict(self) -> dict:
-        return {"type": self.kind, "id": self.id, "name": self.name, "meter_ids": self.meter_ids}
-
-
-SubjectResolver = Callable[..., Subject]
-
-
-def _common_timezone(meters: list[Meter]) -> str:
-    zones = {meter.site.timezone for meter in meters}
-    return zones.pop() if len(zones) == 1 else "UTC"
-
-
-def _resolve_meter(*, organization, pk: int) -> Subject:
-    meter = Meter.objects.for_org(organization).select_related("site").filter(pk=pk).first()
-    if meter is None:
-        raise Http404("No such meter.")
-    return Subject(kind="meter", id=meter.pk, name=meter.name, meters=[meter], timezone=meter.site.timezone)
-
-
-def _resolve_group(*, organization, pk: int) -> Subject:
-    group = MeterGroup.objects.for_org(organization).filter(pk=pk).first()
-    if group is None:
-        raise Http404("No such meter group.")
-    # for_org again on the members: a group only ever holds its organization's meters, but
-    # the analytics must not trust that.
-    meters = list(Meter.objects.for_org(organization).filter(groups=group).select_related("site").order_by("pk"))
-    return Subject(kind="group", id=group.pk, name=group.name, meters=meters, timezone=_common_timezone(meters))
-
-
-def _account_unavailable(*, organization, pk: int) -> Subject:
-    raise AnalyticsParamError("account", "billing accounts are not available yet; use meter= or group=.")
-
-
-SUBJECT_RESOLVERS: dict[str, SubjectResolver] = {
-    "meter": _resolve_meter,
-    "group": _resolve_group,
-    "account": _account_unavailable,
-}
-
-
-def subject_resolver_register(kind: str, resolver: SubjectResolver) -> None:
-    """Plug in a subject kind (billing: `account`); `resolver(organization=, pk=)` → Subject or Http404."""
-    SUBJECT_RESOLVERS[kind] = resolver
 
 
 def parse_id(value: str, param: str) -> int:
@@ -117,7 +56,10 @@ def subject_resolve(*, organization, query: Mapping[str, str]) -> Subject:
         names = ", ".join(f"{kind}=" for kind in SUBJECT_RESOLVERS)
         raise AnalyticsParamError("meter", f"Name exactly one subject: {names}")
     kind = given[0]
-    return SUBJECT_RESOLVERS[kind](organization=organization, pk=parse_id(query[kind], kind))
+    try:
+        return subject_for(organization=organization, kind=kind, pk=parse_id(query[kind], kind))
+    except SubjectUnavailable as exc:
+        raise AnalyticsParamError(kind, str(exc)) from None
 
 
 def parse_tz(value: str | None, default: str) -> ZoneInfo:
@@ -149,30 +91,6 @@ def parse_instant(value: str, param: str, tz: ZoneInfo) -> datetime:
         return parsed.astimezone(UTC)
     except OverflowError:
         raise AnalyticsParamError(param, f"{param} is out of range.") from None
-
-
-def local_midnight(day: date, tz: ZoneInfo) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC)
-
-
-def whole_hour_offsets(tz: ZoneInfo, time_range: TimeRange) -> bool:
-    """Whether every local hour in the range is a whole UTC hour (hourly rollups tile local hours
-    and days): the offset at the start, the end and every local midnight between them."""
-    first = time_range.start.astimezone(tz).date()
-    last = time_range.end.astimezone(tz).date()
-    moments = [time_range.start, time_range.end]
-    moments += [local_midnight(first + timedelta(days=n), tz) for n in range((last - first).days + 1)]
-    return all(moment.astimezone(tz).utcoffset() % timedelta(hours=1) == timedelta(0) for moment in moments)
-
-
-@dataclass
-class TimeRange:
-    start: datetime  # UTC, inclusive
-    end: datetime  # UTC, exclusive
-
-    @property
-    def seconds(self) -> float:
-        return (self.end - self.start).total_seconds()
 
 
 def parse_range(
@@ -236,19 +154,3 @@ def parse_choice(value: str | None, param: str, *, choices: tuple[str, ...], def
     if choice not in choices:
         raise AnalyticsParamError(param, f"Unknown {param} {choice!r}; use one of: {', '.join(choices)}.")
     return choice
-
-
-def floor_time(moment: datetime, seconds: int) -> datetime:
-    epoch = int(moment.timestamp())
-    return datetime.fromtimestamp(epoch - epoch % seconds, tz=UTC)
-
-
-def ceil_time(moment: datetime, seconds: int) -> datetime:
-    floored = floor_time(moment, seconds)
-    return floored if floored == moment else floored + timedelta(seconds=seconds)
-
-
-def isoz(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -13,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from energy.analytics.models import ROLLUP_MODELS, AnalyticsSettings
-from energy.analytics.params import floor_time
+from energy.analytics.subjects import floor_time
 from energy.models import Meter, Reading
 from joulepoint.tenancy.models import Organization
 

@@ -29,7 +29,7 @@ from energy.analytics.models import (
     ROLLUP_MODELS,
     RollupDirty,
 )
-from energy.analytics.params import ceil_time, floor_time
+from energy.analytics.subjects import ceil_time, floor_time
 from energy.models import READING_FIELDS, Meter, Reading
 
 logger = logging.getLogger(__name__)

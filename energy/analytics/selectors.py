@@ -16,10 +16,10 @@ from django.db.models import Case, Exists, F, FloatField, OuterRef, QuerySet, Va
 from django.utils.dateparse import parse_datetime
 
 from energy.analytics.models import ReadingRollup15m
-from energy.analytics.params import Subject, TimeRange
 from energy.analytics.rollups import rollups_ensure_current
+from energy.analytics.subjects import Subject, TimeRange
 from energy.models import Meter
-from energy.pq_models import PQEvent, ProtectionEvent
+from energy.power_quality.models import PQEvent, ProtectionEvent
 
 QUARTER_HOURS_KWH = 0.25 / 1000.0  # W averaged over 15 minutes → kWh
 

@@ -7,25 +7,16 @@ the device has `require_signature` set.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import uuid
 
 from oauth2_provider.contrib.rest_framework import OAuth2Authentication
 from rest_framework import authentication, exceptions, permissions
 
-from energy import services
 from energy.api.throttling import WINDOW_SECONDS, DeviceRateThrottle, device_rate_key
+from energy.devices import services as devices
+from energy.devices.signatures import SIGNATURE_PREFIX, signature_is_valid
 from energy.models import DeviceCredential
 from joulepoint.tenancy.permissions import OrganizationTokenHasScope
-
-SIGNATURE_PREFIX = "sha256="
-
-
-def signature_is_valid(*, secret: str, body: bytes, signature: str) -> bool:
-    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest().encode()
-    # Compare bytes: compare_digest raises TypeError on non-ASCII str, and headers may carry any.
-    return hmac.compare_digest(expected, signature.lower().encode("utf-8", "replace"))
 
 
 class DeviceKeyAuthentication(authentication.BaseAuthentication):
@@ -41,7 +32,7 @@ class DeviceKeyAuthentication(authentication.BaseAuthentication):
             device_key = uuid.UUID(raw_key.strip())
         except ValueError:
             raise exceptions.AuthenticationFailed("X-Device-Key must be a UUID.") from None
-        device, hit = services.device_for_key_with_hit(
+        device, hit = devices.device_for_key_with_hit(
             device_key=device_key, rate_key=device_rate_key(device_key), window_seconds=WINDOW_SECONDS
         )
         request.device_rate_hit = (device_key, hit)

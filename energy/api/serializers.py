@@ -7,13 +7,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.utils import timezone
 from rest_framework import serializers
 
+from energy.ingest.validation import BREAKER_STATE, BREAKER_STATES, KNOWN_EXTRA_NUMERIC
 from energy.models import READING_FIELDS, DeviceCommand, Gateway, Meter, MeterGroup, Reading, Site
-from energy.validation import BREAKER_STATE, BREAKER_STATES, KNOWN_EXTRA_NUMERIC
 from joulepoint.tenancy.serializers import TenantModelSerializer
 from joulepoint.tenancy.viewsets import TenantRelatedField
 
 if TYPE_CHECKING:
-    from energy.services import StoredReading
+    from energy.ingest.store import StoredReading
 
 
 class SiteSerializer(TenantModelSerializer):
@@ -152,7 +152,7 @@ def _reading_input_fields() -> dict[str, serializers.Field]:
     return fields
 
 
-# Documents the device payload in the OpenAPI schema; validation itself is energy.validation.
+# Documents the device payload in the OpenAPI schema; validation itself is energy.ingest.validation.
 ReadingInSerializer = type("ReadingInSerializer", (serializers.Serializer,), _reading_input_fields())
 
 

@@ -1,4 +1,4 @@
-"""Per-device rate limit shared by every process (see joulepoint.ratelimit).
+"""Per-device rate limit shared by every process (see joulepoint.platform.ratelimit).
 
 A fixed one-minute window with an atomic increment, rather than DRF's SimpleRateThrottle, whose
 read-modify-write history list lets concurrent processes overshoot the limit.
@@ -10,7 +10,7 @@ from django.conf import settings
 from rest_framework.throttling import BaseThrottle
 
 from energy.models import DeviceCredential
-from joulepoint.ratelimit import window_hit
+from joulepoint.platform.ratelimit import window_hit
 
 WINDOW_SECONDS = 60
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from django.urls import re_path
 
-from energy.api import analytics, pq_views, views
-from joulepoint.api import OptionalSlashRouter
+from energy.api import analytics, views
+from energy.power_quality.api import views as power_quality
+from joulepoint.platform.api import OptionalSlashRouter
 
 router = OptionalSlashRouter()
 router.register("sites", views.SiteViewSet, basename="site")
@@ -13,10 +14,10 @@ router.register("meters", views.MeterViewSet, basename="meter")
 router.register("groups", views.MeterGroupViewSet, basename="metergroup")
 router.register("gateways", views.GatewayViewSet, basename="gateway")
 # Power quality and protection (docs/power-quality.md).
-router.register("pq/config", pq_views.PQConfigViewSet, basename="pq-config")
-router.register("pq/events", pq_views.PQEventViewSet, basename="pq-event")
-router.register("protection/events", pq_views.ProtectionEventViewSet, basename="protection-event")
-router.register("protection/breakers", pq_views.BreakerStateViewSet, basename="protection-breaker")
+router.register("pq/config", power_quality.PQConfigViewSet, basename="pq-config")
+router.register("pq/events", power_quality.PQEventViewSet, basename="pq-event")
+router.register("protection/events", power_quality.ProtectionEventViewSet, basename="protection-event")
+router.register("protection/breakers", power_quality.BreakerStateViewSet, basename="protection-breaker")
 router.register("commands", views.DeviceCommandViewSet, basename="devicecommand")
 
 readings = views.ReadingViewSet.as_view({"get": "list", "post": "create"})

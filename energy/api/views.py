@@ -9,12 +9,14 @@ from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from energy import services
 from energy.api import filters, serializers
 from energy.api.authentication import DeviceKeyAuthentication, DeviceWritesMixin, IsDevice
 from energy.api.throttling import DeviceRateThrottle
+from energy.devices import services as devices
+from energy.downlink import services as downlink
+from energy.ingest import group_commit, store
+from energy.ingest.validation import ReadingsInvalid
 from energy.models import DeviceCommand, Gateway, Meter, MeterGroup, Reading, Site
-from energy.validation import ReadingsInvalid
 from joulepoint.tenancy.viewsets import OrganizationModelViewSet, OrganizationViewSet
 
 
@@ -40,7 +42,7 @@ class DeviceCredentialViewSet(OrganizationModelViewSet):
     @extend_schema(request=None, responses=serializers.DeviceSecretSerializer)
     @action(detail=True, methods=["post"], url_path="rotate_key")
     def rotate_key(self, request, pk=None):
-        device = services.device_credential_rotate(device=self.get_object())
+        device = devices.device_credential_rotate(device=self.get_object())
         return Response(serializers.DeviceSecretSerializer(device).data)
 
 
@@ -113,7 +115,7 @@ class ReadingViewSet(DeviceWritesMixin, mixins.ListModelMixin, OrganizationViewS
     def _ingest(self, request, items: list, *, grouped: bool = False):
         # Single readings join concurrent requests' transaction (group commit); a bulk batch is
         # already its own group.
-        ingest = services.reading_batch_ingest_grouped if grouped else services.reading_batch_ingest
+        ingest = group_commit.reading_batch_ingest_grouped if grouped else store.reading_batch_ingest
         try:
             return ingest(device=request.auth, items=items, source="http")
         except ReadingsInvalid as exc:
@@ -189,7 +191,7 @@ class DeviceCommandViewSet(
         incoming = serializers.DeviceCommandCreateSerializer(data=request.data, context=self.get_serializer_context())
         incoming.is_valid(raise_exception=True)
         data = incoming.validated_data
-        command = services.device_command_send(
+        command = downlink.device_command_send(
             device=data.get("meter") or data["gateway"],
             name=data["name"],
             payload=data["payload"],
@@ -213,8 +215,8 @@ class DeviceCommandPollView(viewsets.ViewSet):
         summary="Open commands for this device (device key); pending ones become delivered",
     )
     def list(self, request):
-        commands = services.device_commands_poll(device=request.auth)
-        return Response([services.device_command_as_message(command) for command in commands])
+        commands = downlink.device_commands_poll(device=request.auth)
+        return Response([downlink.device_command_as_message(command) for command in commands])
 
     @extend_schema(
         request=serializers.DeviceCommandAckSerializer,
@@ -234,13 +236,13 @@ class DeviceCommandPollView(viewsets.ViewSet):
         except (TypeError, ValueError):
             raise exceptions.NotFound("Not a command of this device.") from None
         try:
-            command = services.device_command_ack(
+            command = downlink.device_command_ack(
                 device=request.auth,
                 command_id=command_id,
                 ok=incoming.validated_data["status"] == "acked",
                 result=incoming.validated_data["result"],
             )
-        except services.DeviceCommandError as exc:
+        except downlink.DeviceCommandError as exc:
             if exc.code == "not_found":
                 raise exceptions.NotFound(exc.detail) from None
             return Response({"detail": exc.detail, "code": "conflict"}, status=status.HTTP_409_CONFLICT)

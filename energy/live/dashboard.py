@@ -1,7 +1,7 @@
 """The browser dashboard at /dashboard/: log in, pick a site, watch it live.
 
 Server side it only renders pages and one JSON snapshot; the live part is /ws/live/ with the
-session (energy.consumers.LiveConsumer). Tenancy: a user sees the sites of the organizations
+session (energy.live.consumers.LiveConsumer). Tenancy: a user sees the sites of the organizations
 they are a member of; any other site is a 404.
 """
 

@@ -1,4 +1,4 @@
-"""Fan-out of bus events to Channels groups, where dashboards (energy.consumers.LiveConsumer)
+"""Fan-out of bus events to Channels groups, where dashboards (energy.live.consumers.LiveConsumer)
 and open ingest sockets (downlink) listen.
 
 Groups are per site (`live.o<org>.s<site>`) and per organization (`live.o<org>`, events that

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from energy.models import PQEvent, ProtectionEvent
-from energy.services import reading_batch_ingest
+from energy.ingest.store import reading_batch_ingest
+from energy.power_quality.models import PQEvent, ProtectionEvent
 from joulepoint.events.models import OutboxEvent
 
 T0 = datetime(2025, 10, 16, 10, 0, tzinfo=UTC)

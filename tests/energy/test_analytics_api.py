@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.utils import timezone
 
-from energy.analytics.params import SUBJECT_RESOLVERS, Subject, subject_resolver_register
+from energy.analytics.subjects import SUBJECT_RESOLVERS, Subject, subject_resolver_register
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -350,7 +350,7 @@ def test_matrix_of_a_mixed_group_adds_register_and_integrated_meters(api, org):
     [("Europe/Berlin", True), ("UTC", True), ("Asia/Kolkata", False), ("Australia/Lord_Howe", False)],
 )
 def test_whole_hour_offsets_looks_at_every_day_of_the_range(zone, whole):
-    from energy.analytics.params import TimeRange, whole_hour_offsets
+    from energy.analytics.subjects import TimeRange, whole_hour_offsets
 
     # Lord Howe is +11:00 in January and December but +10:30 in between.
     year = TimeRange(datetime(2026, 1, 10, tzinfo=UTC), datetime(2026, 12, 10, tzinfo=UTC))

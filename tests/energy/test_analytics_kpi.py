@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from energy.analytics.models import AnalyticsSettings
-from energy.models import PQEvent, ProtectionEvent
+from energy.power_quality.models import PQEvent, ProtectionEvent
 from tests import factories
 
 pytestmark = pytest.mark.django_db

@@ -12,7 +12,8 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
-from energy import services
+from energy.downlink import services as downlink
+from energy.ingest import store
 from energy.live.fanout import live_event_fan_out
 from energy.models import DeviceCommand, Reading
 from joulepoint.asgi import application
@@ -200,10 +201,10 @@ async def test_signed_frames(make_meter):
 @pytest.fixture
 def deliver_inline(monkeypatch):
     """Run the delivery task in-process whatever the Celery mode (no worker in unit tests)."""
-    from energy import tasks
+    from energy.downlink import tasks
 
     monkeypatch.setattr(
-        tasks.device_command_deliver, "delay", lambda command_id: services.device_command_deliver(command_id=command_id)
+        tasks.device_command_deliver, "delay", lambda command_id: downlink.device_command_deliver(command_id=command_id)
     )
 
 
@@ -211,7 +212,7 @@ async def test_downlink_over_open_socket(make_meter, deliver_inline):
     meter = await make_meter()
     ws = await open_ingest(meter)
     await recv(ws)
-    command = await database_sync_to_async(services.device_command_send)(
+    command = await database_sync_to_async(downlink.device_command_send)(
         device=meter, name="relay.open", payload={"relay": 1}
     )
     frame = await recv(ws)
@@ -222,7 +223,7 @@ async def test_downlink_over_open_socket(make_meter, deliver_inline):
     await send(ws, {"type": "command_ack", "id": command.pk, "status": "acked", "result": {"relay": "open"}})
     assert await recv(ws) == {"type": "command_status", "id": command.pk, "status": "acked"}
     other = await make_meter()
-    foreign = await database_sync_to_async(services.device_command_send)(device=other, name="relay.open")
+    foreign = await database_sync_to_async(downlink.device_command_send)(device=other, name="relay.open")
     await send(ws, {"type": "command_ack", "id": foreign.pk, "status": "acked"})
     assert (await recv(ws))["code"] == "not_found"
     await ws.disconnect()
@@ -258,7 +259,7 @@ def tenant_with_meters():
 
 @database_sync_to_async
 def ingest(meter, seconds: int = 0, power: float = 100.0):
-    return services.reading_batch_ingest(
+    return store.reading_batch_ingest(
         device=meter, items=[{"timestamp": ts(seconds), "total_power": power}], source="test"
     )
 

@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from energy import services
+from energy.ingest import store
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -44,7 +44,7 @@ def test_site_picker_lists_own_sites_only(logged_in, org, site):
 
 def test_site_page_and_snapshot(logged_in, meter):
     now = timezone.now()
-    services.reading_batch_ingest(
+    store.reading_batch_ingest(
         device=meter,
         items=[{"timestamp": (now - timedelta(minutes=1)).isoformat(), "total_power": 1234.0, "total_energy": 5.0}],
         source="test",

@@ -26,6 +26,7 @@ from django.core.management import call_command
 from django.test import Client
 
 from energy.demo import DEMO_PASSWORD, demo_ensure
+from energy.ingest.validation import readings_parse
 from energy.models import Meter, MeterGroup, Reading, Site
 from energy.simulator import (
     BATTERY_SOC_MAX,
@@ -36,7 +37,6 @@ from energy.simulator import (
     ReadingSender,
     solar_elevation_deg,
 )
-from energy.validation import readings_parse
 from joulepoint.tenancy.models import Application, Membership, Organization
 from tests.net import free_port
 

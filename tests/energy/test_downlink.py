@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from energy import services
+from energy.downlink import services as downlink
 from energy.models import DeviceCommand
 from tests import factories
 
@@ -18,13 +18,13 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def no_async_delivery(monkeypatch):
     """Delivery is tested on its own; here commands stay pending until polled."""
-    from energy import tasks
+    from energy.downlink import tasks
 
     monkeypatch.setattr(tasks.device_command_deliver, "delay", lambda command_id: None)
 
 
 def test_send_poll_ack_walks_pending_delivered_acked(meter, device_client):
-    command = services.device_command_send(device=meter, name="relay.open", payload={"relay": 2})
+    command = downlink.device_command_send(device=meter, name="relay.open", payload={"relay": 2})
     assert command.status == "pending" and command.organization_id == meter.organization_id
     device = device_client(meter)
 
@@ -48,12 +48,12 @@ def test_send_poll_ack_walks_pending_delivered_acked(meter, device_client):
 
 
 def test_failed_and_expired(meter, device_client):
-    failing = services.device_command_send(device=meter, name="charging.setpoint", payload={"a": 16})
+    failing = downlink.device_command_send(device=meter, name="charging.setpoint", payload={"a": 16})
     response = device_client(meter).post(f"/api/energy/devices/commands/{failing.pk}/ack", {"status": "failed"})
     assert response.json()["status"] == "failed"
 
-    stale = services.device_command_send(device=meter, name="relay.close", ttl_seconds=60)
-    assert services.device_commands_expire(now=timezone.now() + timedelta(seconds=61)) == 1
+    stale = downlink.device_command_send(device=meter, name="relay.close", ttl_seconds=60)
+    assert downlink.device_commands_expire(now=timezone.now() + timedelta(seconds=61)) == 1
     stale.refresh_from_db()
     assert stale.status == "expired"
     late = device_client(meter).post(f"/api/energy/devices/commands/{stale.pk}/ack", {"status": "acked"})
@@ -61,33 +61,33 @@ def test_failed_and_expired(meter, device_client):
 
 
 def test_ack_after_expiry_time_expires_the_command(meter):
-    command = services.device_command_send(device=meter, name="relay.close", ttl_seconds=1)
+    command = downlink.device_command_send(device=meter, name="relay.close", ttl_seconds=1)
     DeviceCommand.objects.filter(pk=command.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
-    with pytest.raises(services.DeviceCommandError) as error:
-        services.device_command_ack(device=meter, command_id=command.pk, ok=True)
+    with pytest.raises(downlink.DeviceCommandError) as error:
+        downlink.device_command_ack(device=meter, command_id=command.pk, ok=True)
     assert error.value.code == "conflict"
     command.refresh_from_db()
     assert command.status == "expired"
-    assert services.device_commands_poll(device=meter) == []
-    assert services.device_command_mark_delivered(command_id=command.pk, channel="ws") is False
+    assert downlink.device_commands_poll(device=meter) == []
+    assert downlink.device_command_mark_delivered(command_id=command.pk, channel="ws") is False
 
 
 def test_gateway_commands_and_validation(gateway):
-    command = services.device_command_send(device=gateway, name="reboot")
+    command = downlink.device_command_send(device=gateway, name="reboot")
     assert command.gateway == gateway and command.meter is None
-    assert [c.pk for c in services.device_commands_poll(device=gateway)] == [command.pk]
+    assert [c.pk for c in downlink.device_commands_poll(device=gateway)] == [command.pk]
     with pytest.raises(ValueError):
-        services.device_command_send(device=gateway, name="")
+        downlink.device_command_send(device=gateway, name="")
     with pytest.raises(ValueError):
-        services.device_command_send(device=gateway, name="x", ttl_seconds=0)
+        downlink.device_command_send(device=gateway, name="x", ttl_seconds=0)
 
 
 def test_a_device_sees_and_acks_only_its_own_commands(meter, device_client):
     neighbour = factories.MeterFactory(site=meter.site)
     foreign = factories.MeterFactory()
-    mine = services.device_command_send(device=meter, name="relay.open")
-    theirs = services.device_command_send(device=neighbour, name="relay.open")
-    outsider = services.device_command_send(device=foreign, name="relay.open")
+    mine = downlink.device_command_send(device=meter, name="relay.open")
+    theirs = downlink.device_command_send(device=neighbour, name="relay.open")
+    outsider = downlink.device_command_send(device=foreign, name="relay.open")
     polled = device_client(meter).client.get("/api/energy/devices/commands/", HTTP_X_DEVICE_KEY=str(meter.device_key))
     assert [c["id"] for c in polled.json()] == [mine.pk]
     for other in (theirs, outsider):
@@ -105,7 +105,7 @@ def test_device_routes_need_a_device_key(api, meter):
 
 
 def test_ack_body_is_validated(meter, device_client):
-    command = services.device_command_send(device=meter, name="relay.open")
+    command = downlink.device_command_send(device=meter, name="relay.open")
     response = device_client(meter).post(f"/api/energy/devices/commands/{command.pk}/ack", {"status": "maybe"})
     assert response.status_code == 400 and "status" in response.json()
 
@@ -127,7 +127,7 @@ def test_integrator_sends_and_reads_commands(api, meter, gateway):
 
 
 def test_commands_api_is_tenant_scoped(api, outsider_api, meter, energy_reader):
-    command = services.device_command_send(device=meter, name="relay.open")
+    command = downlink.device_command_send(device=meter, name="relay.open")
     assert outsider_api.get(f"/api/energy/commands/{command.pk}/").status_code == 404
     assert outsider_api.get("/api/energy/commands/").json()["results"] == []
     sent = outsider_api.post("/api/energy/commands/", {"meter": meter.pk, "name": "relay.open"}, format="json")
@@ -143,26 +143,26 @@ def test_commands_api_needs_a_token(anonymous_api):
 
 
 def test_delivery_over_mqtt_marks_delivered(meter, settings, monkeypatch):
-    from energy.live import mqtt
+    from energy.downlink import mqtt
 
     sent = []
     monkeypatch.setattr(mqtt, "mqtt_publish", lambda **kwargs: sent.append(kwargs))
     settings.MQTT_URL = "mqtt://127.0.0.1:1883"
-    command = services.device_command_send(device=meter, name="relay.open")
-    services.device_command_deliver(command_id=command.pk)
+    command = downlink.device_command_send(device=meter, name="relay.open")
+    downlink.device_command_deliver(command_id=command.pk)
     command.refresh_from_db()
     assert (command.status, command.channel) == ("delivered", "mqtt")
     assert sent[0]["topic_name"] == f"joulepoint/{meter.device_key}/commands"
     assert sent[0]["payload"]["id"] == command.pk
     # Running the task twice changes nothing.
-    services.device_command_deliver(command_id=command.pk)
+    downlink.device_command_deliver(command_id=command.pk)
     assert len(sent) == 1
 
 
 def test_delivery_with_broker_down_keeps_it_pending(meter, settings):
     settings.MQTT_URL = "mqtt://127.0.0.1:1"  # nothing listens there
-    command = services.device_command_send(device=meter, name="relay.open")
+    command = downlink.device_command_send(device=meter, name="relay.open")
     with pytest.raises(OSError):
-        services.device_command_deliver(command_id=command.pk)
+        downlink.device_command_deliver(command_id=command.pk)
     command.refresh_from_db()
     assert command.status == "pending"

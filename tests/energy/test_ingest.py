@@ -631,8 +631,8 @@ def test_fourth_request_in_a_minute_is_429_with_retry_after(meter, site, device_
 def test_with_redis_the_cached_device_lookup_counts_the_rate_limit_hit_in_the_same_round_trip(
     meter, device_client, settings, monkeypatch
 ):
-    from energy import services
     from energy.api import throttling
+    from energy.devices import services as devices
 
     settings.DEVICE_RATE_LIMIT_PER_MINUTE = 2
     cache.clear()
@@ -643,7 +643,7 @@ def test_with_redis_the_cached_device_lookup_counts_the_rate_limit_hit_in_the_sa
     def separate_round_trip(**kwargs):
         raise AssertionError("a second Redis round trip")
 
-    monkeypatch.setattr(services, "device_for_key", separate_round_trip)
+    monkeypatch.setattr(devices, "device_for_key", separate_round_trip)
     monkeypatch.setattr(throttling, "window_hit", lambda *args, **kwargs: separate_round_trip())
     assert client.post(SINGLE, reading(1)).status_code == 201
     limited = client.post(SINGLE, reading(2))

@@ -17,7 +17,7 @@ import orjson
 import paho.mqtt.client as mqtt
 import pytest
 
-from energy.live.bridge import Incoming, MqttBridge, messages_ingest
+from energy.ingest.mqtt_bridge import Incoming, MqttBridge, messages_ingest
 from energy.models import Reading
 from joulepoint.events.services import subscribe, unsubscribe
 from joulepoint.events.types import DATA_INGESTED
@@ -226,7 +226,7 @@ def test_bridges_sharing_a_subscription_split_the_messages_and_answer_each_once(
 @needs_broker
 @pytest.mark.django_db(transaction=True)
 def test_downlink_over_mqtt(meter, prefix, settings, monkeypatch):
-    from energy import services, tasks
+    from energy.downlink import services, tasks
 
     monkeypatch.setattr(tasks.device_command_deliver, "delay", lambda command_id: None)
     settings.MQTT_URL = f"mqtt://{BROKER[0]}:{BROKER[1]}"

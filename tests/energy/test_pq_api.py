@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from energy.models import PQConfig, PQEvent
-from energy.pq_services import pq_config_set, protection_event_record
+from energy.power_quality.config import pq_config_set
+from energy.power_quality.models import PQConfig, PQEvent
+from energy.power_quality.protection import protection_event_record
 from tests import factories
 from tests.energy.pq_helpers import at, ingest, reading
 

@@ -8,8 +8,9 @@ import uuid
 
 import pytest
 
-from energy.models import MeterPQState, ProtectionEvent, Reading
-from energy.pq_services import pq_config_set
+from energy.models import Reading
+from energy.power_quality.config import pq_config_set
+from energy.power_quality.models import MeterPQState, ProtectionEvent
 from joulepoint.events.models import OutboxEvent
 from joulepoint.events.types import PROTECTION_EVENT
 from tests import factories

@@ -14,7 +14,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import connection, transaction
 
-from energy import services
+from energy.ingest import group_commit as grouping
+from energy.ingest import store
+from energy.ingest.validation import ReadingsInvalid
 from energy.models import Reading
 from tests import factories
 
@@ -37,7 +39,7 @@ class HeldInserts:
         self.entered = threading.Event()
         self.release = threading.Event()
         self.poison_meter_id: int | None = None
-        original = services._insert_readings
+        original = store._insert_readings
 
         def insert(rows, **kwargs):
             self.calls.append([(row["meter_id"], row["ts"]) for row in rows])
@@ -49,14 +51,14 @@ class HeldInserts:
                 raise RuntimeError("poisoned batch")
             return original(rows, **kwargs)
 
-        monkeypatch.setattr(services, "_insert_readings", insert)
+        monkeypatch.setattr(store, "_insert_readings", insert)
 
 
 @pytest.fixture
 def group_commit(monkeypatch):
     """A fresh group commit for source "test", so no test inherits another's queue."""
-    commit = services.ReadingsGroupCommit(source="test")
-    monkeypatch.setitem(services._group_commits, "test", commit)
+    commit = grouping.ReadingsGroupCommit(source="test")
+    monkeypatch.setitem(grouping._group_commits, "test", commit)
     return commit
 
 
@@ -88,7 +90,7 @@ def start_group(monkeypatch, group_commit, leader_meter, followers: dict) -> tup
     outcomes: dict = {}
 
     def ingest(meter, items):
-        return lambda: services.reading_batch_ingest_grouped(device=meter, items=items, source="test")
+        return lambda: grouping.reading_batch_ingest_grouped(device=meter, items=items, source="test")
 
     threads = [run_in_thread(ingest(leader_meter, [item(0)]), outcomes, "leader")]
     assert held.entered.wait(10)
@@ -120,7 +122,7 @@ def test_callers_queued_during_a_store_share_the_next_transaction_and_get_their_
     assert len(set(held.threads)) == 2  # each group on its leader's thread (and connection)
     for name, (meter, items) in followers.items():
         result = outcomes[name]
-        assert isinstance(result, services.IngestResult), result
+        assert isinstance(result, store.IngestResult), result
         key = (meter.pk, datetime.fromisoformat(items[0]["timestamp"]))
         assert (result.stored, result.duplicates, result.keys) == (1, 0, [key])
         assert result.stored_reading(key).id == Reading.objects.get(meter=meter).pk
@@ -156,7 +158,7 @@ def test_members_get_their_results_even_if_after_commit_work_fails(monkeypatch, 
 
         transaction.on_commit(fail)
 
-    monkeypatch.setattr(services, "rollups_refresh_on_commit", failing_refresh)
+    monkeypatch.setattr(store, "rollups_refresh_on_commit", failing_refresh)
     held.release.set()
     join(threads)
 
@@ -164,7 +166,7 @@ def test_members_get_their_results_even_if_after_commit_work_fails(monkeypatch, 
     # stored again on its own and answered as a duplicate.
     assert len(held.calls) == 2
     for name in ("leader", *followers):
-        assert isinstance(outcomes[name], services.IngestResult), outcomes[name]
+        assert isinstance(outcomes[name], store.IngestResult), outcomes[name]
         assert (outcomes[name].stored, outcomes[name].duplicates) == (1, 0)
     assert Reading.objects.count() == 3
     assert group_commit._leading is False and group_commit._queue == []
@@ -176,7 +178,7 @@ def test_the_same_meter_and_timestamp_from_two_requests_of_a_group_is_stored_onc
     outcomes: dict = {}
     threads = [
         run_in_thread(
-            lambda: services.reading_batch_ingest_grouped(device=leader, items=[item(0)], source="test"),
+            lambda: grouping.reading_batch_ingest_grouped(device=leader, items=[item(0)], source="test"),
             outcomes,
             "leader",
         )
@@ -186,7 +188,7 @@ def test_the_same_meter_and_timestamp_from_two_requests_of_a_group_is_stored_onc
     for name, power in (("first", 1.0), ("second", 2.0)):
         threads.append(
             run_in_thread(
-                lambda power=power: services.reading_batch_ingest_grouped(
+                lambda power=power: grouping.reading_batch_ingest_grouped(
                     device=meter, items=[item(5, total_power=power)], source="test"
                 ),
                 outcomes,
@@ -206,8 +208,8 @@ def test_the_same_meter_and_timestamp_from_two_requests_of_a_group_is_stored_onc
 def test_a_caller_alone_is_a_group_of_one_on_its_own_thread(monkeypatch, group_commit, meter):
     held = HeldInserts(monkeypatch)
     held.release.set()
-    first = services.reading_batch_ingest_grouped(device=meter, items=[item(0)], source="test")
-    again = services.reading_batch_ingest_grouped(device=meter, items=[item(0)], source="test")
+    first = grouping.reading_batch_ingest_grouped(device=meter, items=[item(0)], source="test")
+    again = grouping.reading_batch_ingest_grouped(device=meter, items=[item(0)], source="test")
     assert (first.stored, again.duplicates) == (1, 1)
     assert held.threads == [threading.get_ident()] * 2 and [len(rows) for rows in held.calls] == [1, 1]
     assert group_commit._leading is False and group_commit._queue == []
@@ -219,15 +221,15 @@ def test_a_caller_inside_a_transaction_is_not_grouped_and_rolls_back_with_it(mon
 
     monkeypatch.setattr(group_commit, "ingest", refuse)
     with pytest.raises(RuntimeError, match="rolled back"), transaction.atomic():
-        result = services.reading_batch_ingest_grouped(device=meter, items=[item(0)], source="test")
+        result = grouping.reading_batch_ingest_grouped(device=meter, items=[item(0)], source="test")
         assert result.stored == 1
         raise RuntimeError("rolled back")
     assert not Reading.objects.exists()
 
 
 def test_validation_errors_are_raised_to_their_caller_before_any_grouping(group_commit, meter):
-    with pytest.raises(services.ReadingsInvalid):
-        services.reading_batch_ingest_grouped(device=meter, items=[{"timestamp": "never"}], source="test")
+    with pytest.raises(ReadingsInvalid):
+        grouping.reading_batch_ingest_grouped(device=meter, items=[{"timestamp": "never"}], source="test")
     assert group_commit._queue == [] and group_commit._leading is False
 
 
@@ -235,9 +237,9 @@ def test_single_reading_over_http_outside_a_transaction_is_stored_through_the_gr
     monkeypatch, meter, device_client
 ):
     grouped = []
-    original = services.ReadingsGroupCommit.ingest
+    original = grouping.ReadingsGroupCommit.ingest
     monkeypatch.setattr(
-        services.ReadingsGroupCommit, "ingest", lambda self, batch: grouped.append(batch) or original(self, batch)
+        grouping.ReadingsGroupCommit, "ingest", lambda self, batch: grouped.append(batch) or original(self, batch)
     )
     response = device_client(meter).post("/api/energy/energy-data/", item(0))
     assert response.status_code == 201, response.content

@@ -1,4 +1,4 @@
-"""energy.validation: one reading and a batch, as devices send them (no database needed)."""
+"""energy.ingest.validation: one reading and a batch, as devices send them (no database needed)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from energy.ingest.validation import ReadingsInvalid, reading_parse, readings_parse
 from energy.models import READING_FIELDS
-from energy.validation import ReadingsInvalid, reading_parse, readings_parse
 
 NOW = datetime(2025, 10, 16, 10, 0, tzinfo=UTC)
 WINDOW = timedelta(seconds=300)

@@ -7,7 +7,7 @@ import asyncio
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from energy.live.bridge import MqttBridge
+from energy.ingest.mqtt_bridge import MqttBridge
 
 
 class Command(BaseCommand):

@@ -1,4 +1,4 @@
-"""joulepoint.warmup: a server process loads its views and task modules at start, so the first
+"""joulepoint.platform.warmup: a server process loads its views and task modules at start, so the first
 request of every worker after a restart does not pay for the imports (~0.6 s seen by the first
 bulk POSTs of bench/live.py before)."""
 

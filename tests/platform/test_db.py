@@ -1,4 +1,4 @@
-"""joulepoint.db: the ingest path's statements are planned once per connection on PostgreSQL."""
+"""joulepoint.platform.db: the ingest path's statements are planned once per connection on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import connection
 
-from energy import services
+from energy.ingest import store
 from energy.models import Reading
 
 pytestmark = [
@@ -18,9 +18,9 @@ pytestmark = [
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 
-def ingest(meter, seconds: int, power: float = 1000.0) -> services.IngestResult:
+def ingest(meter, seconds: int, power: float = 1000.0) -> store.IngestResult:
     item = {"timestamp": (T0 + timedelta(seconds=seconds)).isoformat(), "total_power": power, "voltage_a": 230.0}
-    return services.reading_batch_ingest(device=meter, items=[item], source="test")
+    return store.reading_batch_ingest(device=meter, items=[item], source="test")
 
 
 def prepared_ingest_statements() -> list[tuple[str, int, int]]:

@@ -1,6 +1,6 @@
 """Power quality and protection rules: pure functions over a meter's readings in time order.
 
-No database here. energy.pq_services feeds these rules samples (from the batch being ingested
+No database here. energy.power_quality.detection feeds these rules samples (from the batch being ingested
 or from stored readings) and persists what they find. Standards cited where each rule lives:
 
 - IEEE Std 1159 ("Recommended Practice for Monitoring Electric Power Quality"), Table 2

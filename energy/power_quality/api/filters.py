@@ -5,7 +5,8 @@ from __future__ import annotations
 import django_filters
 from django.db.models import Q
 
-from energy.models import Meter, PQEvent, ProtectionEvent
+from energy.models import Meter
+from energy.power_quality.models import PQEvent, ProtectionEvent
 from joulepoint.tenancy.filters import IdFilter, UtcDateTimeFilter
 
 

@@ -1,4 +1,4 @@
-"""Power quality and protection API doors: thin views over energy.pq_services.
+"""Power quality and protection API doors: thin views over energy.power_quality (config, protection).
 
 - /api/energy/pq/config            POST (create or replace, the seed's body), GET list
 - /api/energy/pq/config/{meter}    GET, PUT (replace), DELETE (back to defaults)
@@ -14,12 +14,14 @@ from rest_framework import mixins, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
-from energy import pq_services, services
-from energy.api import pq_filters
-from energy.api import pq_serializers as s
 from energy.api.authentication import DeviceWritesMixin
-from energy.models import Meter, PQEvent, ProtectionEvent
-from energy.validation import ReadingInput, ReadingsInvalid
+from energy.ingest import store
+from energy.ingest.validation import ReadingInput, ReadingsInvalid
+from energy.models import Meter
+from energy.power_quality import config, protection
+from energy.power_quality.api import filters
+from energy.power_quality.api import serializers as s
+from energy.power_quality.models import PQEvent, ProtectionEvent
 from joulepoint.tenancy.viewsets import OrganizationViewSet
 
 ID_REGEX = "[0-9]{1,18}"  # a path id that cannot overflow a bigint
@@ -36,15 +38,15 @@ class PQConfigViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organiza
     queryset = Meter.objects.select_related("pq_config")
     serializer_class = s.PQConfigSerializer
     scope_domain = "energy"
-    filterset_class = pq_filters.MeterConfigFilter
+    filterset_class = filters.MeterConfigFilter
     ordering_fields = ["id"]
     ordering = ["id"]
     lookup_value_regex = ID_REGEX
 
     def _set(self, meter: Meter, values: dict) -> Response:
         try:
-            _config, created = pq_services.pq_config_set(meter=meter, values=values)
-        except pq_services.ConfigInvalid as exc:
+            _config, created = config.pq_config_set(meter=meter, values=values)
+        except config.ConfigInvalid as exc:
             raise ValidationError({field: [message] for field, message in exc.errors.items()}) from None
         meter = self.get_queryset().get(pk=meter.pk)
         code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
@@ -74,7 +76,7 @@ class PQConfigViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organiza
 
     @extend_schema(responses={204: None, 404: None}, summary="Reset a meter's PQ configuration to the defaults")
     def destroy(self, request, *args, **kwargs):
-        pq_services.pq_config_reset(meter=self.get_object())
+        config.pq_config_reset(meter=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -84,7 +86,7 @@ class PQEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organizat
     queryset = PQEvent.objects.select_related("meter")
     serializer_class = s.PQEventSerializer
     scope_domain = "energy"
-    filterset_class = pq_filters.PQEventFilter
+    filterset_class = filters.PQEventFilter
     ordering_fields = ["start", "end", "duration_s", "worst_value", "id"]
     ordering = ["-start", "id"]
     lookup_value_regex = ID_REGEX
@@ -96,7 +98,7 @@ class ProtectionEventViewSet(DeviceWritesMixin, mixins.ListModelMixin, mixins.Re
     queryset = ProtectionEvent.objects.select_related("meter")
     serializer_class = s.ProtectionEventSerializer
     scope_domain = "energy"
-    filterset_class = pq_filters.ProtectionEventFilter
+    filterset_class = filters.ProtectionEventFilter
     ordering_fields = ["occurred_at", "id"]
     ordering = ["-occurred_at", "id"]
     lookup_value_regex = ID_REGEX
@@ -121,7 +123,7 @@ class ProtectionEventViewSet(DeviceWritesMixin, mixins.ListModelMixin, mixins.Re
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         meter = self._meter_of(request.auth, data)
-        event, created = pq_services.protection_event_record(
+        event, created = protection.protection_event_record(
             meter=meter,
             kind=data["kind"],
             occurred_at=data["timestamp"],
@@ -144,7 +146,7 @@ class ProtectionEventViewSet(DeviceWritesMixin, mixins.ListModelMixin, mixins.Re
             meter_serial=data.get("meter_serial"),
         )
         try:
-            (meter_id,) = services.bind_meters(device, [probe])
+            (meter_id,) = store.bind_meters(device, [probe])
         except ReadingsInvalid as exc:
             raise ValidationError({error.field: [error.message] for error in exc.errors}) from None
         if isinstance(device, Meter):
@@ -158,7 +160,7 @@ class BreakerStateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Orga
     queryset = Meter.objects.select_related("pq_state")
     serializer_class = s.BreakerStateSerializer
     scope_domain = "energy"
-    filterset_class = pq_filters.BreakerStateFilter
+    filterset_class = filters.BreakerStateFilter
     ordering_fields = ["id"]
     ordering = ["id"]
     lookup_value_regex = ID_REGEX

@@ -13,9 +13,10 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from energy.models import Meter, PQConfig, PQEvent, ProtectionEvent
-from energy.pq_services import CONFIG_DEFAULTS, pq_config_effective
-from energy.validation import parse_timestamp
+from energy.ingest.validation import parse_timestamp
+from energy.models import Meter
+from energy.power_quality.config import CONFIG_DEFAULTS, pq_config_effective
+from energy.power_quality.models import PQConfig, PQEvent, ProtectionEvent
 from joulepoint.tenancy.viewsets import TenantRelatedField
 
 MAX_DETAILS_BYTES = 4096

@@ -32,12 +32,12 @@ import orjson
 from asgiref.sync import sync_to_async
 from django.db import connection, transaction
 
-from energy import services
-from energy.live import mqtt as topics
-from energy.live.frames import Frame, FrameError, ack_frame, frame_decode, frame_loads, invalid_frame
+from energy.downlink import mqtt as topics
+from energy.ingest import store
+from energy.ingest.frames import Frame, FrameError, ack_frame, frame_decode, frame_loads, invalid_frame
+from energy.ingest.validation import ReadingsInvalid
 from energy.live.inbox import LoopInbox
 from energy.models import Gateway, Meter
-from energy.validation import ReadingsInvalid
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class _DeviceFrames:
     """One device's frames prepared as one batch; `spans` are each frame's items in it."""
 
     frames: list[_Pending]
-    batch: services.PreparedReadings
+    batch: store.PreparedReadings
     spans: list[tuple[int, int]]
 
 
@@ -122,7 +122,7 @@ def messages_ingest(messages: list[Incoming]) -> list[Answer]:
     prepared = [ready for pending in by_device.values() if (ready := _device_frames_prepare(pending))]
     if prepared:
         with transaction.atomic():
-            results = services.readings_store(batches=[device.batch for device in prepared], source="mqtt")
+            results = store.readings_store(batches=[device.batch for device in prepared], source="mqtt")
         for device, result in zip(prepared, results, strict=True):
             _answer_frames(device, result)
     for pending in by_device.values():
@@ -144,7 +144,7 @@ def _device_frames_prepare(pending: list[_Pending]) -> _DeviceFrames | None:
             spans.append((len(items), len(items) + len(item.frame.items)))
             items.extend(item.frame.items)
         try:
-            return _DeviceFrames(todo, services.readings_prepare(device=todo[0].device, items=items), spans)
+            return _DeviceFrames(todo, store.readings_prepare(device=todo[0].device, items=items), spans)
         except ReadingsInvalid as exc:
             bad: dict[int, list] = defaultdict(list)
             for error in exc.errors:
@@ -162,7 +162,7 @@ def _device_frames_prepare(pending: list[_Pending]) -> _DeviceFrames | None:
     return None
 
 
-def _answer_frames(device: _DeviceFrames, result: services.IngestResult) -> None:
+def _answer_frames(device: _DeviceFrames, result: store.IngestResult) -> None:
     """Each frame's ack: its readings this batch stored, the rest duplicates."""
     stored = set(result.stored_keys)
     claimed: set = set()

@@ -1,4 +1,4 @@
-"""joulepoint.cache: the device requests' single Redis round trip (GETs and a counted hit)."""
+"""joulepoint.platform.cache: the device requests' single Redis round trip (GETs and a counted hit)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import redis
 from django.conf import settings
 from django.core.cache import cache
 
-from joulepoint import cache as cache_module
+from joulepoint.platform import cache as cache_module
 from tests import factories
 
 pytestmark = pytest.mark.skipif(not settings.REDIS_URL, reason="the round trip is the Redis cache's")

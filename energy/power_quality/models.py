@@ -1,6 +1,6 @@
 """Power quality and protection rows: per-meter thresholds, detected PQ events, protection
-events and each meter's detection state. Rules live in energy.power_quality, writes in
-energy.pq_services; docs/power-quality.md explains the event model.
+events and each meter's detection state. Rules live in energy.power_quality.rules, writes in
+energy.power_quality (config, detection, protection); docs/power-quality.md explains the event model.
 
 Imported at the end of energy/models.py, so these are models of the `energy` app.
 """
@@ -58,7 +58,7 @@ class PQEvent(TenantModel):
     """A power quality event: a maximal run of a meter's readings (in timestamp order) that
     violate one rule. It opens at the first violating reading (`start`) and closes at the first
     normal reading after it (`end`); readings that do not carry the rule's measurement neither
-    extend nor close it. (meter, kind, start) is unique. Written only by energy.pq_services.
+    extend nor close it. (meter, kind, start) is unique. Written only by energy.power_quality.detection.
 
     Tenant: `organization` (the meter's).
     """

@@ -1,0 +1,1 @@
+"""Downlink: commands to devices (services), their MQTT topics (mqtt) and Celery tasks (tasks)."""

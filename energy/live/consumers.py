@@ -1,0 +1,219 @@
+"""The dashboard WebSocket door at /ws/live/ (Channels): thin. Subscriptions are resolved by
+energy.live.selectors, events arrive through the groups of energy.live.fanout. Close codes and
+limits: docs/live.md."""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.http.request import validate_host
+
+from energy.ingest.frames import FrameError, frame_loads
+from energy.live import fanout, relay, selectors
+from energy.sockets import (
+    CLOSE_FORBIDDEN,
+    CLOSE_TOO_SLOW,
+    CLOSE_UNAUTHENTICATED,
+    AuthWaitMixin,
+    json_text,
+    scope_header,
+)
+
+
+class LiveConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
+    """A dashboard watching sites, meters or meter groups of its own organization(s).
+
+    Authenticated by the Django session (same-origin browsers) or an OAuth2 access token with
+    energy:read, given as `?token=` or in a first message {"type": "auth", "token": "..."}."""
+
+    organization_ids: list[int] | None = None
+
+    async def connect(self) -> None:
+        self.sites: dict[int, set[int] | None] = {}
+        self.groups: set[str] = set()
+        # Messages from this process's relay, written by one task in order; bounded so a slow
+        # browser cannot hold the server's memory (it is closed with 4503 instead).
+        self.outbox: asyncio.Queue = asyncio.Queue(maxsize=relay.LOCAL_QUEUE_SIZE)
+        self.writer = asyncio.ensure_future(self._write_loop())
+        await self.accept()
+        token = parse_qs(self.scope.get("query_string", b"").decode("latin1")).get("token", [None])[0]
+        if token:
+            await self.authenticate_token(token)
+            return
+        user = self.scope.get("user")
+        if user is not None and user.is_authenticated:
+            if not self.same_origin():
+                await self.refuse(CLOSE_FORBIDDEN, "forbidden", "Session sockets must come from this site's pages.")
+                return
+            org_ids = await database_sync_to_async(selectors.user_organization_ids)(user=user)
+            await self.authenticated(org_ids)
+            return
+        self.start_auth_timer()
+
+    def same_origin(self) -> bool:
+        """A session cookie rides along on cross-site sockets too (CSWSH): require our Origin."""
+        origin = scope_header(self.scope, b"origin")
+        if origin is None:
+            return True  # not a browser; a browser always sends Origin on a WebSocket
+        parts = urlsplit(origin)
+        if not parts.netloc:
+            return False
+        allowed = [host for host in settings.ALLOWED_HOSTS if host != "*"]
+        return parts.netloc == scope_header(self.scope, b"host") or validate_host(parts.hostname or "", allowed)
+
+    async def authenticate_token(self, token: object) -> None:
+        org_id, why = await database_sync_to_async(selectors.access_token_organization_id)(
+            token=str(token), scopes=["energy:read"]
+        )
+        if org_id is None:
+            code = CLOSE_FORBIDDEN if why == "insufficient_scope" else CLOSE_UNAUTHENTICATED
+            detail = "The token lacks energy:read." if code == CLOSE_FORBIDDEN else "Invalid or expired token."
+            await self.refuse(code, why, detail)
+            return
+        await self.authenticated([org_id])
+
+    async def authenticated(self, org_ids: list[int]) -> None:
+        if not org_ids:
+            await self.refuse(CLOSE_FORBIDDEN, "forbidden", "This user belongs to no organization.")
+            return
+        self.stop_auth_timer()
+        self.organization_ids = org_ids
+        for org_id in org_ids:
+            await self.join(fanout.org_group(org_id))
+        await self.reply({"type": "ready", "organizations": org_ids})
+
+    async def refuse(self, code: int, error: str, detail: str) -> None:
+        await self.reply({"type": "error", "code": error, "detail": detail})
+        await self.close(code=code)
+
+    async def join(self, group: str) -> None:
+        if group not in self.groups:
+            self.groups.add(group)
+            await relay.relay().add(group, self)
+
+    async def disconnect(self, code) -> None:
+        self.stop_auth_timer()
+        self.writer.cancel()
+        for group in self.groups:
+            await relay.relay().discard(group, self)
+
+    def relay_deliver(self, message: dict) -> None:
+        """Called by the relay for each message of a group this socket joined."""
+        try:
+            self.outbox.put_nowait(message)
+        except asyncio.QueueFull:
+            self.outbox = asyncio.Queue(maxsize=1)
+            self.outbox.put_nowait({"type": "live.too_slow"})
+
+    async def _write_loop(self) -> None:
+        while True:
+            message = await self.outbox.get()
+            kind = message["type"]
+            if kind == "live.readings":
+                await self.live_readings(message)
+            elif kind == "live.event":
+                await self.live_event(message)
+            elif kind == "live.too_slow":
+                await self.refuse(CLOSE_TOO_SLOW, "too_slow", "This socket fell behind; reconnect and reload.")
+                return
+
+    async def reply(self, frame: dict) -> None:
+        await self.send(text_data=json_text(frame))
+
+    async def receive(self, text_data=None, bytes_data=None) -> None:
+        if self.closing:
+            return
+        raw = text_data if text_data is not None else bytes_data
+        try:
+            data = frame_loads(raw)
+        except FrameError as exc:
+            await self.reply(exc.as_frame())
+            return
+        kind = data.get("type") if isinstance(data, dict) else None
+        if self.organization_ids is None:
+            if kind != "auth":
+                await self.refuse(CLOSE_UNAUTHENTICATED, "unauthenticated", "Authenticate first.")
+                return
+            await self.authenticate_token(data.get("token") or "")
+            return
+        if kind == "subscribe":
+            await self.subscribe(data)
+        elif kind == "unsubscribe":
+            await self.unsubscribe(data)
+        elif kind == "ping":
+            await self.reply({"type": "pong"})
+        else:
+            await self.reply({"type": "error", "code": "unknown_type", "detail": f"Unknown message type {kind!r}."})
+
+    async def subscribe(self, data: dict) -> None:
+        try:
+            targets = await database_sync_to_async(selectors.live_targets_resolve)(
+                organization_ids=self.organization_ids,
+                meters=data.get("meters"),
+                groups=data.get("groups"),
+                sites=data.get("sites"),
+            )
+        except ValueError as exc:
+            await self.reply({"type": "error", "code": "bad_subscription", "detail": str(exc)})
+            return
+        if targets.missing:
+            # All or nothing, and another tenant's id reads exactly like one that does not exist.
+            await self.reply({"type": "error", "code": "not_found", "detail": "Unknown ids.", **targets.missing})
+            return
+        watched = sum(len(m) if m is not None else 1 for m in self.sites.values())
+        if watched + len(targets.sites) > settings.WS_LIVE_MAX_SUBSCRIPTIONS:
+            await self.reply({"type": "error", "code": "too_many_subscriptions", "detail": "Subscription limit."})
+            return
+        for site_id, (org_id, meters) in targets.sites.items():
+            current = self.sites.get(site_id, set())
+            if meters is None or current is None:
+                self.sites[site_id] = None
+            else:
+                self.sites[site_id] = current | meters
+            await self.join(fanout.site_group(org_id, site_id))
+        await self.reply({"type": "subscribed", **self.describe()})
+
+    async def unsubscribe(self, data: dict) -> None:
+        sites, meters = data.get("sites") or [], data.get("meters") or []
+        for site_id in list(self.sites):
+            if site_id in sites:
+                del self.sites[site_id]
+            elif self.sites[site_id] is not None:
+                self.sites[site_id] -= set(meters)
+        await self.reply({"type": "subscribed", **self.describe()})
+
+    def describe(self) -> dict:
+        return {
+            "sites": sorted(site for site, meters in self.sites.items() if meters is None),
+            "meters": sorted(m for meters in self.sites.values() if meters is not None for m in meters),
+        }
+
+    async def live_readings(self, message: dict) -> None:
+        site_id = message["site_id"]
+        if site_id not in self.sites:
+            return
+        meters = self.sites[site_id]
+        if meters is None:
+            await self.send(text_data=message["frame"])
+            return
+        if meters.isdisjoint(message["meter_ids"]):
+            return
+        readings = [r for r in orjson.loads(message["frame"])["readings"] if r.get("meter_id") in meters]
+        await self.reply({"type": "readings", "site_id": site_id, "readings": readings})
+
+    async def live_event(self, message: dict) -> None:
+        event = message["event"]
+        payload = event.get("payload") or {}
+        site_id, meter_id = payload.get("site_id"), payload.get("meter_id")
+        if site_id is not None:
+            if site_id not in self.sites:
+                return
+            meters = self.sites[site_id]
+            if meters is not None and meter_id is not None and meter_id not in meters:
+                return
+        await self.reply({"type": "event", **event})

@@ -1,0 +1,35 @@
+"""The energy app's rows, one module per kind (Django loads this package as the app's models).
+
+sites, devices (meters, gateways, groups), readings, commands here; the rollups and settings of
+energy.analytics.models and the power quality rows of energy.power_quality.models are imported
+below so they are models of this app too.
+"""
+
+from energy.analytics.models import AnalyticsSettings, ReadingRollup1h, ReadingRollup1m, ReadingRollup15m, RollupDirty
+from energy.models.commands import DeviceCommand
+from energy.models.devices import DeviceCredential, Gateway, Meter, MeterGroup, new_device_secret
+from energy.models.readings import READING_FIELDS, Reading
+from energy.models.sites import Site
+from energy.power_quality.models import BreakerState, MeterPQState, PQConfig, PQEvent, ProtectionEvent
+
+__all__ = [
+    "READING_FIELDS",
+    "AnalyticsSettings",
+    "BreakerState",
+    "DeviceCommand",
+    "DeviceCredential",
+    "Gateway",
+    "Meter",
+    "MeterGroup",
+    "MeterPQState",
+    "PQConfig",
+    "PQEvent",
+    "ProtectionEvent",
+    "Reading",
+    "ReadingRollup1h",
+    "ReadingRollup1m",
+    "ReadingRollup15m",
+    "RollupDirty",
+    "Site",
+    "new_device_secret",
+]
