@@ -15,15 +15,10 @@ class EnergyConfig(AppConfig):
 
         from django.db.models.signals import post_delete, post_save
 
+        from energy.devices.services import device_changed
         from energy.models import Gateway, Meter
 
         # A changed or deleted device must not stay authenticated from the shared cache.
         for model in (Meter, Gateway):
-            post_save.connect(_forget_device, sender=model, dispatch_uid=f"forget-device-{model.__name__}")
-            post_delete.connect(_forget_device, sender=model, dispatch_uid=f"forget-device-del-{model.__name__}")
-
-
-def _forget_device(sender, instance, **kwargs) -> None:
-    from energy.devices.services import device_cache_forget
-
-    device_cache_forget(device_key=instance.device_key)
+            post_save.connect(device_changed, sender=model, dispatch_uid=f"forget-device-{model.__name__}")
+            post_delete.connect(device_changed, sender=model, dispatch_uid=f"forget-device-del-{model.__name__}")

@@ -18,7 +18,7 @@ from django.db import connection
 
 from energy.analytics.models import REGISTER_FIELDS, ReadingRollup1h, ReadingRollup1m, ReadingRollup15m
 from energy.analytics.rollups import rollups_ensure_current
-from energy.analytics.subjects import Subject, TimeRange, whole_hour_offsets
+from energy.analytics.subjects import Subject, TimeRange, local_days, whole_hour_offsets
 from energy.models import READING_FIELDS, Reading
 
 CHUNK_ROWS = 5000
@@ -81,8 +81,6 @@ def export_csv(
 ) -> Iterator[str]:
     """CSV text chunks: the header, then one row per meter and timestamp (ordered by meter, time)."""
     if interval == "1d":
-        from energy.analytics.matrix import local_days
-
         time_range = local_days(time_range, tz)
     sink = _Sink()
     sink.writer.writerow(header(fields, interval))

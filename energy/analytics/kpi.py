@@ -10,7 +10,7 @@ from django.db.models import Count, F, Max, Min, Q, Sum, Value
 
 from energy.analytics import selectors
 from energy.analytics.models import ReadingRollup1h, ReadingRollup15m
-from energy.analytics.retention import retention_for
+from energy.analytics.policy import retention_for
 from energy.analytics.rollups import rollups_ensure_current
 from energy.analytics.subjects import Subject, TimeRange, ceil_time, floor_time
 from joulepoint.platform.timefmt import isoz

@@ -19,17 +19,10 @@ from django.db.models.functions import ExtractHour, TruncDate
 
 from energy.analytics import selectors
 from energy.analytics.models import ReadingRollup1h
-from energy.analytics.subjects import Subject, TimeRange, local_midnight, whole_hour_offsets
+from energy.analytics.subjects import Subject, TimeRange, local_days, whole_hour_offsets
 from joulepoint.platform.timefmt import isoz
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-
-
-def local_days(time_range: TimeRange, tz: ZoneInfo) -> TimeRange:
-    """Widen a range to whole local days."""
-    first = time_range.start.astimezone(tz).date()
-    last = (time_range.end - timedelta(microseconds=1)).astimezone(tz).date()
-    return TimeRange(local_midnight(first, tz), local_midnight(last + timedelta(days=1), tz))
 
 
 def _values(numbers) -> list[float | None]:

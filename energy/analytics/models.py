@@ -5,6 +5,7 @@ Imported by `energy.models`, so the models belong to the `energy` app.
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from energy.models.devices import Meter
@@ -97,6 +98,42 @@ class RollupDirty(TenantModel):
         indexes = [models.Index(fields=["meter", "start"], name="rollupdirty_meter_idx")]
 
 
+# Bounds of the settings: a century of retention (a cutoff further back would overflow dates) and
+# a reporting interval of at most a day.
+MAX_RETENTION_DAYS = 36_500
+MAX_EXPECTED_INTERVAL_SECONDS = 86_400
+
+
+def analytics_settings_errors(
+    *, raw_retention_days: int | None, rollup_retention_days: int | None, expected_interval_seconds: int
+) -> dict[str, str]:
+    """What is wrong with a set of settings (empty when nothing). The admin and the API share it.
+
+    Rollups are the downsampled history that outlives raw data, so they are kept at least as
+    long as the raw readings they summarise: otherwise a KPI over a range whose raw rows still
+    exist would find no rollups there (and a late reading would recreate some of them)."""
+    errors: dict[str, str] = {}
+    for name, days in (("raw_retention_days", raw_retention_days), ("rollup_retention_days", rollup_retention_days)):
+        if days is not None and not 1 <= days <= MAX_RETENTION_DAYS:
+            errors[name] = f"Must be a whole number of days from 1 to {MAX_RETENTION_DAYS}, or null (keep forever)."
+    if not 1 <= expected_interval_seconds <= MAX_EXPECTED_INTERVAL_SECONDS:
+        errors["expected_interval_seconds"] = f"Must be from 1 to {MAX_EXPECTED_INTERVAL_SECONDS} seconds."
+    if errors:
+        return errors
+    if rollup_retention_days is not None:
+        if raw_retention_days is None:
+            errors["rollup_retention_days"] = (
+                "Raw readings are kept forever, so rollups must be too (null): rollups may not expire "
+                "before the raw readings they summarise."
+            )
+        elif rollup_retention_days < raw_retention_days:
+            errors["rollup_retention_days"] = (
+                f"Must be at least raw_retention_days ({raw_retention_days}) or null: rollups may not "
+                "expire before the raw readings they summarise."
+            )
+    return errors
+
+
 class AnalyticsSettings(TenantModel):
     """An organization's data retention: raw readings are kept `raw_retention_days`, rollups
     `rollup_retention_days` (empty: forever). Without a row, the settings' defaults apply."""
@@ -121,10 +158,6 @@ class AnalyticsSettings(TenantModel):
 
     def clean(self) -> None:
         # The same rules as the API (rollups outlive raw data; bounded days), for the admin form.
-        from django.core.exceptions import ValidationError
-
-        from energy.analytics.retention import analytics_settings_errors
-
         if self.expected_interval_seconds is None:
             return  # the form reports the missing value itself
         errors = analytics_settings_errors(

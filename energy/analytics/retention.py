@@ -5,50 +5,19 @@ history survives the raw data (downsampling, not plain TTL deletion)."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from energy.analytics.models import ROLLUP_MODELS, AnalyticsSettings
+from energy.analytics.models import ROLLUP_MODELS, AnalyticsSettings, analytics_settings_errors
+from energy.analytics.policy import Retention, retention_for
+from energy.analytics.rollups import rollups_ensure_current
 from energy.analytics.subjects import floor_time
 from energy.models import Meter, Reading
 from joulepoint.tenancy.models import Organization
 
 logger = logging.getLogger(__name__)
-
-
-# Bounds of the settings: a century of retention (a cutoff further back would overflow dates) and
-# a reporting interval of at most a day.
-MAX_RETENTION_DAYS = 36_500
-MAX_EXPECTED_INTERVAL_SECONDS = 86_400
-
-
-@dataclass(frozen=True)
-class Retention:
-    raw_days: int | None
-    rollup_days: int | None
-    expected_interval_seconds: int
-    source: str = "organization"  # or "defaults": the organization has no settings row
-
-
-def _days(value: int) -> int | None:
-    return value or None
-
-
-def retention_for(organization_id: int) -> Retention:
-    """The organization's settings row, or the ANALYTICS_* defaults when it has none."""
-    row = AnalyticsSettings.objects.filter(organization_id=organization_id).first()
-    if row is None:
-        return Retention(
-            raw_days=_days(settings.ANALYTICS_RAW_RETENTION_DAYS),
-            rollup_days=_days(settings.ANALYTICS_ROLLUP_RETENTION_DAYS),
-            expected_interval_seconds=settings.ANALYTICS_EXPECTED_INTERVAL_SECONDS,
-            source="defaults",
-        )
-    return Retention(row.raw_retention_days, row.rollup_retention_days, row.expected_interval_seconds)
 
 
 class AnalyticsSettingsInvalid(Exception):
@@ -57,36 +26,6 @@ class AnalyticsSettingsInvalid(Exception):
     def __init__(self, errors: dict[str, str]):
         super().__init__(errors)
         self.errors = errors
-
-
-def analytics_settings_errors(
-    *, raw_retention_days: int | None, rollup_retention_days: int | None, expected_interval_seconds: int
-) -> dict[str, str]:
-    """What is wrong with a set of settings (empty when nothing). The admin and the API share it.
-
-    Rollups are the downsampled history that outlives raw data, so they are kept at least as
-    long as the raw readings they summarise: otherwise a KPI over a range whose raw rows still
-    exist would find no rollups there (and a late reading would recreate some of them)."""
-    errors: dict[str, str] = {}
-    for name, days in (("raw_retention_days", raw_retention_days), ("rollup_retention_days", rollup_retention_days)):
-        if days is not None and not 1 <= days <= MAX_RETENTION_DAYS:
-            errors[name] = f"Must be a whole number of days from 1 to {MAX_RETENTION_DAYS}, or null (keep forever)."
-    if not 1 <= expected_interval_seconds <= MAX_EXPECTED_INTERVAL_SECONDS:
-        errors["expected_interval_seconds"] = f"Must be from 1 to {MAX_EXPECTED_INTERVAL_SECONDS} seconds."
-    if errors:
-        return errors
-    if rollup_retention_days is not None:
-        if raw_retention_days is None:
-            errors["rollup_retention_days"] = (
-                "Raw readings are kept forever, so rollups must be too (null): rollups may not expire "
-                "before the raw readings they summarise."
-            )
-        elif rollup_retention_days < raw_retention_days:
-            errors["rollup_retention_days"] = (
-                f"Must be at least raw_retention_days ({raw_retention_days}) or null: rollups may not "
-                "expire before the raw readings they summarise."
-            )
-    return errors
 
 
 @transaction.atomic
@@ -125,19 +64,9 @@ def analytics_settings_update(*, organization: Organization, values: dict, parti
     return retention_for(organization.pk)
 
 
-def raw_cutoff_for_meter(meter_id: int, *, now: datetime | None = None) -> datetime | None:
-    organization_id = Meter.objects.filter(pk=meter_id).values_list("organization_id", flat=True).first()
-    if organization_id is None:
-        return None
-    days = retention_for(organization_id).raw_days
-    return None if days is None else (now or timezone.now()) - timedelta(days=days)
-
-
 def retention_enforce(*, organization: Organization, now: datetime | None = None, batch_size: int = 10_000) -> dict:
     """Delete this organization's raw readings and rollups older than its retention, in batches
     of `batch_size` rows per meter and transaction (short locks, bounded WAL). Returns counts."""
-    from energy.analytics.rollups import rollups_ensure_current
-
     now = now or timezone.now()
     retention = retention_for(organization.pk)
     meter_ids = list(Meter.objects.for_org(organization).values_list("pk", flat=True))

@@ -29,8 +29,10 @@ from energy.analytics.models import (
     ROLLUP_MODELS,
     RollupDirty,
 )
+from energy.analytics.policy import raw_cutoff_for_meter
 from energy.analytics.subjects import ceil_time, floor_time
 from energy.models import READING_FIELDS, Meter, Reading
+from joulepoint.platform.enqueue import enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +87,7 @@ def rollups_mark_dirty(*, keys: Iterable[tuple[int, datetime]]) -> None:
 # the refresh takes every dirty window pending when it runs, so the windows marked in between
 # ride along, and a stream of single readings costs one task a second instead of one each.
 REFRESH_COALESCE_SECONDS = 1.0
+REFRESH_TASK = "energy.analytics.rollups_refresh_pending"
 _refresh_queued_at = -REFRESH_COALESCE_SECONDS
 
 
@@ -92,17 +95,15 @@ def _queue_refresh() -> None:
     """After commit: a broker outage must not turn a stored batch into an error; the dirty rows
     stay and the beat task (or the next query of these meters) picks them up."""
     global _refresh_queued_at
-    from energy.analytics import tasks
-
     eager = settings.CELERY_TASK_ALWAYS_EAGER
     now = time.monotonic()
     if not eager and now - _refresh_queued_at < REFRESH_COALESCE_SECONDS:
         return
     try:
         if eager:
-            tasks.rollups_refresh_pending_task.delay()
+            enqueue(REFRESH_TASK)
         else:
-            tasks.rollups_refresh_pending_task.apply_async(countdown=REFRESH_COALESCE_SECONDS)
+            enqueue(REFRESH_TASK, countdown=REFRESH_COALESCE_SECONDS)
             _refresh_queued_at = now
     except Exception:
         logger.exception("could not queue the rollup refresh; beat will catch up")
@@ -162,8 +163,6 @@ def rollups_refresh(*, meter_id: int, start: datetime, end: datetime) -> None:
     reading, so its hour is recomputed too. Buckets older than the organization's raw
     retention are left alone: their raw readings may already be gone.
     """
-    from energy.analytics.retention import raw_cutoff_for_meter
-
     start, end = floor_time(start, HOUR), ceil_time(end, HOUR)
     cutoff = raw_cutoff_for_meter(meter_id)
     if cutoff is not None:

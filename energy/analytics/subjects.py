@@ -92,6 +92,13 @@ def local_midnight(day: date, tz: ZoneInfo) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC)
 
 
+def local_days(time_range: TimeRange, tz: ZoneInfo) -> TimeRange:
+    """Widen a range to whole local days."""
+    first = time_range.start.astimezone(tz).date()
+    last = (time_range.end - timedelta(microseconds=1)).astimezone(tz).date()
+    return TimeRange(local_midnight(first, tz), local_midnight(last + timedelta(days=1), tz))
+
+
 def whole_hour_offsets(tz: ZoneInfo, time_range: TimeRange) -> bool:
     """Whether every local hour in the range is a whole UTC hour (hourly rollups tile local hours
     and days): the offset at the start, the end and every local midnight between them."""

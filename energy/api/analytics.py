@@ -23,6 +23,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from energy.analytics import annotations, export, forecast, kpi, live, matrix, retention
+from energy.analytics.models import MAX_EXPECTED_INTERVAL_SECONDS, MAX_RETENTION_DAYS
 from energy.analytics.params import (
     INTERVALS,
     parse_choice,
@@ -33,6 +34,7 @@ from energy.analytics.params import (
     parse_tz,
     subject_resolve,
 )
+from energy.analytics.policy import Retention, retention_for
 from energy.models import READING_FIELDS
 from joulepoint.tenancy.permissions import OrganizationTokenHasScope, token_organization
 
@@ -276,20 +278,20 @@ class AnalyticsSettingsSerializer(serializers.Serializer):
 
     raw_retention_days = serializers.IntegerField(
         min_value=1,
-        max_value=retention.MAX_RETENTION_DAYS,
+        max_value=MAX_RETENTION_DAYS,
         allow_null=True,
         help_text="Delete raw readings older than this many days; null keeps them forever",
     )
     rollup_retention_days = serializers.IntegerField(
         min_value=1,
-        max_value=retention.MAX_RETENTION_DAYS,
+        max_value=MAX_RETENTION_DAYS,
         allow_null=True,
         help_text="Delete rollups (1 min, 15 min, 1 h) older than this many days; at least "
         "raw_retention_days, or null (forever; required when raw readings are kept forever)",
     )
     expected_interval_seconds = serializers.IntegerField(
         min_value=1,
-        max_value=retention.MAX_EXPECTED_INTERVAL_SECONDS,
+        max_value=MAX_EXPECTED_INTERVAL_SECONDS,
         required=False,
         help_text="How often meters are expected to report, the base of data completeness "
         "(default 60; PUT without it resets it to 60)",
@@ -301,7 +303,7 @@ class AnalyticsSettingsSerializer(serializers.Serializer):
     )
 
     @staticmethod
-    def shape(settings_in_force: retention.Retention) -> dict:
+    def shape(settings_in_force: Retention) -> dict:
         return {
             "raw_retention_days": settings_in_force.raw_days,
             "rollup_retention_days": settings_in_force.rollup_days,
@@ -331,7 +333,7 @@ class AnalyticsSettingsView(APIView):
         responses={200: AnalyticsSettingsSerializer, 401: ERRORS[401], 403: SETTINGS_ERRORS[403]},
     )
     def get(self, request):
-        in_force = retention.retention_for(token_organization(request).pk)
+        in_force = retention_for(token_organization(request).pk)
         return Response(AnalyticsSettingsSerializer.shape(in_force))
 
     @extend_schema(

@@ -44,6 +44,12 @@ def device_cache_forget(*, device_key: uuid.UUID | str) -> None:
         transaction.on_commit(lambda: cache.delete(key))
 
 
+def device_changed(sender, instance, **kwargs) -> None:
+    """post_save/post_delete receiver of Meter and Gateway (connected in energy.apps): a changed
+    or deleted device must not stay authenticated from the shared cache."""
+    device_cache_forget(device_key=instance.device_key)
+
+
 def device_credential_rotate(*, device: DeviceCredential) -> DeviceCredential:
     """Give a meter or gateway a new key and secret; the old key stops working at once."""
     old_key = device.device_key

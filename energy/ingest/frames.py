@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import orjson
 from django.conf import settings
 
-from energy.api.authentication import SIGNATURE_PREFIX, signature_is_valid
+from energy.devices.signatures import SIGNATURE_PREFIX, signature_is_valid
 from energy.models import Gateway, Meter
 
 

@@ -20,8 +20,12 @@ from django.utils import timezone
 
 from joulepoint.events.models import OutboxEvent
 from joulepoint.events.types import EVENT_KEYS, TRANSIENT_KEYS, Event
+from joulepoint.platform.enqueue import enqueue_on_commit
 
 logger = logging.getLogger(__name__)
+
+# joulepoint.events.tasks.outbox_dispatch_one, named: the tasks module imports this one.
+DISPATCH_TASK = "joulepoint.events.tasks.outbox_dispatch_one"
 
 Subscriber = Callable[[Event], None]
 _subscribers: list[tuple[frozenset[str] | None, Subscriber]] = []
@@ -75,9 +79,7 @@ def event_publish(*, org, key: str, payload: dict, source: str, occurred_at: dat
             source=source,
             occurred_at=event.occurred_at,
         )
-        from joulepoint.events.tasks import outbox_dispatch_one
-
-        transaction.on_commit(lambda: outbox_dispatch_one.delay(str(event.id)))
+        enqueue_on_commit(DISPATCH_TASK, str(event.id))
     return event
 
 
@@ -117,15 +119,8 @@ def event_publish_many(*, events: list[tuple[Any, str, dict, datetime | None]], 
         transaction.on_commit(lambda: _fan_out_together(transient))
     if rows:
         OutboxEvent.objects.bulk_create(rows)
-        from joulepoint.events.tasks import outbox_dispatch_one
-
-        ids = [str(row.id) for row in rows]
-
-        def enqueue() -> None:
-            for event_id in ids:
-                outbox_dispatch_one.delay(event_id)
-
-        transaction.on_commit(enqueue)
+        for row in rows:
+            enqueue_on_commit(DISPATCH_TASK, str(row.id))
     return published
 
 

@@ -13,9 +13,14 @@ from django.db import transaction
 from joulepoint.celery import app
 
 
-def enqueue(task_name: str, *args) -> None:
-    """Send the task now (the caller has nothing to commit first)."""
-    app.tasks[task_name].delay(*args)
+def enqueue(task_name: str, *args, countdown: float | None = None) -> None:
+    """Send the task now (the caller has nothing to commit first), to run after `countdown`
+    seconds if given."""
+    task = app.tasks[task_name]
+    if countdown is None:
+        task.delay(*args)
+    else:
+        task.apply_async(args, countdown=countdown)
 
 
 def enqueue_on_commit(task_name: str, *args) -> None:

@@ -6,12 +6,8 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from energy.analytics.models import AnalyticsSettings
-from energy.analytics.retention import (
-    AnalyticsSettingsInvalid,
-    analytics_settings_update,
-    retention_enforce,
-    retention_for,
-)
+from energy.analytics.policy import retention_for
+from energy.analytics.retention import AnalyticsSettingsInvalid, analytics_settings_update, retention_enforce
 
 pytestmark = pytest.mark.django_db
 
