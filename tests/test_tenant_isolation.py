@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.urls import URLPattern, reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -21,42 +21,15 @@ from energy.api.authentication import DeviceKeyAuthentication
 from energy.models import DeviceCommand, Gateway, Meter, MeterGroup, Reading, Site
 from energy.power_quality.models import PQConfig, PQEvent, ProtectionEvent
 from tests import factories
+from tests.routes import SKIPPED_ROUTE_NAMES, api_routes, route_methods
 
 pytestmark = pytest.mark.django_db
 
-# Documentation routes hold no tenant data.
-SKIPPED_ROUTE_NAMES = {"schema", "api-docs"}
 MARKER = "ACME-PRIVATE"
 T0 = datetime(2025, 10, 16, 10, tzinfo=UTC)
 
 
-def _walk(patterns, prefix: str = ""):
-    for entry in patterns:
-        if isinstance(entry, URLResolver):
-            yield from _walk(entry.url_patterns, prefix + str(entry.pattern))
-        elif isinstance(entry, URLPattern):
-            yield prefix + str(entry.pattern), entry
-
-
-def api_routes() -> list[tuple[str, URLPattern]]:
-    return [
-        (route, pattern)
-        for route, pattern in _walk(get_resolver().url_patterns)
-        if route.lstrip("^").startswith("api/") and pattern.name not in SKIPPED_ROUTE_NAMES
-    ]
-
-
 ROUTES = api_routes()
-
-
-def route_methods(pattern: URLPattern) -> list[str]:
-    callback = pattern.callback
-    actions = getattr(callback, "actions", None)
-    if actions:
-        return sorted(actions)
-    view_class = getattr(callback, "cls", None) or getattr(callback, "view_class", None)
-    assert view_class is not None, f"{pattern.name}: teach the tenant walk how to call this function view"
-    return sorted(m for m in ("get", "post", "put", "patch", "delete") if hasattr(view_class, m))
 
 
 def route_model(pattern: URLPattern):
