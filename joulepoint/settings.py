@@ -7,33 +7,18 @@ layout (PostgreSQL, Redis broker/cache/channel layer, real Celery workers).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from joulepoint.platform.environ import env, envbool, envfloat, envint
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
-def env(name: str, default: str = "") -> str:
-    """Read a setting, or the contents of the file named by `<NAME>_FILE` (Docker secrets)."""
-    file_path = os.environ.get(f"{name}_FILE")
-    if file_path:
-        return Path(file_path).read_text().strip()
-    return os.environ.get(name, default)
-
-
-def envbool(name: str, default: str = "False") -> bool:
-    return env(name, default).lower() in {"1", "true", "yes", "on"}
-
-
-def envint(name: str, default: int) -> int:
-    return int(env(name, str(default)))
-
-
-DEBUG = envbool("DEBUG", "False")
-PRODUCTION = envbool("PRODUCTION", "False")
+DEBUG = envbool("DEBUG", False)
+PRODUCTION = envbool("PRODUCTION", False)
 SECRET_KEY = env("SECRET_KEY", "embedded-default-insecure-key-change-me")
 if PRODUCTION and SECRET_KEY.startswith("embedded-default"):
     raise ImproperlyConfigured("PRODUCTION=1 needs a real SECRET_KEY")
@@ -230,7 +215,7 @@ INGEST_MAX_FUTURE_SECONDS = envint("INGEST_MAX_FUTURE_SECONDS", 300)
 DEVICE_RATE_LIMIT_PER_MINUTE = envint("DEVICE_RATE_LIMIT_PER_MINUTE", 600)
 # Power quality and protection detection in the ingest path (docs/power-quality.md). On by
 # default; off only to measure its cost (bench/pq.py) or to shed load in an emergency.
-PQ_DETECTION_ENABLED = envbool("PQ_DETECTION_ENABLED", "True")
+PQ_DETECTION_ENABLED = envbool("PQ_DETECTION_ENABLED", True)
 
 # Live streams (docs/live.md): WebSocket ingest and dashboards, the MQTT bridge, device downlink.
 MQTT_URL = env("MQTT_URL")  # e.g. mqtt://127.0.0.1:1883; unset = no MQTT bridge, no MQTT downlink
@@ -254,21 +239,21 @@ ANALYTICS_EXPECTED_INTERVAL_SECONDS = envint("ANALYTICS_EXPECTED_INTERVAL_SECOND
 # Automations (docs/automations.md). Retry n (n >= 1) waits BASE * FACTOR**(n-1) seconds, capped
 # at MAX_DELAY, times a random factor in [1 - JITTER, 1 + JITTER]; after MAX_ATTEMPTS the
 # delivery is dead. Defaults: 5 s, 20 s, 80 s, 5.3 min, 21 min, 85 min, 5.7 h → dead after 8.
-AUTOMATIONS_RETRY_BASE_SECONDS = float(env("AUTOMATIONS_RETRY_BASE_SECONDS", "5"))
-AUTOMATIONS_RETRY_FACTOR = float(env("AUTOMATIONS_RETRY_FACTOR", "4"))
-AUTOMATIONS_RETRY_MAX_DELAY_SECONDS = float(env("AUTOMATIONS_RETRY_MAX_DELAY_SECONDS", str(6 * 3600)))
-AUTOMATIONS_RETRY_JITTER = float(env("AUTOMATIONS_RETRY_JITTER", "0.2"))
+AUTOMATIONS_RETRY_BASE_SECONDS = envfloat("AUTOMATIONS_RETRY_BASE_SECONDS", 5)
+AUTOMATIONS_RETRY_FACTOR = envfloat("AUTOMATIONS_RETRY_FACTOR", 4)
+AUTOMATIONS_RETRY_MAX_DELAY_SECONDS = envfloat("AUTOMATIONS_RETRY_MAX_DELAY_SECONDS", 6 * 3600)
+AUTOMATIONS_RETRY_JITTER = envfloat("AUTOMATIONS_RETRY_JITTER", 0.2)
 AUTOMATIONS_MAX_ATTEMPTS = envint("AUTOMATIONS_MAX_ATTEMPTS", 8)
 # Circuit breaker per endpoint: opens after N consecutive failures, half-opens after COOLDOWN.
 AUTOMATIONS_BREAKER_FAILURES = envint("AUTOMATIONS_BREAKER_FAILURES", 5)
-AUTOMATIONS_BREAKER_COOLDOWN_SECONDS = float(env("AUTOMATIONS_BREAKER_COOLDOWN_SECONDS", "60"))
-AUTOMATIONS_WEBHOOK_TIMEOUT_SECONDS = float(env("AUTOMATIONS_WEBHOOK_TIMEOUT_SECONDS", "10"))
+AUTOMATIONS_BREAKER_COOLDOWN_SECONDS = envfloat("AUTOMATIONS_BREAKER_COOLDOWN_SECONDS", 60)
+AUTOMATIONS_WEBHOOK_TIMEOUT_SECONDS = envfloat("AUTOMATIONS_WEBHOOK_TIMEOUT_SECONDS", 10)
 AUTOMATIONS_WEBHOOK_MAX_RESPONSE_BYTES = envint("AUTOMATIONS_WEBHOOK_MAX_RESPONSE_BYTES", 64 * 1024)
 # A task sends its webhooks one by one until they have taken this long in all, then the rest
 # concurrently on threads (docs/automations.md, "Throughput").
-AUTOMATIONS_WEBHOOK_SEQUENTIAL_MS = float(env("AUTOMATIONS_WEBHOOK_SEQUENTIAL_MS", "100"))
+AUTOMATIONS_WEBHOOK_SEQUENTIAL_MS = envfloat("AUTOMATIONS_WEBHOOK_SEQUENTIAL_MS", 100)
 # Off in production: webhooks may not target private, loopback or link-local addresses.
-AUTOMATIONS_WEBHOOK_ALLOW_PRIVATE = envbool("AUTOMATIONS_WEBHOOK_ALLOW_PRIVATE", "False")
+AUTOMATIONS_WEBHOOK_ALLOW_PRIVATE = envbool("AUTOMATIONS_WEBHOOK_ALLOW_PRIVATE", False)
 AUTOMATIONS_RELAY_COMMAND_EXPIRY_SECONDS = envint("AUTOMATIONS_RELAY_COMMAND_EXPIRY_SECONDS", 900)
 # alert.triggered chains: a rule fired by an alert may raise another alert up to this depth.
 AUTOMATIONS_MAX_CHAIN_DEPTH = envint("AUTOMATIONS_MAX_CHAIN_DEPTH", 3)
