@@ -7,12 +7,8 @@ from django.contrib import admin, messages
 
 from automations import services
 from automations.models import Action, Alert, Annotation, CircuitBreaker, Delivery, RelayCommand, Rule, RuleAction
-from joulepoint.tenancy.admin import (
-    MemberInlinePermissions,
-    OrganizationScopedAdmin,
-    ReadOnlyScopedAdmin,
-    user_organization_ids,
-)
+from joulepoint.tenancy.admin import MemberInlinePermissions, OrganizationScopedAdmin, ReadOnlyScopedAdmin
+from joulepoint.tenancy.selectors import user_organization_ids
 
 
 class RuleActionInline(MemberInlinePermissions, admin.TabularInline):
@@ -22,7 +18,7 @@ class RuleActionInline(MemberInlinePermissions, admin.TabularInline):
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         formfield = super().formfield_for_foreignkey(db_field, request, **kwargs)
         if db_field.name == "action" and not request.user.is_superuser:
-            formfield.queryset = formfield.queryset.for_orgs(user_organization_ids(request.user))
+            formfield.queryset = formfield.queryset.for_orgs(user_organization_ids(user=request.user))
         return formfield
 
 

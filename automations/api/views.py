@@ -169,10 +169,11 @@ class RelayCommandViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Orga
     ordering_fields = ["id", "created_at", "expires_at", "status"]
     action_scopes = {"approve": ["relay:approve"], "reject": ["relay:approve"]}
 
-    def get_permissions(self):
+    def dangerously_get_permissions(self):
+        # Approval is by scope or by the approver role of the token's user (RelayApprovalPermission).
         if self.action in ("approve", "reject"):
             return [RelayApprovalPermission()]
-        return super().get_permissions()
+        return super().dangerously_get_permissions()
 
     def _decide(self, request, approve: bool):
         command = self.get_object()

@@ -20,7 +20,6 @@ from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from energy.analytics import annotations, export, forecast, kpi, live, matrix, retention
 from energy.analytics.models import MAX_EXPECTED_INTERVAL_SECONDS, MAX_RETENTION_DAYS
@@ -36,7 +35,7 @@ from energy.analytics.params import (
 )
 from energy.analytics.policy import Retention, retention_for
 from energy.models import READING_FIELDS
-from joulepoint.tenancy.permissions import OrganizationTokenHasScope, token_organization
+from joulepoint.tenancy.viewsets import OrganizationAPIView
 
 
 def _param(name: str, description: str, type_=OpenApiTypes.STR, enum=None, default=None) -> OpenApiParameter:
@@ -80,15 +79,11 @@ class CSVRenderer(BaseRenderer):
         return str(data).encode()
 
 
-class AnalyticsView(APIView):
-    permission_classes = [OrganizationTokenHasScope]
+class AnalyticsView(OrganizationAPIView):
     scope_domain = "energy"
 
-    def organization(self, request):
-        return token_organization(request)
-
     def subject_and_tz(self, request):
-        subject = subject_resolve(organization=self.organization(request), query=request.query_params)
+        subject = subject_resolve(organization=self.organization, query=request.query_params)
         return subject, parse_tz(request.query_params.get("tz"), subject.timezone)
 
 
@@ -103,13 +98,13 @@ class LiveTrailView(AnalyticsView):
         responses={200: OpenApiTypes.OBJECT, **ERRORS},
     )
     def get(self, request):
-        subject = subject_resolve(organization=self.organization(request), query=request.query_params)
+        subject = subject_resolve(organization=self.organization, query=request.query_params)
         query = request.query_params
         minutes = parse_int(query.get("minutes"), "minutes", default=15, low=1, high=1440)
         fields = parse_fields(query.get("fields"), default=("total_power",))
         return Response(
             live.live_trail_compute(
-                organization_id=self.organization(request).pk,
+                organization_id=self.organization.pk,
                 subject=subject,
                 minutes=minutes,
                 fields=fields,
@@ -143,7 +138,7 @@ class AnnotationsView(AnalyticsView):
         )
         return Response(
             annotations.annotations_compute(
-                organization_id=self.organization(request).pk, subject=subject, time_range=time_range, limit=limit
+                organization_id=self.organization.pk, subject=subject, time_range=time_range, limit=limit
             )
         )
 
@@ -157,9 +152,7 @@ class KPIView(AnalyticsView):
     def get(self, request):
         subject, tz = self.subject_and_tz(request)
         time_range = parse_range(request.query_params, tz=tz, default=timedelta(days=1))
-        return Response(
-            kpi.kpi_compute(organization=self.organization(request), subject=subject, time_range=time_range, tz=tz)
-        )
+        return Response(kpi.kpi_compute(organization=self.organization, subject=subject, time_range=time_range, tz=tz))
 
 
 class MatrixView(AnalyticsView):
@@ -319,13 +312,12 @@ SETTINGS_ERRORS = {
 }
 
 
-class AnalyticsSettingsView(APIView):
+class AnalyticsSettingsView(OrganizationAPIView):
     """How long the organization keeps raw readings and rollups, and how often its meters are
     expected to report. Expired rows are deleted by the hourly retention run."""
 
     # Not an AnalyticsView: no subject, the organization is the token's. Reads need energy:read,
     # writes energy:write (OrganizationTokenHasScope, by method). The admin edits the same row.
-    permission_classes = [OrganizationTokenHasScope]
     scope_domain = "energy"
 
     @extend_schema(
@@ -333,7 +325,7 @@ class AnalyticsSettingsView(APIView):
         responses={200: AnalyticsSettingsSerializer, 401: ERRORS[401], 403: SETTINGS_ERRORS[403]},
     )
     def get(self, request):
-        in_force = retention_for(token_organization(request).pk)
+        in_force = retention_for(self.organization.pk)
         return Response(AnalyticsSettingsSerializer.shape(in_force))
 
     @extend_schema(
@@ -357,7 +349,7 @@ class AnalyticsSettingsView(APIView):
         serializer.is_valid(raise_exception=True)
         try:
             in_force = retention.analytics_settings_update(
-                organization=token_organization(request), values=dict(serializer.validated_data), partial=partial
+                organization=self.organization, values=dict(serializer.validated_data), partial=partial
             )
         except retention.AnalyticsSettingsInvalid as exc:
             raise ValidationError({field: [message] for field, message in exc.errors.items()}) from None

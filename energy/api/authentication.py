@@ -78,12 +78,12 @@ class DeviceWritesMixin:
             action = self.action_map.get(self.request.method.lower())
         return action in self.device_actions
 
-    def get_authenticators(self):
+    def dangerously_get_authenticators(self):
         if self.is_device_action:
             return [DeviceKeyAuthentication()]
         return [OAuth2Authentication()]
 
-    def get_permissions(self):
+    def dangerously_get_permissions(self):
         if self.is_device_action:
             return [IsDevice()]
         return [OrganizationTokenHasScope()]

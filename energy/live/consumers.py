@@ -23,6 +23,7 @@ from energy.sockets import (
     json_text,
     scope_header,
 )
+from joulepoint.tenancy.selectors import organization_for_token, user_organization_ids
 
 
 class LiveConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
@@ -50,7 +51,7 @@ class LiveConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
             if not self.same_origin():
                 await self.refuse(CLOSE_FORBIDDEN, "forbidden", "Session sockets must come from this site's pages.")
                 return
-            org_ids = await database_sync_to_async(selectors.user_organization_ids)(user=user)
+            org_ids = await database_sync_to_async(user_organization_ids)(user=user)
             await self.authenticated(org_ids)
             return
         self.start_auth_timer()
@@ -67,9 +68,7 @@ class LiveConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
         return parts.netloc == scope_header(self.scope, b"host") or validate_host(parts.hostname or "", allowed)
 
     async def authenticate_token(self, token: object) -> None:
-        org_id, why = await database_sync_to_async(selectors.access_token_organization_id)(
-            token=str(token), scopes=["energy:read"]
-        )
+        org_id, why = await database_sync_to_async(organization_for_token)(token=str(token), scopes=["energy:read"])
         if org_id is None:
             code = CLOSE_FORBIDDEN if why == "insufficient_scope" else CLOSE_UNAUTHENTICATED
             detail = "The token lacks energy:read." if code == CLOSE_FORBIDDEN else "Invalid or expired token."

@@ -14,12 +14,13 @@ from django.shortcuts import redirect, render
 from django.urls import re_path, reverse_lazy
 
 from energy.live import selectors
+from joulepoint.tenancy.selectors import user_organization_ids
 
 LOGIN_URL = reverse_lazy("dashboard-login")
 
 
 def _site_or_404(request, site_id: int):
-    org_ids = selectors.user_organization_ids(user=request.user)
+    org_ids = user_organization_ids(user=request.user)
     site = selectors.dashboard_sites(organization_ids=org_ids).filter(pk=site_id).first()
     if site is None:
         raise Http404("No such site.")
@@ -28,7 +29,7 @@ def _site_or_404(request, site_id: int):
 
 @login_required(login_url=LOGIN_URL)
 def site_list(request):
-    org_ids = selectors.user_organization_ids(user=request.user)
+    org_ids = user_organization_ids(user=request.user)
     sites = list(selectors.dashboard_sites(organization_ids=org_ids))
     if len(sites) == 1 and "all" not in request.GET:
         return redirect("dashboard-site", site_id=sites[0].pk)
@@ -38,7 +39,7 @@ def site_list(request):
 @login_required(login_url=LOGIN_URL)
 def site_detail(request, site_id: int):
     site = _site_or_404(request, site_id)
-    org_ids = selectors.user_organization_ids(user=request.user)
+    org_ids = user_organization_ids(user=request.user)
     sites = list(selectors.dashboard_sites(organization_ids=org_ids))
     return render(request, "dashboard/site.html", {"site": site, "sites": sites})
 

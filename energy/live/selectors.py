@@ -2,42 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db.models import Max
 from django.utils import timezone
-from oauth2_provider.models import AccessToken
 
 from energy.analytics.annotations import annotations_read
 from energy.models import READING_FIELDS, Meter, MeterGroup, Reading, Site
-from joulepoint.tenancy.models import Membership
-
-
-def access_token_organization_id(*, token: str, scopes: list[str]) -> tuple[int | None, str]:
-    """(organization id, "") for a valid OAuth2 access token carrying `scopes`, else (None, why).
-
-    Looked up by checksum, as django-oauth-toolkit's own validator does."""
-    if not token or len(token) > 255:
-        return None, "invalid_token"
-    checksum = hashlib.sha256(token.encode("utf-8")).hexdigest()
-    access = AccessToken.objects.select_related("application").filter(token_checksum=checksum).first()
-    if access is None or access.is_expired():
-        return None, "invalid_token"
-    if not access.allow_scopes(scopes):
-        return None, "insufficient_scope"
-    organization_id = getattr(access.application, "organization_id", None)
-    if organization_id is None:
-        return None, "invalid_token"
-    return organization_id, ""
-
-
-def user_organization_ids(*, user) -> list[int]:
-    if user is None or not user.is_authenticated:
-        return []
-    return list(Membership.objects.filter(user=user).values_list("organization_id", flat=True))
 
 
 @dataclass

@@ -13,16 +13,7 @@ from django.db.models import Model, QuerySet
 from django.forms.models import BaseInlineFormSet
 
 from joulepoint.tenancy.models import Membership, Organization
-
-WRITE_ROLES = {Membership.Role.ADMIN, Membership.Role.OPERATOR}
-
-
-def user_organization_ids(user, *, write: bool = False) -> list[int]:
-    memberships = Membership.objects.filter(user=user)
-    if write:
-        memberships = memberships.filter(role__in=WRITE_ROLES)
-    return list(memberships.values_list("organization_id", flat=True))
-
+from joulepoint.tenancy.selectors import user_organization_ids
 
 OTHER_ORGANIZATION = "Belongs to another organization than this row."
 
@@ -73,11 +64,11 @@ class MemberInlinePermissions:
     def _can_write(self, request, obj=None) -> bool:
         if request.user.is_superuser:
             return True
-        org_ids = user_organization_ids(request.user, write=True)
+        org_ids = user_organization_ids(user=request.user, write=True)
         return bool(org_ids) and (obj is None or obj.organization_id in org_ids)
 
     def has_view_permission(self, request, obj=None) -> bool:
-        return request.user.is_superuser or bool(user_organization_ids(request.user))
+        return request.user.is_superuser or bool(user_organization_ids(user=request.user))
 
     def has_add_permission(self, request, obj=None) -> bool:
         return self._can_write(request, obj)
@@ -96,7 +87,7 @@ class OrganizationScopedAdmin(admin.ModelAdmin):
     def _org_ids(self, request, *, write: bool = False) -> list[int]:
         cache_attr = "_jp_write_org_ids" if write else "_jp_org_ids"
         if not hasattr(request, cache_attr):
-            setattr(request, cache_attr, user_organization_ids(request.user, write=write))
+            setattr(request, cache_attr, user_organization_ids(user=request.user, write=write))
         return getattr(request, cache_attr)
 
     def get_queryset(self, request) -> QuerySet:
