@@ -7,9 +7,11 @@ class EnergyConfig(AppConfig):
 
     def ready(self) -> None:
         from energy.api import schema  # noqa: F401  (registers the OpenAPI device-key scheme)
+        from energy.events import event_keys_register
         from energy.live.fanout import LIVE_EVENT_KEYS, live_event_fan_out
         from joulepoint.events.services import subscribe
 
+        event_keys_register()
         # Dashboards: every live event goes to its site's Channels group (docs/live.md).
         subscribe(live_event_fan_out, keys=LIVE_EVENT_KEYS)
 

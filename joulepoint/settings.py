@@ -41,6 +41,8 @@ INSTALLED_APPS = [
     "joulepoint.events",
     "energy",
     "automations",
+    "billing",
+    "mlops",
 ]
 
 MIDDLEWARE = [

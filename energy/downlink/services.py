@@ -13,6 +13,7 @@ from energy.downlink import mqtt
 from energy.live import fanout
 from energy.models import DeviceCommand, Gateway, Meter
 from joulepoint.platform.enqueue import enqueue_on_commit
+from joulepoint.platform.timefmt import isoz
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +37,8 @@ def device_command_as_message(command: DeviceCommand) -> dict:
         "id": command.pk,
         "name": command.name,
         "payload": command.payload,
-        "created_at": command.created_at.isoformat().replace("+00:00", "Z"),
-        "expires_at": command.expires_at.isoformat().replace("+00:00", "Z"),
+        "created_at": isoz(command.created_at),
+        "expires_at": isoz(command.expires_at),
     }
 
 

@@ -21,6 +21,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from energy.analytics.rollups import rollups_dirty_cte_sql, rollups_mark_dirty, rollups_refresh_on_commit
+from energy.events import DATA_INGESTED
 from energy.ingest.validation import METER_ID, METER_SERIAL, FieldError, ReadingInput, ReadingsInvalid, readings_parse
 from energy.models import READING_FIELDS, Gateway, Meter, Reading
 from energy.power_quality import detection
@@ -31,7 +32,6 @@ from joulepoint.platform.db import prepared_cursor
 logger = logging.getLogger(__name__)
 
 
-DATA_INGESTED = "data.ingested"
 COLUMNS = ("meter_id", "ts", *READING_FIELDS, "extra", "received_at")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)

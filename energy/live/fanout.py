@@ -21,22 +21,17 @@ import redis
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
+from energy.events import DATA_INGESTED, DEMAND_RESPONSE, PEAK_DETECTED, PQ_EVENT, PROTECTION_EVENT
 from energy.live.inbox import LoopInbox
 from joulepoint.events.listeners import listener_answer, listeners_changed
-from joulepoint.events.types import (
-    ALERT_TRIGGERED,
-    ANOMALY_DETECTED,
-    DATA_INGESTED,
-    DEMAND_RESPONSE,
-    PEAK_DETECTED,
-    PQ_EVENT,
-    PROTECTION_EVENT,
-    Event,
-)
+from joulepoint.events.types import Event
 
 logger = logging.getLogger(__name__)
 
-# Keys a dashboard sees. wallet.low_balance and ml.inference stay server-side.
+# Keys a dashboard sees. Two are other apps' (automations, mlops), named by their wire value:
+# energy imports neither. wallet.low_balance and ml.inference stay server-side.
+ALERT_TRIGGERED = "alert.triggered"
+ANOMALY_DETECTED = "anomaly.detected"
 LIVE_EVENT_KEYS = frozenset(
     {DATA_INGESTED, PQ_EVENT, PROTECTION_EVENT, ALERT_TRIGGERED, ANOMALY_DETECTED, DEMAND_RESPONSE, PEAK_DETECTED}
 )

@@ -1,18 +1,13 @@
-"""The `pq.event` and `protection.event` announcements: their keys, payloads (what rules and
+"""The `pq.event` and `protection.event` announcements: their payloads (what rules and
 dashboards see) and the batch queue detection publishes in one outbox INSERT."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from energy.events import PQ_EVENT, PROTECTION_EVENT
 from energy.power_quality.models import PQEvent, ProtectionEvent
-
-PQ_EVENT = "pq.event"
-PROTECTION_EVENT = "protection.event"
-
-
-def isoz(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+from joulepoint.platform.timefmt import isoz
 
 
 def pq_event_payload(event: PQEvent, *, action: str, site_id: int) -> dict:

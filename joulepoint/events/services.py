@@ -18,8 +18,9 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from joulepoint.events.keys import event_key_is_transient, event_key_require
 from joulepoint.events.models import OutboxEvent
-from joulepoint.events.types import EVENT_KEYS, TRANSIENT_KEYS, Event
+from joulepoint.events.types import Event
 from joulepoint.platform.enqueue import enqueue_on_commit
 
 logger = logging.getLogger(__name__)
@@ -58,8 +59,7 @@ def subscribers_for(key: str) -> list[Subscriber]:
 def event_publish(*, org, key: str, payload: dict, source: str, occurred_at: datetime | None = None) -> Event:
     """Announce an event of `org`. Must-not-lose keys are written to the outbox in the caller's
     transaction; every key reaches subscribers once the transaction commits."""
-    if key not in EVENT_KEYS:
-        raise ValueError(f"unknown event key {key!r}")
+    event_key_require(key)
     org_id = getattr(org, "pk", org)
     event = Event(
         organization_id=org_id,
@@ -68,7 +68,7 @@ def event_publish(*, org, key: str, payload: dict, source: str, occurred_at: dat
         source=source,
         occurred_at=occurred_at or timezone.now(),
     )
-    if key in TRANSIENT_KEYS:
+    if event_key_is_transient(key):
         transaction.on_commit(lambda: event_fan_out(event=event))
     else:
         OutboxEvent.objects.create(
@@ -92,8 +92,7 @@ def event_publish_many(*, events: list[tuple[Any, str, dict, datetime | None]], 
     rows: list[OutboxEvent] = []
     transient: list[Event] = []
     for org, key, payload, occurred_at in events:
-        if key not in EVENT_KEYS:
-            raise ValueError(f"unknown event key {key!r}")
+        event_key_require(key)
         event = Event(
             organization_id=getattr(org, "pk", org),
             key=key,
@@ -102,7 +101,7 @@ def event_publish_many(*, events: list[tuple[Any, str, dict, datetime | None]], 
             occurred_at=occurred_at or timezone.now(),
         )
         published.append(event)
-        if key in TRANSIENT_KEYS:
+        if event_key_is_transient(key):
             transient.append(event)
         else:
             rows.append(
@@ -141,7 +140,7 @@ def event_fan_out(*, event: Event) -> None:
             handler(event)
         except Exception:
             logger.exception("event subscriber %r failed for %s", handler, event.key)
-            if event.key not in TRANSIENT_KEYS:
+            if not event_key_is_transient(event.key):
                 raise
 
 

@@ -17,6 +17,7 @@ from energy.ingest.validation import parse_timestamp
 from energy.models import Meter
 from energy.power_quality.config import CONFIG_DEFAULTS, pq_config_effective
 from energy.power_quality.models import PQConfig, PQEvent, ProtectionEvent
+from joulepoint.platform.timefmt import isoz
 from joulepoint.tenancy.viewsets import TenantRelatedField
 
 MAX_DETAILS_BYTES = 4096
@@ -51,7 +52,7 @@ class UtcTimestampField(serializers.Field):
         return ts
 
     def to_representation(self, value):
-        return value.isoformat().replace("+00:00", "Z")
+        return isoz(value)
 
 
 def _threshold(help_text: str, **kwargs) -> FiniteFloatField:
