@@ -12,7 +12,9 @@ from django.utils import timezone
 from oauth2_provider.models import AccessToken
 from rest_framework.test import APIClient
 
-from automations import plugins, services
+from automations import plugins, relay
+from automations.deliveries import services as delivery_services
+from automations.engine import evaluation
 from automations.models import Annotation, Delivery, RelayCommand
 from energy.models import DeviceCommand
 from joulepoint.events.types import DATA_INGESTED, Event
@@ -43,8 +45,8 @@ def fire_again(org, meter, power: float = 9000, **extra) -> Delivery:
         occurred_at=timezone.now(),
         id=uuid.uuid4(),
     )
-    ids = services.rules_evaluate(event=event).deliveries
-    services.delivery_attempt(delivery_id=ids[0])
+    ids = evaluation.rules_evaluate(event=event).deliveries
+    delivery_services.delivery_attempt(delivery_id=ids[0])
     return Delivery.objects.get(pk=ids[0])
 
 
@@ -121,8 +123,8 @@ def test_an_approver_of_another_organization_cannot_decide(org, other_org, meter
 def test_unapproved_relay_commands_expire(api, org, meter, relay_action):
     fire(org, meter, relay_action)
     command = RelayCommand.objects.get()
-    assert services.relay_commands_expire(now=command.expires_at - timedelta(seconds=1)) == 0
-    assert services.relay_commands_expire(now=command.expires_at + timedelta(seconds=1)) == 1
+    assert relay.relay_commands_expire(now=command.expires_at - timedelta(seconds=1)) == 0
+    assert relay.relay_commands_expire(now=command.expires_at + timedelta(seconds=1)) == 1
     command.refresh_from_db()
     assert command.status == "expired"
     assert api.post(f"/api/automations/relay-commands/{command.pk}/approve/").status_code == 409
@@ -143,7 +145,7 @@ def test_relay_approval_in_the_admin(client, org, meter, relay_action):
 
 def test_approved_command_reaches_the_device_by_http_polling(org, meter, relay_action):
     fire(org, meter, relay_action)
-    command = services.relay_command_decide(command=RelayCommand.objects.get(), approve=True, note="t")
+    command = relay.relay_command_decide(command=RelayCommand.objects.get(), approve=True, note="t")
     assert command.status == "sent"
     polled = APIClient().get("/api/energy/devices/commands/", HTTP_X_DEVICE_KEY=str(meter.device_key))
     assert polled.status_code == 200
@@ -184,7 +186,7 @@ def test_annotate_writes_the_meter_timeline_and_the_api_lists_it(api, org, meter
     assert outsider_api.get("/api/automations/annotations/").json()["count"] == 0
     # running the same delivery again does not annotate twice
     Delivery.objects.filter(pk=delivery.pk).update(status="pending", next_attempt_at=timezone.now())
-    services.delivery_attempt(delivery_id=delivery.pk)
+    delivery_services.delivery_attempt(delivery_id=delivery.pk)
     assert Annotation.objects.count() == 1
 
 
@@ -207,8 +209,8 @@ def test_annotate_without_a_meter_is_dead_not_a_crash(org, meter):
     event = Event(
         organization_id=org.pk, key="pq.event", payload={"kind": "sag"}, source="t", occurred_at=timezone.now()
     )
-    [delivery_id] = services.rules_evaluate(event=event).deliveries
-    assert services.delivery_attempt(delivery_id=delivery_id) == "dead"
+    [delivery_id] = evaluation.rules_evaluate(event=event).deliveries
+    assert delivery_services.delivery_attempt(delivery_id=delivery_id) == "dead"
 
 
 def test_wallet_topup_waits_for_billing(api, org, meter):
@@ -225,7 +227,7 @@ def test_wallet_topup_waits_for_billing(api, org, meter):
 def test_wallet_topup_credits_through_the_billing_seam_once_it_exists(org, meter, monkeypatch):
     calls = []
     monkeypatch.setattr(
-        "automations.actions.billing_topup_service",
+        "automations.deliveries.actions.wallet_topup.billing_topup_service",
         lambda: lambda **kwargs: calls.append(kwargs) or {"transaction_id": 1},
     )
     action = factories.ActionFactory(

@@ -10,7 +10,8 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from automations import services, signing
+from automations import alerts, signing
+from automations.engine import evaluation
 from automations.models import Alert, Delivery
 from joulepoint.events.models import OutboxEvent
 from joulepoint.events.types import DATA_INGESTED, Event
@@ -81,8 +82,8 @@ def _event(org, key, payload, event_id=None) -> Event:
 
 def test_evaluating_the_same_event_twice_creates_nothing_new(high_power_rule, org, meter):
     event = _event(org, DATA_INGESTED, {"readings": [{"meter_id": meter.pk, "total_power": 6500}]})
-    first = services.rules_evaluate(event=event)
-    second = services.rules_evaluate(event=event)
+    first = evaluation.rules_evaluate(event=event)
+    second = evaluation.rules_evaluate(event=event)
     assert len(first.deliveries) == 1
     assert Delivery.objects.count() == 1
     assert second.suppressed == 0  # its own throttle mark is recognised, not counted as a repeat
@@ -95,7 +96,7 @@ def test_throttle_is_per_dedupe_key_and_expires(org, meter, webhook_action):
         _event(org, DATA_INGESTED, {"readings": [{"meter_id": m.pk, "total_power": 9000}]})
         for m in (meter, meter, other)
     ]
-    fired = [len(services.rules_evaluate(event=e).deliveries) for e in events]
+    fired = [len(evaluation.rules_evaluate(event=e).deliveries) for e in events]
     assert fired == [1, 0, 1]
     assert rule.throttle_seconds == 1
     import time
@@ -103,7 +104,7 @@ def test_throttle_is_per_dedupe_key_and_expires(org, meter, webhook_action):
     time.sleep(1.2)
     assert (
         len(
-            services.rules_evaluate(
+            evaluation.rules_evaluate(
                 event=_event(org, DATA_INGESTED, {"readings": [{"meter_id": meter.pk, "total_power": 9000}]})
             ).deliveries
         )
@@ -116,7 +117,7 @@ def test_alert_lifecycle(api, org, meter):
         organization=org, alert_severity="critical", alert_message_template="{total_power} W on meter {meter_id}"
     )
     for power in (6000, 6100):
-        services.rules_evaluate(
+        evaluation.rules_evaluate(
             event=_event(
                 org,
                 DATA_INGESTED,
@@ -139,7 +140,7 @@ def test_alert_lifecycle(api, org, meter):
     cleared = api.post(f"/api/automations/alerts/{alert.pk}/clear").json()
     assert cleared["status"] == "cleared" and cleared["cleared_at"]
     # once cleared, a new firing opens a new alert
-    services.rules_evaluate(
+    evaluation.rules_evaluate(
         event=_event(org, DATA_INGESTED, {"readings": [{"meter_id": meter.pk, "total_power": 7000}]})
     )
     assert Alert.objects.filter(status="active").count() == 1 and Alert.objects.count() == 2
@@ -148,7 +149,7 @@ def test_alert_lifecycle(api, org, meter):
 def test_one_open_alert_per_rule_and_subject_even_when_two_workers_race(org, meter, monkeypatch):
     rule = factories.RuleFactory(organization=org, alert_severity="major")
     first = _event(org, DATA_INGESTED, {"readings": [{"meter_id": meter.pk, "total_power": 6000}]})
-    services.rules_evaluate(event=first)
+    evaluation.rules_evaluate(event=first)
     [opened] = Alert.objects.all()
 
     # The database refuses a second open alert for the rule and subject, whoever inserts it.
@@ -158,15 +159,15 @@ def test_one_open_alert_per_rule_and_subject_even_when_two_workers_race(org, met
     # A worker that looked before the other committed finds nothing open, inserts, hits the
     # constraint, and counts its firing on the alert the other opened.
     looks = []
-    real_bump = services._open_alert_bump
+    real_bump = alerts._open_alert_bump
 
     def bump_that_misses_once(**kwargs):
         looks.append(kwargs["sub_id"])
         return False if len(looks) == 1 else real_bump(**kwargs)
 
-    monkeypatch.setattr(services, "_open_alert_bump", bump_that_misses_once)
+    monkeypatch.setattr(alerts, "_open_alert_bump", bump_that_misses_once)
     second = _event(org, DATA_INGESTED, {"readings": [{"meter_id": meter.pk, "total_power": 6100}]})
-    services.rules_evaluate(event=second)
+    evaluation.rules_evaluate(event=second)
 
     assert len(looks) == 2
     [alert] = Alert.objects.all()
@@ -190,7 +191,7 @@ def test_chaining_on_alert_triggered_with_a_loop_guard(eager_tasks, org, meter, 
     from django.db import transaction
 
     with transaction.atomic():
-        services.rules_evaluate(
+        evaluation.rules_evaluate(
             event=_event(org, DATA_INGESTED, {"readings": [{"meter_id": meter.pk, "total_power": 9000}]})
         )
     # base raises alert 1 → escalate fires once (alert 2) → escalate is already in the chain: stop
@@ -216,7 +217,7 @@ def test_chain_depth_limit_stops_publishing(eager_tasks, org, meter, settings):
     from django.db import transaction
 
     with transaction.atomic():
-        services.rules_evaluate(
+        evaluation.rules_evaluate(
             event=_event(org, DATA_INGESTED, {"readings": [{"meter_id": meter.pk, "total_power": 9000}]})
         )
     published = OutboxEvent.objects.filter(key="alert.triggered")

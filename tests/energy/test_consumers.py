@@ -371,7 +371,7 @@ async def test_dashboard_session_site_subscription_and_events():
 
 
 async def test_a_new_annotation_reaches_the_dashboards_of_its_site():
-    from automations.services import ANNOTATION_CREATED, annotation_announce
+    from automations.annotations import ANNOTATION_CREATED, annotation_announce
 
     org, site, meters = await tenant_with_meters()
     ws = await dashboard_watching(org, site)
