@@ -10,7 +10,6 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from automations import templating
-from automations.engine.contexts import rule_ref, template_context
 from automations.models import Alert, Rule, Severity
 from energy.models import Meter, Site
 from joulepoint.events import publish
@@ -42,7 +41,9 @@ def alert_raise(*, rule: Rule, event_key: str, sub_id: str, event: dict, subject
     Chains stop at AUTOMATIONS_MAX_CHAIN_DEPTH: an alert raised deeper is not published."""
     chain = list(event.get("chain") or []) if event_key == ALERT_TRIGGERED else []
     chain.append(rule.pk)
-    message = templating.render(rule.alert_message_template, template_context(event, rule_ref(rule)))
+    message = templating.render(
+        rule.alert_message_template, templating.template_context(event, templating.rule_ref(rule))
+    )
     meter_id = event.get("meter_id") if isinstance(event.get("meter_id"), int) else None
     site_id = event.get("site_id") if isinstance(event.get("site_id"), int) else None
     if meter_id and not Meter.objects.for_org(rule.organization_id).filter(pk=meter_id).exists():

@@ -6,8 +6,10 @@ class AutomationsConfig(AppConfig):
     verbose_name = "Automations"
 
     def ready(self) -> None:
-        # Imported here, once the models are loaded; energy does not import us.
-        from automations import selectors, tasks
+        # The services queue tasks by their registered names (automations.taskqueue): every
+        # process, not only a worker that autodiscovers them, registers the tasks.
+        import automations.tasks  # noqa: F401
+        from automations import selectors
         from automations.engine.evaluation import on_event
         from energy.analytics.annotations import annotation_reader_register
         from joulepoint.events.services import subscribe
@@ -16,5 +18,3 @@ class AutomationsConfig(AppConfig):
         subscribe(on_event, keys=EVENT_KEYS)
         # Annotations show in energy's analytics API and dashboard; energy does not import us.
         annotation_reader_register(selectors.annotations_for_meters)
-        # The services queue tasks by name (automations.taskqueue): every process registers them.
-        del tasks

@@ -1,4 +1,5 @@
-"""Reads of automations rows that other apps share. Every query goes through `for_org`."""
+"""Reads of automations rows: for the engine, the API and other apps (annotations in energy's
+analytics). Every query goes through `for_org`."""
 
 from __future__ import annotations
 

@@ -19,10 +19,10 @@ def webhooks_send(deliveries: list[Delivery]) -> dict[int, Outcome]:
     task's sends have taken AUTOMATIONS_WEBHOOK_SEQUENTIAL_MS in all, send the rest side by side
     on the sender threads.
 
-    Why not always threads: against a fast receiver an attempt is ~1 ms of CPU, and 25 threads
-    taking turns on the GIL tripled the worker CPU per delivery (measured in-process on PostgreSQL:
-    0.9 ms sequential, 1.4 ms with 4 threads, 3.3 ms with 25); on a busy worker host that CPU is
-    what caps deliveries/s. Why threads at all: when receivers are slow (or time out), waiting
+    Why not always threads: against a fast receiver an attempt costs little CPU, and 25 threads
+    taking turns on the GIL cost several times more per delivery than sending one by one (the
+    figures are in docs/automations.md, "Throughput"); on a busy worker host that CPU is what
+    caps deliveries/s. Why threads at all: when receivers are slow (or time out), waiting
     dominates and threads are cheap, so 25 slow receivers cost about one wait instead of 25. The
     budget is a sum, not a per-attempt limit, so one attempt delayed by a busy host does not
     switch a task of fast receivers to threads."""

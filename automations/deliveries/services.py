@@ -164,8 +164,8 @@ def _apply_outcome(delivery: Delivery, outcome: Outcome, now: datetime) -> float
 def _finish_many(finished: list[tuple[Delivery, Outcome]], now: datetime) -> dict[int, str]:
     """Record the outcomes of a task's attempts in one (relaxed) commit: one UPDATE statement
     sent for all rows with `executemany`, which psycopg 3 pipelines into a single round trip.
-    Per-row ORM `.update()` calls cost ~0.5 ms of worker CPU per delivery (query compilation
-    plus a round trip each), and Django's bulk_update builds a CASE expression per field that
+    Per-row ORM `.update()` calls cost worker CPU per delivery (a query compilation plus a round
+    trip each), and Django's bulk_update builds a CASE expression per field that
     cost far more; the rows differ in nearly every field, so one plain statement it is."""
     retries: list[tuple[int, float]] = []
     for delivery, outcome in finished:

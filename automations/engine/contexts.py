@@ -1,9 +1,8 @@
-"""What rules and templates see of an event: the JsonLogic `event` object per sub-event, and the
-template context built from it (or from a stored delivery)."""
+"""What rules judge: the JsonLogic `event` object of each sub-event of a bus event (templates see
+the same object, through templating.template_context)."""
 
 from __future__ import annotations
 
-from automations.models import Delivery, Rule
 from joulepoint.events.types import DATA_INGESTED, Event
 
 
@@ -28,17 +27,3 @@ def event_contexts(event: Event) -> list[tuple[str, dict]]:
         "occurred_at": occurred_at,
     }
     return [(str(event.id), context)]
-
-
-def rule_ref(rule: Rule) -> dict:
-    return {"id": rule.pk, "name": rule.name}
-
-
-def template_context(event: dict, rule: dict | None = None) -> dict:
-    """Templates see the event's fields at the top level (`{meter_id}`) and as `{event.x}`."""
-    return {**event, "event": event, "rule": rule or {}}
-
-
-def template_context_from_delivery(delivery: Delivery) -> dict:
-    rule = {"id": delivery.rule_id, "name": delivery.rule.name if delivery.rule else ""}
-    return template_context(delivery.context, rule)

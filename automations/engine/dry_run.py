@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from django.utils import timezone
 
-from automations import jsonlogic
+from automations import jsonlogic, templating
 from automations.deliveries.actions.registry import handler_for
-from automations.engine.contexts import rule_ref, template_context
 from automations.engine.throttle import dedupe_key_render, throttle_would_suppress
 from automations.models import Action, Rule
 
@@ -23,7 +22,7 @@ def rule_dry_run(*, rule: Rule, actions: list[Action], event: dict) -> dict:
     matched = jsonlogic.truthy(value) and not error
     dedupe_key = dedupe_key_render(rule, event)
     suppressed = bool(rule.pk) and throttle_would_suppress(rule=rule, dedupe_key=dedupe_key)
-    tctx = template_context(event, rule_ref(rule))
+    tctx = templating.template_context(event, templating.rule_ref(rule))
     planned = []
     for action in actions:
         planned.append(

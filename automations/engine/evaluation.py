@@ -17,12 +17,12 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from automations import jsonlogic, taskqueue
+from automations import jsonlogic, taskqueue, templating
 from automations.alerts import alert_raise
 from automations.deliveries.actions.registry import handler_for
 from automations.deliveries.enqueue import deliveries_enqueue
 from automations.engine import cache as rule_cache
-from automations.engine.contexts import event_contexts, rule_ref, template_context
+from automations.engine.contexts import event_contexts
 from automations.engine.throttle import dedupe_key_render, throttle_acquire
 from automations.models import Action, Delivery, Rule
 from automations.selectors import active_rules
@@ -114,7 +114,7 @@ def rules_evaluate(*, event: Event) -> EvaluationSummary:
     with transaction.atomic():
         rows = []
         for rule, sub_id, ev, _dedupe_key in fired:
-            tctx = template_context(ev, rule_ref(rule))
+            tctx = templating.template_context(ev, templating.rule_ref(rule))
             for rule_action in rule.rule_actions.all():
                 action = rule_action.action
                 if not action.is_active:

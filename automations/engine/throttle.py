@@ -11,12 +11,11 @@ import hashlib
 from django.core.cache import cache
 
 from automations import templating
-from automations.engine.contexts import rule_ref, template_context
 from automations.models import Rule
 
 
 def dedupe_key_render(rule: Rule, event: dict) -> str:
-    return templating.render(rule.dedupe_template, template_context(event, rule_ref(rule)))
+    return templating.render(rule.dedupe_template, templating.template_context(event, templating.rule_ref(rule)))
 
 
 def _throttle_key(rule: Rule, dedupe_key: str) -> str:

@@ -102,3 +102,9 @@ class Handler:
 
     def execute(self, delivery: Delivery) -> Outcome:
         raise NotImplementedError
+
+
+def template_context_from_delivery(delivery: Delivery) -> dict:
+    """The template context a delivery was rendered with, rebuilt from its stored event."""
+    rule = {"id": delivery.rule_id, "name": delivery.rule.name if delivery.rule else ""}
+    return templating.template_context(delivery.context, rule)

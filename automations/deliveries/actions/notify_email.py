@@ -9,13 +9,7 @@ from django.core.mail import send_mail
 from django.core.validators import validate_email
 
 from automations import templating
-from automations.deliveries.actions.base import (
-    ConfigError,
-    Handler,
-    Outcome,
-    config_template,
-    unknown_keys,
-)
+from automations.deliveries.actions.base import ConfigError, Handler, Outcome, config_template, unknown_keys
 from automations.models import ActionType, Delivery
 
 

@@ -9,9 +9,9 @@ from automations.deliveries.actions.base import (
     ConfigError,
     Handler,
     Outcome,
+    template_context_from_delivery,
     unknown_keys,
 )
-from automations.engine.contexts import template_context_from_delivery
 from automations.models import ActionType, Delivery
 
 

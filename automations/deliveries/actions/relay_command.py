@@ -7,14 +7,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from automations.deliveries.actions.base import (
-    ConfigError,
-    Handler,
-    Outcome,
-    context_meter,
-    meter_of_org,
-    unknown_keys,
-)
+from automations.deliveries.actions.base import ConfigError, Handler, Outcome, context_meter, meter_of_org, unknown_keys
 from automations.models import ActionType, Delivery, RelayCommand
 from joulepoint.tenancy.models import Membership
 

@@ -8,12 +8,7 @@ from decimal import Decimal, InvalidOperation
 
 from django.apps import apps
 
-from automations.deliveries.actions.base import (
-    ConfigError,
-    Handler,
-    Outcome,
-    unknown_keys,
-)
+from automations.deliveries.actions.base import ConfigError, Handler, Outcome, unknown_keys
 from automations.models import ActionType, Delivery
 
 CURRENCY = re.compile(r"^[A-Z]{3}$")

@@ -13,12 +13,7 @@ import orjson
 from django.conf import settings
 
 from automations import netguard, signing, templating
-from automations.deliveries.actions.base import (
-    ConfigError,
-    Handler,
-    Outcome,
-    unknown_keys,
-)
+from automations.deliveries.actions.base import ConfigError, Handler, Outcome, unknown_keys
 from automations.models import ActionType, Delivery
 
 HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
