@@ -34,7 +34,7 @@ from django.utils import timezone  # noqa: E402
 from automations import jsonlogic  # noqa: E402
 from automations.engine import evaluation  # noqa: E402
 from automations.engine.contexts import event_contexts  # noqa: E402
-from automations.models import Rule  # noqa: E402
+from automations.models import Action, Delivery, Rule, RuleAction  # noqa: E402
 from joulepoint.events.types import DATA_INGESTED, Event  # noqa: E402
 
 RULES = 100
@@ -171,7 +171,6 @@ def bench_deliveries(count: int = 2000) -> None:
         return
     from django.core.management import call_command
 
-    from automations.models import Action, Delivery, RuleAction
     from joulepoint.tenancy.models import Organization
     from tests.automations.worker import Worker, purge_queue
 

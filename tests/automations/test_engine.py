@@ -11,7 +11,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from automations import signing
+from automations import signing, tasks
 from automations.engine import evaluation
 from automations.models import Alert, Delivery
 from joulepoint.events.models import OutboxEvent
@@ -50,8 +50,6 @@ def test_one_batch_is_one_task_and_throttle_dedupes_per_meter(
 ):
     meters = [factories.MeterFactory(site=site) for _ in range(2)]
     gateway = factories.GatewayFactory(site=site)
-    from automations import tasks
-
     calls = []
     original = tasks.rules_evaluate_event.delay
     monkeypatch.setattr(tasks.rules_evaluate_event, "delay", lambda m: (calls.append(m), original(m))[1])
