@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 
-from automations import services
+from automations.alerts import alert_acknowledge, alert_clear
+from automations.deliveries.services import delivery_retry
+from automations.engine.cache import rules_changed
 from automations.models import Action, Alert, Annotation, CircuitBreaker, Delivery, RelayCommand, Rule, RuleAction
+from automations.relay import NotAllowed, relay_command_decide, relay_command_may_decide
 from joulepoint.tenancy.admin import MemberInlinePermissions, OrganizationScopedAdmin, ReadOnlyScopedAdmin
 from joulepoint.tenancy.selectors import user_organization_ids
 
@@ -31,7 +34,7 @@ class RuleAdmin(OrganizationScopedAdmin):
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
-        services.rules_changed(organization_id=obj.organization_id)
+        rules_changed(organization_id=obj.organization_id)
 
 
 @admin.register(Action)
@@ -51,7 +54,7 @@ class DeliveryAdmin(ReadOnlyScopedAdmin):
     def retry(self, request, queryset):
         done = 0
         for delivery in queryset.filter(status__in=[Delivery.Status.DEAD, Delivery.Status.WAITING]):
-            services.delivery_retry(delivery=delivery)
+            delivery_retry(delivery=delivery)
             done += 1
         self.message_user(request, f"{done} deliveries queued again.")
 
@@ -65,12 +68,12 @@ class AlertAdmin(ReadOnlyScopedAdmin):
     @admin.action(description="Acknowledge the selected alerts")
     def acknowledge(self, request, queryset):
         for alert in queryset:
-            services.alert_acknowledge(alert=alert, by=f"user:{request.user.get_username()}")
+            alert_acknowledge(alert=alert, by=f"user:{request.user.get_username()}")
 
     @admin.action(description="Clear the selected alerts")
     def clear(self, request, queryset):
         for alert in queryset:
-            services.alert_clear(alert=alert, by=f"user:{request.user.get_username()}")
+            alert_clear(alert=alert, by=f"user:{request.user.get_username()}")
 
 
 @admin.register(RelayCommand)
@@ -85,16 +88,16 @@ class RelayCommandAdmin(ReadOnlyScopedAdmin):
     def _decide(self, request, queryset, approve: bool) -> None:
         done, refused = 0, 0
         for command in queryset:
-            allowed = request.user.is_superuser or services.relay_command_may_decide(
+            allowed = request.user.is_superuser or relay_command_may_decide(
                 command=command, user=request.user, scopes=set()
             )
             if not allowed:
                 refused += 1
                 continue
             try:
-                services.relay_command_decide(command=command, approve=approve, user=request.user, note="admin")
+                relay_command_decide(command=command, approve=approve, user=request.user, note="admin")
                 done += 1
-            except services.NotAllowed:
+            except NotAllowed:
                 refused += 1
         verb = "approved" if approve else "rejected"
         self.message_user(request, f"{done} command(s) {verb}.")

@@ -6,13 +6,18 @@ class AutomationsConfig(AppConfig):
     verbose_name = "Automations"
 
     def ready(self) -> None:
-        from automations import selectors, services
+        # The services queue tasks by their registered names (automations.taskqueue): every
+        # process, not only a worker that autodiscovers them, registers the tasks.
+        import automations.tasks  # noqa: F401
+        from automations import selectors
+        from automations.alerts import ALERT_TRIGGERED
+        from automations.engine.evaluation import on_event
         from energy.analytics.annotations import annotation_reader_register
         from joulepoint.events.keys import event_key_register
         from joulepoint.events.services import subscribe
-        from joulepoint.events.types import ALERT_TRIGGERED, EVENT_KEYS
 
         event_key_register(ALERT_TRIGGERED)
-        subscribe(services.on_event, keys=EVENT_KEYS)
+        # Rules may listen to every key any app registers.
+        subscribe(on_event)
         # Annotations show in energy's analytics API and dashboard; energy does not import us.
         annotation_reader_register(selectors.annotations_for_meters)

@@ -96,3 +96,13 @@ def check_json(template: Any) -> None:
     elif isinstance(template, dict):
         for value in template.values():
             check_json(value)
+
+
+def template_context(event: dict, rule: dict | None = None) -> dict:
+    """Templates see the event's fields at the top level (`{meter_id}`) and as `{event.x}`."""
+    return {**event, "event": event, "rule": rule or {}}
+
+
+def rule_ref(rule) -> dict:
+    """What a template sees of the rule that fired (`{rule.name}`)."""
+    return {"id": rule.pk, "name": rule.name}

@@ -31,9 +31,12 @@ django.setup()
 from django.conf import settings  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from automations import jsonlogic, services  # noqa: E402
-from automations.models import Rule  # noqa: E402
-from joulepoint.events.types import DATA_INGESTED, Event  # noqa: E402
+from automations import jsonlogic  # noqa: E402
+from automations.engine import evaluation  # noqa: E402
+from automations.engine.contexts import event_contexts  # noqa: E402
+from automations.models import Action, Delivery, Rule, RuleAction  # noqa: E402
+from energy.events import DATA_INGESTED  # noqa: E402
+from joulepoint.events.types import Event  # noqa: E402
 
 RULES = 100
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -108,7 +111,7 @@ def bench_engine() -> None:
         return matched
 
     def engine() -> int:
-        return len(services.engine_match(rules, services.event_contexts(event)))
+        return len(evaluation.engine_match(rules, event_contexts(event)))
 
     best_direct = best_engine = float("inf")
     for _ in range(2):
@@ -169,7 +172,6 @@ def bench_deliveries(count: int = 2000) -> None:
         return
     from django.core.management import call_command
 
-    from automations.models import Action, Delivery, RuleAction
     from joulepoint.tenancy.models import Organization
     from tests.automations.worker import Worker, purge_queue
 
@@ -203,7 +205,7 @@ def bench_deliveries(count: int = 2000) -> None:
             id=uuid.uuid4(),
         )
         started = time.perf_counter()
-        summary = services.rules_evaluate(event=event)  # creates the rows and queues one attempt each
+        summary = evaluation.rules_evaluate(event=event)  # creates the rows and queues one attempt each
         queued = time.perf_counter() - started
         deadline = time.monotonic() + 300
         done = 0

@@ -51,7 +51,7 @@ PIECES = (
     (2, "energy.ingest.store:_ingested_payload"),
     (1, "django.db.backends.base.base:BaseDatabaseWrapper.commit"),
     (1, "joulepoint.events.services:event_fan_out"),
-    (2, "automations.services:rules_exist"),
+    (2, "automations.engine.cache:rules_exist"),
     (2, "energy.live.fanout:_group_is_empty"),
     (2, "joulepoint.events.listeners:listeners_epoch_observe"),
     (1, "energy.api.serializers:stored_reading_data"),

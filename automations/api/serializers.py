@@ -6,11 +6,13 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from automations import jsonlogic, services, templating
-from automations.actions import ConfigError
+from automations import jsonlogic, templating
+from automations.deliveries.actions.base import ConfigError
+from automations.deliveries.actions.registry import action_config_validate
+from automations.engine.rules import rule_save
 from automations.models import Action, Alert, Annotation, Delivery, RelayCommand, Rule
 from energy.models import Meter
-from joulepoint.events.types import EVENT_KEYS
+from joulepoint.events.keys import event_keys
 from joulepoint.tenancy.serializers import TenantModelSerializer
 from joulepoint.tenancy.viewsets import TenantRelatedField
 
@@ -51,7 +53,7 @@ class ActionSerializer(TenantModelSerializer):
         ):
             raise serializers.ValidationError({"config": ["send a config for the new type"]})
         try:
-            attrs["config"] = services.action_config_validate(
+            attrs["config"] = action_config_validate(
                 action_type=action_type, config=config, organization=self.context.get("organization")
             )
         except ConfigError as exc:
@@ -75,7 +77,12 @@ class RuleSerializer(TenantModelSerializer):
 
     jsonlogic = serializers.JSONField()
     rule_actions = RuleActionSerializer(many=True, required=False)
-    event_key = serializers.ChoiceField(choices=sorted(EVENT_KEYS))
+    # Choices are the keys every app registered once ready (joulepoint.events.keys), set per instance.
+    event_key = serializers.ChoiceField(choices=[])
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["event_key"].choices = sorted(event_keys())
 
     class Meta:
         model = Rule
@@ -136,14 +143,14 @@ class RuleSerializer(TenantModelSerializer):
     def create(self, validated_data):
         rule_actions = validated_data.pop("rule_actions", [])
         rule = Rule(**validated_data)
-        return services.rule_save(rule=rule, action_ids=[item["action_id"].pk for item in rule_actions])
+        return rule_save(rule=rule, action_ids=[item["action_id"].pk for item in rule_actions])
 
     def update(self, instance, validated_data):
         rule_actions = validated_data.pop("rule_actions", None)
         for key, value in validated_data.items():
             setattr(instance, key, value)
         ids = None if rule_actions is None else [item["action_id"].pk for item in rule_actions]
-        return services.rule_save(rule=instance, action_ids=ids)
+        return rule_save(rule=instance, action_ids=ids)
 
 
 class DryRunSerializer(serializers.Serializer):

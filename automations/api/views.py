@@ -1,4 +1,4 @@
-"""Automations API doors: thin views over automations.services and tenant-scoped querysets."""
+"""Automations API doors: thin views over the automations services and tenant-scoped querysets."""
 
 from __future__ import annotations
 
@@ -9,9 +9,16 @@ from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from automations import plugins, services
+from automations import plugins
+from automations.alerts import alert_acknowledge, alert_clear
+from automations.annotations import annotation_announce
 from automations.api import filters, serializers
+from automations.deliveries.services import delivery_retry
+from automations.engine.cache import rules_changed
+from automations.engine.dry_run import rule_dry_run
 from automations.models import Action, Alert, Annotation, Delivery, RelayCommand, Rule
+from automations.relay import NotAllowed, relay_command_decide, relay_command_may_decide
+from automations.selectors import deliveries_metrics
 from joulepoint.tenancy.filters import UtcDateTimeField
 from joulepoint.tenancy.permissions import OrganizationTokenHasScope
 from joulepoint.tenancy.viewsets import OrganizationModelViewSet, OrganizationViewSet
@@ -52,7 +59,7 @@ class RuleViewSet(OrganizationModelViewSet):
     def perform_destroy(self, instance):
         organization_id = instance.organization_id
         instance.delete()
-        transaction.on_commit(lambda: services.rules_changed(organization_id=organization_id))
+        transaction.on_commit(lambda: rules_changed(organization_id=organization_id))
 
     @extend_schema(request=serializers.DryRunSerializer, responses=serializers.DryRunResultSerializer)
     @action(detail=True, methods=["post"], url_path="dry-run")
@@ -62,7 +69,7 @@ class RuleViewSet(OrganizationModelViewSet):
         body = serializers.DryRunSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         actions = [ra.action for ra in rule.rule_actions.select_related("action")]
-        return Response(services.rule_dry_run(rule=rule, actions=actions, event=body.validated_data["event"]))
+        return Response(rule_dry_run(rule=rule, actions=actions, event=body.validated_data["event"]))
 
     @extend_schema(
         request=serializers.UnsavedDryRunSerializer,
@@ -78,7 +85,7 @@ class RuleViewSet(OrganizationModelViewSet):
         rule_actions = data.pop("rule_actions", [])
         rule = Rule(organization=self.organization, **data)
         actions = [item["action_id"] for item in rule_actions]
-        return Response(services.rule_dry_run(rule=rule, actions=actions, event=body.validated_data["event"]))
+        return Response(rule_dry_run(rule=rule, actions=actions, event=body.validated_data["event"]))
 
 
 class DeliveryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrganizationViewSet):
@@ -96,7 +103,7 @@ class DeliveryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organiza
     def retry(self, request, pk=None):
         """A dead (or waiting) delivery gets a fresh round of attempts with the same webhook-id."""
         try:
-            delivery = services.delivery_retry(delivery=self.get_object())
+            delivery = delivery_retry(delivery=self.get_object())
         except ValueError as exc:
             raise exceptions.ValidationError({"detail": str(exc)}) from None
         return Response(self.get_serializer(delivery).data)
@@ -114,7 +121,7 @@ class DeliveryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organiza
                 parsed = UtcDateTimeField().clean(since)
             except DjangoValidationError:
                 raise exceptions.ValidationError({"since": ["not an ISO 8601 date-time"]}) from None
-        return Response(services.deliveries_metrics(organization_id=self.organization.pk, since=parsed))
+        return Response(deliveries_metrics(organization_id=self.organization.pk, since=parsed))
 
 
 def _actor(request) -> str:
@@ -135,13 +142,13 @@ class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organizatio
     @extend_schema(request=None, responses=serializers.AlertSerializer)
     @action(detail=True, methods=["post"])
     def acknowledge(self, request, pk=None):
-        alert = services.alert_acknowledge(alert=self.get_object(), by=_actor(request))
+        alert = alert_acknowledge(alert=self.get_object(), by=_actor(request))
         return Response(self.get_serializer(alert).data)
 
     @extend_schema(request=None, responses=serializers.AlertSerializer)
     @action(detail=True, methods=["post"])
     def clear(self, request, pk=None):
-        alert = services.alert_clear(alert=self.get_object(), by=_actor(request))
+        alert = alert_clear(alert=self.get_object(), by=_actor(request))
         return Response(self.get_serializer(alert).data)
 
 
@@ -180,21 +187,21 @@ class RelayCommandViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Orga
         token = request.auth
         user = getattr(token, "user", None)
         scopes = set(token.scope.split())
-        if not services.relay_command_may_decide(command=command, user=user, scopes=scopes):
+        if not relay_command_may_decide(command=command, user=user, scopes=scopes):
             raise exceptions.PermissionDenied(
                 f"Approving needs the relay:approve scope or the {command.approver_role!r} role in this organization."
             )
         body = serializers.RelayDecisionSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         try:
-            command = services.relay_command_decide(
+            command = relay_command_decide(
                 command=command,
                 approve=approve,
                 user=user,
                 application=token.application,
                 note=body.validated_data["note"],
             )
-        except services.NotAllowed as exc:
+        except NotAllowed as exc:
             return Response({"detail": str(exc), "status": command.status}, status=status.HTTP_409_CONFLICT)
         return Response(self.get_serializer(command).data)
 
@@ -227,7 +234,7 @@ class AnnotationViewSet(
 
     def perform_create(self, serializer) -> None:
         annotation = serializer.save(organization=self.organization, source="user")
-        services.annotation_announce(annotation=annotation)
+        annotation_announce(annotation=annotation)
 
 
 class PluginViewSet(viewsets.ViewSet):

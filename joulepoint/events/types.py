@@ -1,37 +1,10 @@
-"""Event keys and the in-memory shape of an event handed to subscribers."""
+"""The in-memory shape of an event handed to subscribers (keys: joulepoint.events.keys)."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-
-DATA_INGESTED = "data.ingested"
-PQ_EVENT = "pq.event"
-PROTECTION_EVENT = "protection.event"
-ALERT_TRIGGERED = "alert.triggered"
-WALLET_LOW_BALANCE = "wallet.low_balance"
-ML_INFERENCE = "ml.inference"
-ANOMALY_DETECTED = "anomaly.detected"
-DEMAND_RESPONSE = "demand_response"
-PEAK_DETECTED = "peak.detected"
-
-EVENT_KEYS = frozenset(
-    {
-        DATA_INGESTED,
-        PQ_EVENT,
-        PROTECTION_EVENT,
-        ALERT_TRIGGERED,
-        WALLET_LOW_BALANCE,
-        ML_INFERENCE,
-        ANOMALY_DETECTED,
-        DEMAND_RESPONSE,
-        PEAK_DETECTED,
-    }
-)
-# Only the high-volume telemetry event may be lost with a crashed process: the readings
-# themselves are stored, and every other event is written to the outbox with its cause.
-TRANSIENT_KEYS = frozenset({DATA_INGESTED})
 
 
 @dataclass(frozen=True)

@@ -1,22 +1,21 @@
-"""The non-webhook action types: relay commands with approval, e-mail, annotations, wallet
-top-ups waiting for billing, and plugins (settings list and entry points)."""
+"""The non-webhook action types (automations.deliveries.actions): e-mail, annotations, wallet
+top-ups waiting for billing, and plugins (settings list and entry points). Relay commands:
+test_relay.py."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 
 import pytest
 from django.core import mail
 from django.utils import timezone
-from oauth2_provider.models import AccessToken
-from rest_framework.test import APIClient
 
-from automations import plugins, services
-from automations.models import Annotation, Delivery, RelayCommand
-from energy.models import DeviceCommand
-from joulepoint.events.types import DATA_INGESTED, Event
-from joulepoint.tenancy.services import api_credential_create
+from automations import plugins
+from automations.deliveries import services as delivery_services
+from automations.engine import evaluation
+from automations.models import Annotation, Delivery
+from energy.events import DATA_INGESTED
+from joulepoint.events.types import Event
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -43,111 +42,9 @@ def fire_again(org, meter, power: float = 9000, **extra) -> Delivery:
         occurred_at=timezone.now(),
         id=uuid.uuid4(),
     )
-    ids = services.rules_evaluate(event=event).deliveries
-    services.delivery_attempt(delivery_id=ids[0])
+    ids = evaluation.rules_evaluate(event=event).deliveries
+    delivery_services.delivery_attempt(delivery_id=ids[0])
     return Delivery.objects.get(pk=ids[0])
-
-
-@pytest.fixture
-def relay_action(org, meter):
-    return factories.ActionFactory(
-        organization=org,
-        type="relay_command",
-        config={"meter_id": None, "command": "open", "approver_role": "approver", "expires_in_seconds": 900},
-    )
-
-
-def user_client(org, user, scopes):
-    """A token issued to a user (authorization-code style) of an application of `org`."""
-    credential = api_credential_create(organization=org, name=f"user app {user.pk}", scopes=scopes)
-    token = AccessToken.objects.create(
-        application=credential.application,
-        user=user,
-        token=f"user-{user.pk}-{uuid.uuid4().hex}",
-        scope=" ".join(scopes),
-        expires=timezone.now() + timedelta(hours=1),
-    )
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token.token}")
-    return client
-
-
-def test_relay_command_waits_for_approval_then_approved_by_scope(api_client_factory, org, meter, relay_action):
-    delivery = fire(org, meter, relay_action)
-    assert delivery.status == "succeeded"
-    command = RelayCommand.objects.get()
-    assert command.status == "awaiting_approval" and command.meter_id == meter.pk and command.command == "open"
-    assert delivery.result["relay_command_id"] == command.pk
-    writer = api_client_factory(org, ["automations:read", "automations:write"])
-    assert writer.post(f"/api/automations/relay-commands/{command.pk}/approve/").status_code == 403
-    approver = api_client_factory(org, ["automations:read", "relay:approve"])
-    response = approver.post(f"/api/automations/relay-commands/{command.pk}/approve/", {"note": "ok"}, format="json")
-    assert response.status_code == 200, response.json()
-    body = response.json()
-    # approved commands go straight to the device downlink, which tracks their delivery
-    assert body["status"] == "sent" and body["downlink_status"] == "pending"
-    downlink = DeviceCommand.objects.get(pk=int(body["downlink_id"]))
-    assert downlink.meter_id == meter.pk and downlink.name == "relay.open"
-    assert downlink.payload == {"action": "open", "relay_command_id": command.pk}
-    assert body["decided_at"] and body["decided_by_application"] and body["decision_note"] == "ok"
-    again = approver.post(f"/api/automations/relay-commands/{command.pk}/reject/")
-    assert again.status_code == 409
-
-
-def test_relay_command_approval_by_role(org, meter, relay_action):
-    fire(org, meter, relay_action)
-    command = RelayCommand.objects.get()
-    viewer = factories.MembershipFactory(organization=org, role="viewer").user
-    approver = factories.MembershipFactory(organization=org, role="approver").user
-    scopes = ["automations:read", "automations:write"]
-    refused = user_client(org, viewer, scopes).post(f"/api/automations/relay-commands/{command.pk}/approve/")
-    assert refused.status_code == 403 and "approver" in refused.json()["detail"]
-    response = user_client(org, approver, scopes).post(f"/api/automations/relay-commands/{command.pk}/reject/")
-    assert response.status_code == 200, response.json()
-    assert response.json()["status"] == "rejected" and response.json()["decided_by"] == approver.username
-
-
-def test_an_approver_of_another_organization_cannot_decide(org, other_org, meter, relay_action):
-    fire(org, meter, relay_action)
-    command = RelayCommand.objects.get()
-    stranger = factories.MembershipFactory(organization=other_org, role="approver").user
-    response = user_client(other_org, stranger, ["automations:write", "relay:approve"]).post(
-        f"/api/automations/relay-commands/{command.pk}/approve/"
-    )
-    assert response.status_code == 404
-    assert RelayCommand.objects.get().status == "awaiting_approval"
-
-
-def test_unapproved_relay_commands_expire(api, org, meter, relay_action):
-    fire(org, meter, relay_action)
-    command = RelayCommand.objects.get()
-    assert services.relay_commands_expire(now=command.expires_at - timedelta(seconds=1)) == 0
-    assert services.relay_commands_expire(now=command.expires_at + timedelta(seconds=1)) == 1
-    command.refresh_from_db()
-    assert command.status == "expired"
-    assert api.post(f"/api/automations/relay-commands/{command.pk}/approve/").status_code == 409
-
-
-def test_relay_approval_in_the_admin(client, org, meter, relay_action):
-    fire(org, meter, relay_action)
-    command = RelayCommand.objects.get()
-    approver = factories.MembershipFactory(organization=org, role="approver").user
-    client.force_login(approver)
-    response = client.post(
-        "/admin/automations/relaycommand/", {"action": "approve", "_selected_action": [command.pk]}, follow=True
-    )
-    assert response.status_code == 200
-    command.refresh_from_db()
-    assert command.status == "sent" and command.decided_by == approver
-
-
-def test_approved_command_reaches_the_device_by_http_polling(org, meter, relay_action):
-    fire(org, meter, relay_action)
-    command = services.relay_command_decide(command=RelayCommand.objects.get(), approve=True, note="t")
-    assert command.status == "sent"
-    polled = APIClient().get("/api/energy/devices/commands/", HTTP_X_DEVICE_KEY=str(meter.device_key))
-    assert polled.status_code == 200
-    assert [(c["id"], c["name"]) for c in polled.json()] == [(int(command.downlink_id), "relay.open")]
 
 
 def test_notify_email(org, meter):
@@ -184,7 +81,7 @@ def test_annotate_writes_the_meter_timeline_and_the_api_lists_it(api, org, meter
     assert outsider_api.get("/api/automations/annotations/").json()["count"] == 0
     # running the same delivery again does not annotate twice
     Delivery.objects.filter(pk=delivery.pk).update(status="pending", next_attempt_at=timezone.now())
-    services.delivery_attempt(delivery_id=delivery.pk)
+    delivery_services.delivery_attempt(delivery_id=delivery.pk)
     assert Annotation.objects.count() == 1
 
 
@@ -207,8 +104,8 @@ def test_annotate_without_a_meter_is_dead_not_a_crash(org, meter):
     event = Event(
         organization_id=org.pk, key="pq.event", payload={"kind": "sag"}, source="t", occurred_at=timezone.now()
     )
-    [delivery_id] = services.rules_evaluate(event=event).deliveries
-    assert services.delivery_attempt(delivery_id=delivery_id) == "dead"
+    [delivery_id] = evaluation.rules_evaluate(event=event).deliveries
+    assert delivery_services.delivery_attempt(delivery_id=delivery_id) == "dead"
 
 
 def test_wallet_topup_waits_for_billing(api, org, meter):
@@ -225,7 +122,7 @@ def test_wallet_topup_waits_for_billing(api, org, meter):
 def test_wallet_topup_credits_through_the_billing_seam_once_it_exists(org, meter, monkeypatch):
     calls = []
     monkeypatch.setattr(
-        "automations.actions.billing_topup_service",
+        "automations.deliveries.actions.wallet_topup.billing_topup_service",
         lambda: lambda **kwargs: calls.append(kwargs) or {"transaction_id": 1},
     )
     action = factories.ActionFactory(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from django.core.cache import cache
 
+from automations.engine import throttle
 from automations.models import Action, Alert, Annotation, CircuitBreaker, Delivery, RelayCommand, Rule, RuleAction
 from joulepoint.events.models import OutboxEvent
 from tests import factories
@@ -318,9 +319,7 @@ def test_dry_run_of_a_saved_rule_has_no_side_effect(api, high_power_rule, meter)
 
 
 def test_dry_run_reports_the_throttle(api, high_power_rule, meter):
-    from automations import services
-
-    assert services.throttle_acquire(rule=high_power_rule, dedupe_key=f"meter:{meter.pk}", firing_id="earlier")
+    assert throttle.throttle_acquire(rule=high_power_rule, dedupe_key=f"meter:{meter.pk}", firing_id="earlier")
     body = api.post(
         f"/api/automations/rules/{high_power_rule.pk}/dry-run/",
         {"event": {"meter_id": meter.pk, "total_power": 6000}},

@@ -10,9 +10,14 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from automations import services, signing
+from automations import signing
+from automations.deliveries import sender
+from automations.deliveries import services as delivery_services
+from automations.deliveries.breaker import breaker_allow
+from automations.engine import evaluation
 from automations.models import CircuitBreaker, Delivery
-from joulepoint.events.types import DATA_INGESTED, Event
+from energy.events import DATA_INGESTED
+from joulepoint.events.types import Event
 from tests import factories
 from tests.automations.receiver import Receiver
 
@@ -30,13 +35,13 @@ def fire(org, meter, power: float = 9000) -> Delivery:
         occurred_at=timezone.now(),
         id=uuid.uuid4(),
     )
-    [delivery_id] = services.rules_evaluate(event=event).deliveries
+    [delivery_id] = evaluation.rules_evaluate(event=event).deliveries
     return Delivery.objects.get(pk=delivery_id)
 
 
 def attempt(delivery: Delivery, at=None) -> Delivery:
     at = at or delivery.next_attempt_at
-    services.delivery_attempt(delivery_id=delivery.pk, now=at)
+    delivery_services.delivery_attempt(delivery_id=delivery.pk, now=at)
     delivery.refresh_from_db()
     return delivery
 
@@ -70,16 +75,16 @@ def test_receiver_down_then_up_same_webhook_id_valid_signatures(rule, org, meter
 def test_an_attempt_that_is_not_due_or_held_elsewhere_is_skipped(rule, org, meter, receiver):
     delivery = fire(org, meter)
     early = delivery.next_attempt_at - timedelta(seconds=1)
-    assert services.delivery_attempt(delivery_id=delivery.pk, now=early) is None
+    assert delivery_services.delivery_attempt(delivery_id=delivery.pk, now=early) is None
     Delivery.objects.filter(pk=delivery.pk).update(
         status="in_flight", lease_until=timezone.now() + timedelta(minutes=1)
     )
-    assert services.delivery_attempt(delivery_id=delivery.pk) is None
+    assert delivery_services.delivery_attempt(delivery_id=delivery.pk) is None
     assert receiver.requests == []
     # a worker that died mid-flight: once its lease is over, the delivery is taken over
     Delivery.objects.filter(pk=delivery.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
-    assert delivery.pk in services.deliveries_due()
-    assert services.delivery_attempt(delivery_id=delivery.pk) == "succeeded"
+    assert delivery.pk in delivery_services.deliveries_due()
+    assert delivery_services.delivery_attempt(delivery_id=delivery.pk) == "succeeded"
 
 
 def test_backoff_schedule_is_exponential_with_bounded_jitter(settings):
@@ -89,7 +94,7 @@ def test_backoff_schedule_is_exponential_with_bounded_jitter(settings):
     settings.AUTOMATIONS_RETRY_MAX_DELAY_SECONDS = 3600
     rng = random.Random(7)
     for attempt_no, nominal in [(1, 5), (2, 20), (3, 80), (4, 320), (5, 1280), (6, 3600), (9, 3600)]:
-        delays = [services.retry_delay(attempt_no, rng=rng) for _ in range(200)]
+        delays = [delivery_services.retry_delay(attempt_no, rng=rng) for _ in range(200)]
         assert min(delays) >= nominal * 0.8 and max(delays) <= nominal * 1.2
         assert max(delays) - min(delays) > nominal * 0.1  # jitter is real
 
@@ -137,10 +142,10 @@ def test_breaker_opens_defers_half_opens_and_closes(rule, org, meter, receiver, 
     receiver.default = 200
     later = breaker.retry_at + timedelta(seconds=1)
     b.refresh_from_db()
-    assert services.breaker_allow(organization_id=org.pk, endpoint=c.endpoint, now=later, lease_seconds=60)[0]
+    assert breaker_allow(organization_id=org.pk, endpoint=c.endpoint, now=later, lease_seconds=60)[0]
     breaker.refresh_from_db()
     assert breaker.state == "half_open"
-    assert not services.breaker_allow(organization_id=org.pk, endpoint=c.endpoint, now=later, lease_seconds=60)[0]
+    assert not breaker_allow(organization_id=org.pk, endpoint=c.endpoint, now=later, lease_seconds=60)[0]
     CircuitBreaker.objects.filter(pk=breaker.pk).update(state="open")  # undo the probe above
     c = attempt(c, later)
     assert c.status == "succeeded"
@@ -261,7 +266,7 @@ def test_sweeper_requeues_due_deliveries_and_expires_commands(org, meter, rule, 
     Delivery.objects.filter(pk=delivery.pk).update(
         status="retrying", next_attempt_at=timezone.now() - timedelta(seconds=5)
     )
-    result = services.deliveries_sweep()
+    result = delivery_services.deliveries_sweep()
     assert result["queued"] == 1
     delivery.refresh_from_db()
     assert delivery.status == "succeeded"
@@ -276,7 +281,7 @@ def fire_many(org, meter, count: int) -> list[Delivery]:
         occurred_at=timezone.now(),
         id=uuid.uuid4(),
     )
-    ids = services.rules_evaluate(event=event).deliveries
+    ids = evaluation.rules_evaluate(event=event).deliveries
     return list(Delivery.objects.filter(pk__in=ids).order_by("pk"))
 
 
@@ -286,7 +291,7 @@ def test_a_batch_records_each_outcome_on_its_own_row(rule, org, meter, receiver,
     receiver.responses = [200, 500, 200, 404]
     deliveries = fire_many(org, meter, 4)
     now = timezone.now()
-    results = services.deliveries_attempt(delivery_ids=[d.pk for d in deliveries], now=now)
+    results = delivery_services.deliveries_attempt(delivery_ids=[d.pk for d in deliveries], now=now)
     assert results == {deliveries[0].pk: "succeeded", deliveries[1].pk: "retrying",
                        deliveries[2].pk: "succeeded", deliveries[3].pk: "retrying"}  # fmt: skip
     rows = {d.pk: d for d in Delivery.objects.filter(pk__in=results)}
@@ -298,7 +303,7 @@ def test_a_batch_records_each_outcome_on_its_own_row(rule, org, meter, receiver,
     assert failed.next_attempt_at > now and failed.completed_at is None and failed.lease_until is None
     assert rows[deliveries[3].pk].response_code == 404
     # the same webhook-id goes out again on the retry
-    services.deliveries_attempt(delivery_ids=[failed.pk], now=failed.next_attempt_at)
+    delivery_services.deliveries_attempt(delivery_ids=[failed.pk], now=failed.next_attempt_at)
     failed.refresh_from_db()
     assert failed.status == "succeeded" and failed.attempts == 2
     sent = [r["headers"]["webhook-id"] for r in receiver.requests]
@@ -324,8 +329,8 @@ def test_a_task_sends_one_by_one_until_its_sends_take_long(
     to the sender threads at once."""
     settings.AUTOMATIONS_WEBHOOK_SEQUENTIAL_MS = budget_ms
     pool = SpyPool()
-    monkeypatch.setattr(services, "_sender_pool", lambda: pool)
+    monkeypatch.setattr(sender, "_sender_pool", lambda: pool)
     deliveries = fire_many(org, meter, 5)
-    results = services.deliveries_attempt(delivery_ids=[d.pk for d in deliveries])
+    results = delivery_services.deliveries_attempt(delivery_ids=[d.pk for d in deliveries])
     assert set(results.values()) == {"succeeded"} and len(receiver.requests) == 5
     assert pool.batches == handed_to_threads

@@ -1,5 +1,6 @@
 """The engine end to end inside one process: ingest over HTTP → one task per batch → rules →
-deliveries to a real local receiver; throttle/dedupe; alerts and chaining."""
+deliveries to a real local receiver; throttle/dedupe; chaining on alerts (alerts themselves:
+test_alerts.py)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ import json
 import uuid
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from automations import services, signing
+from automations import signing, tasks
+from automations.engine import evaluation
 from automations.models import Alert, Delivery
+from energy.events import DATA_INGESTED
 from joulepoint.events.models import OutboxEvent
-from joulepoint.events.types import DATA_INGESTED, Event
+from joulepoint.events.types import Event
 from tests import factories
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -48,8 +51,6 @@ def test_one_batch_is_one_task_and_throttle_dedupes_per_meter(
 ):
     meters = [factories.MeterFactory(site=site) for _ in range(2)]
     gateway = factories.GatewayFactory(site=site)
-    from automations import tasks
-
     calls = []
     original = tasks.rules_evaluate_event.delay
     monkeypatch.setattr(tasks.rules_evaluate_event, "delay", lambda m: (calls.append(m), original(m))[1])
@@ -81,8 +82,8 @@ def _event(org, key, payload, event_id=None) -> Event:
 
 def test_evaluating_the_same_event_twice_creates_nothing_new(high_power_rule, org, meter):
     event = _event(org, DATA_INGESTED, {"readings": [{"meter_id": meter.pk, "total_power": 6500}]})
-    first = services.rules_evaluate(event=event)
-    second = services.rules_evaluate(event=event)
+    first = evaluation.rules_evaluate(event=event)
+    second = evaluation.rules_evaluate(event=event)
     assert len(first.deliveries) == 1
     assert Delivery.objects.count() == 1
     assert second.suppressed == 0  # its own throttle mark is recognised, not counted as a repeat
@@ -95,7 +96,7 @@ def test_throttle_is_per_dedupe_key_and_expires(org, meter, webhook_action):
         _event(org, DATA_INGESTED, {"readings": [{"meter_id": m.pk, "total_power": 9000}]})
         for m in (meter, meter, other)
     ]
-    fired = [len(services.rules_evaluate(event=e).deliveries) for e in events]
+    fired = [len(evaluation.rules_evaluate(event=e).deliveries) for e in events]
     assert fired == [1, 0, 1]
     assert rule.throttle_seconds == 1
     import time
@@ -103,74 +104,12 @@ def test_throttle_is_per_dedupe_key_and_expires(org, meter, webhook_action):
     time.sleep(1.2)
     assert (
         len(
-            services.rules_evaluate(
+            evaluation.rules_evaluate(
                 event=_event(org, DATA_INGESTED, {"readings": [{"meter_id": meter.pk, "total_power": 9000}]})
             ).deliveries
         )
         == 1
     )
-
-
-def test_alert_lifecycle(api, org, meter):
-    rule = factories.RuleFactory(
-        organization=org, alert_severity="critical", alert_message_template="{total_power} W on meter {meter_id}"
-    )
-    for power in (6000, 6100):
-        services.rules_evaluate(
-            event=_event(
-                org,
-                DATA_INGESTED,
-                {"readings": [{"meter_id": meter.pk, "site_id": meter.site_id, "total_power": power}]},
-            )
-        )
-    [alert] = Alert.objects.all()
-    assert alert.severity == "critical" and alert.status == "active" and alert.occurrences == 2
-    assert alert.subject == f"meter:{meter.pk}" and alert.meter_id == meter.pk and alert.rule_id == rule.pk
-    assert alert.message == f"6000 W on meter {meter.pk}"
-    assert alert.event["total_power"] == 6000
-    [published] = OutboxEvent.objects.filter(key="alert.triggered")
-    assert published.payload["alert_id"] == alert.pk and published.payload["chain"] == [rule.pk]
-
-    listed = api.get("/api/automations/alerts/?status=active&severity=critical").json()
-    assert listed["count"] == 1
-    assert api.get("/api/automations/alerts/?severity=info").json()["count"] == 0
-    ack = api.post(f"/api/automations/alerts/{alert.pk}/acknowledge/").json()
-    assert ack["status"] == "acknowledged" and ack["acknowledged_by"].startswith("application:")
-    cleared = api.post(f"/api/automations/alerts/{alert.pk}/clear").json()
-    assert cleared["status"] == "cleared" and cleared["cleared_at"]
-    # once cleared, a new firing opens a new alert
-    services.rules_evaluate(
-        event=_event(org, DATA_INGESTED, {"readings": [{"meter_id": meter.pk, "total_power": 7000}]})
-    )
-    assert Alert.objects.filter(status="active").count() == 1 and Alert.objects.count() == 2
-
-
-def test_one_open_alert_per_rule_and_subject_even_when_two_workers_race(org, meter, monkeypatch):
-    rule = factories.RuleFactory(organization=org, alert_severity="major")
-    first = _event(org, DATA_INGESTED, {"readings": [{"meter_id": meter.pk, "total_power": 6000}]})
-    services.rules_evaluate(event=first)
-    [opened] = Alert.objects.all()
-
-    # The database refuses a second open alert for the rule and subject, whoever inserts it.
-    with pytest.raises(IntegrityError), transaction.atomic():
-        Alert.objects.create(organization=org, rule=rule, subject=opened.subject, event_id="other", event_key="x")
-
-    # A worker that looked before the other committed finds nothing open, inserts, hits the
-    # constraint, and counts its firing on the alert the other opened.
-    looks = []
-    real_bump = services._open_alert_bump
-
-    def bump_that_misses_once(**kwargs):
-        looks.append(kwargs["sub_id"])
-        return False if len(looks) == 1 else real_bump(**kwargs)
-
-    monkeypatch.setattr(services, "_open_alert_bump", bump_that_misses_once)
-    second = _event(org, DATA_INGESTED, {"readings": [{"meter_id": meter.pk, "total_power": 6100}]})
-    services.rules_evaluate(event=second)
-
-    assert len(looks) == 2
-    [alert] = Alert.objects.all()
-    assert alert.pk == opened.pk and alert.occurrences == 2
 
 
 def test_chaining_on_alert_triggered_with_a_loop_guard(eager_tasks, org, meter, settings):
@@ -187,10 +126,9 @@ def test_chaining_on_alert_triggered_with_a_loop_guard(eager_tasks, org, meter, 
     )
     annotate = factories.ActionFactory(organization=org, type="annotate", config={"text_template": "chain {chain}"})
     escalate.rule_actions.create(action=annotate)
-    from django.db import transaction
 
     with transaction.atomic():
-        services.rules_evaluate(
+        evaluation.rules_evaluate(
             event=_event(org, DATA_INGESTED, {"readings": [{"meter_id": meter.pk, "total_power": 9000}]})
         )
     # base raises alert 1 → escalate fires once (alert 2) → escalate is already in the chain: stop
@@ -213,10 +151,9 @@ def test_chain_depth_limit_stops_publishing(eager_tasks, org, meter, settings):
             jsonlogic={"==": [1, 1]},
             dedupe_template=f"r{n}:{{alert_id}}",
         )
-    from django.db import transaction
 
     with transaction.atomic():
-        services.rules_evaluate(
+        evaluation.rules_evaluate(
             event=_event(org, DATA_INGESTED, {"readings": [{"meter_id": meter.pk, "total_power": 9000}]})
         )
     published = OutboxEvent.objects.filter(key="alert.triggered")

@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 from django.conf import settings
 
-from automations import services as automations
+from automations.engine import cache as rule_cache
 from automations.models import Delivery
 from tests import factories
 from tests.automations.receiver import Receiver
@@ -57,7 +57,7 @@ def worker():
 def test_a_rule_created_through_the_api_fires_in_every_worker_at_once(wsgi_server, worker, org, site):
     meter = factories.MeterFactory(site=site)
     # Ids restart with each test database; Redis outlives it and may still hold an answer.
-    automations.rules_changed(organization_id=org.pk)
+    rule_cache.rules_changed(organization_id=org.pk)
     with Receiver() as receiver:
         action = factories.ActionFactory(organization=org)
         action.config["url"] = receiver.url

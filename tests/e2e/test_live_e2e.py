@@ -213,8 +213,8 @@ def test_outbox_events_reach_a_dashboard_through_the_celery_worker(live_url, cel
     the uvicorn process's relay → the dashboard socket. Needs REDIS_URL (skips otherwise)."""
     from django.db import transaction
 
+    from energy.events import PQ_EVENT
     from joulepoint.events import publish
-    from joulepoint.events.types import PQ_EVENT
 
     meter = factories.MeterFactory()
     token = _token(meter.organization, ["energy:read"])

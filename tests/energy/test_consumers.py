@@ -13,11 +13,12 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client
 
 from energy.downlink import services as downlink
+from energy.events import PQ_EVENT
 from energy.ingest import store
 from energy.live.fanout import live_event_fan_out
 from energy.models import DeviceCommand, Reading
 from joulepoint.asgi import application
-from joulepoint.events.types import PQ_EVENT, Event
+from joulepoint.events.types import Event
 from tests import factories
 from tests.conftest import _token
 
@@ -372,7 +373,7 @@ async def test_dashboard_session_site_subscription_and_events():
 
 
 async def test_a_new_annotation_reaches_the_dashboards_of_its_site():
-    from automations.services import ANNOTATION_CREATED, annotation_announce
+    from automations.annotations import ANNOTATION_CREATED, annotation_announce
 
     org, site, meters = await tenant_with_meters()
     ws = await dashboard_watching(org, site)

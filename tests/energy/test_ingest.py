@@ -21,9 +21,9 @@ from django.utils import timezone
 
 from energy.api.authentication import signature_is_valid
 from energy.api.serializers import StoredReadingSerializer
+from energy.events import DATA_INGESTED
 from energy.models import Reading
 from joulepoint.events.services import subscribe, unsubscribe
-from joulepoint.events.types import DATA_INGESTED
 from tests import factories
 
 pytestmark = pytest.mark.django_db

@@ -17,10 +17,10 @@ import orjson
 import paho.mqtt.client as mqtt
 import pytest
 
+from energy.events import DATA_INGESTED
 from energy.ingest.mqtt_bridge import Incoming, MqttBridge, messages_ingest
 from energy.models import Reading
 from joulepoint.events.services import subscribe, unsubscribe
-from joulepoint.events.types import DATA_INGESTED
 from tests import factories
 from tests.net import free_port
 

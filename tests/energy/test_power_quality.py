@@ -8,11 +8,11 @@ import random
 import pytest
 from django.test import override_settings
 
+from energy.events import PQ_EVENT
 from energy.models import Meter
 from energy.power_quality import rules as pq
 from energy.power_quality.config import pq_config_set
 from energy.power_quality.models import MeterPQState, PQEvent
-from joulepoint.events.types import PQ_EVENT
 from tests import factories
 from tests.energy.pq_helpers import NOMINAL, actions, at, event_shapes, ingest, outbox, pq_events, reading
 

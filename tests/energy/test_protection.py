@@ -8,11 +8,11 @@ import uuid
 
 import pytest
 
+from energy.events import PROTECTION_EVENT
 from energy.models import Reading
 from energy.power_quality.config import pq_config_set
 from energy.power_quality.models import MeterPQState, ProtectionEvent
 from joulepoint.events.models import OutboxEvent
-from joulepoint.events.types import PROTECTION_EVENT
 from tests import factories
 from tests.energy.pq_helpers import at, ingest, iso, outbox, protection_shapes, reading
 

@@ -7,10 +7,11 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 
-from automations import services as automations
+from automations.engine import cache as rule_cache
+from automations.engine.rules import rule_save
+from energy.events import DATA_INGESTED
 from joulepoint.events import listeners
 from joulepoint.events.services import event_publish_many, subscribe, unsubscribe
-from joulepoint.events.types import DATA_INGESTED
 from tests import factories
 
 
@@ -123,10 +124,10 @@ def test_one_fan_out_reads_the_epoch_once_whatever_it_asks(monkeypatch, org):
 @pytest.mark.django_db
 def test_a_rule_saved_is_seen_by_the_next_check(org):
     """(Across server processes: tests/e2e/test_listeners_e2e.py.)"""
-    assert automations.rules_exist(organization_id=org.pk, event_key=DATA_INGESTED) is False
+    assert rule_cache.rules_exist(organization_id=org.pk, event_key=DATA_INGESTED) is False
     rule = factories.RuleFactory.build(organization=org, event_key=DATA_INGESTED)
-    automations.rule_save(rule=rule, action_ids=None)
-    assert automations.rules_exist(organization_id=org.pk, event_key=DATA_INGESTED) is True
+    rule_save(rule=rule, action_ids=None)
+    assert rule_cache.rules_exist(organization_id=org.pk, event_key=DATA_INGESTED) is True
 
 
 @pytest.mark.skipif(not settings.REDIS_URL, reason="a device request reads the epoch in its Redis round trip")
@@ -134,13 +135,13 @@ def test_a_rule_saved_is_seen_by_the_next_check(org):
 def test_a_device_request_reads_the_epoch_with_its_key_and_its_fan_out_reads_none(monkeypatch, meter, device_client):
     reads = epoch_reads(monkeypatch)
     checks: list[bool] = []
-    rules_exist = automations.rules_exist
+    rules_exist = rule_cache.rules_exist
 
     def counted_rules_exist(**kwargs) -> bool:
         checks.append(rules_exist(**kwargs))
         return checks[-1]
 
-    monkeypatch.setattr(automations, "rules_exist", counted_rules_exist)
+    monkeypatch.setattr(rule_cache, "rules_exist", counted_rules_exist)
     response = device_client(meter).post(
         "/api/energy/energy-data/", {"timestamp": "2026-01-01T00:00:00Z", "total_power": 1.0}
     )

@@ -10,11 +10,11 @@ from django.conf import settings
 from django.core.management import call_command
 from django.utils import timezone
 
+from automations.alerts import ALERT_TRIGGERED
 from joulepoint.celery import app as celery_app
 from joulepoint.events.management.commands.periodic_tasks import beat_schedule
 from joulepoint.events.models import OutboxEvent
 from joulepoint.events.services import subscribe, unsubscribe
-from joulepoint.events.types import ALERT_TRIGGERED
 
 
 @pytest.fixture(autouse=True)

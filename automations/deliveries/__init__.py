@@ -1,0 +1,1 @@
+"""Deliveries: one per (sub-event, rule, action), attempted by workers until done or dead."""

@@ -1,0 +1,1 @@
+"""The rule engine: which rules an event fires, and what each firing records."""
