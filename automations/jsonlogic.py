@@ -1,11 +1,11 @@
 """JsonLogic for rule conditions: the maintained `panzi-json-logic` library evaluates, this module
 validates.
 
-Library choice (checked against ../shared/conformance/jsonlogic-tests.json, 277 cases):
+Library choice (checked against tests/conformance/jsonlogic-tests.json, 277 cases):
 `panzi-json-logic` 1.0.1 and `json-logic-qubit` 0.9.1 both pass every case; `json-logic` 0.6.3
 is the unmaintained original that qubit forked. We use panzi's: it is the more recent, it takes an
-operations table (so we can drop `log`, which prints), and it was the faster of the two here
-(about 56,000 vs 48,000 evaluations/s of the seed's rule on one core). Both install the same
+operations table (so we can drop `log`, which prints), and it was the faster of the two on the
+seed's rule (bench/automations.py measures the engine). Both install the same
 `json_logic` import name, so only one may be in requirements.txt.
 
 Evaluation is permissive by design (JsonLogic returns null for a missing var), but a rule that is

@@ -11,6 +11,7 @@ imported by its submodules' importers: `energy.models` gathers its submodules fo
 from __future__ import annotations
 
 import ast
+import re
 from collections import defaultdict
 from functools import cache
 from pathlib import Path
@@ -204,3 +205,47 @@ def test_the_rules_see_the_code():
         target.startswith("energy.ingest") for target in graph["energy.api.views"]
     )
     assert "energy.models.devices" in graph["energy.analytics.models"]
+
+
+# Packages every app may have without the README naming them: doors and Django's conventions.
+UNNAMED_PACKAGES = {"api", "management", "commands", "migrations", "plugins"}
+DESCRIPTION_COLUMN = 25
+
+
+def _readme_layout() -> set[Path]:
+    """The folders and files the README's Layout block names, as paths."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("## Layout", 1)[1].split("```", 2)[1]
+    named: set[Path] = set()
+    stack: list[str] = []
+    for line in block.splitlines():
+        stripped = line.lstrip()
+        indent = len(line) - len(stripped)
+        if not stripped or indent >= DESCRIPTION_COLUMN:
+            continue  # a description's continuation
+        depth = indent // 2
+        stack = stack[:depth]
+        names = re.split(r"\s{2,}", stripped)[0].split()  # the names, before the description
+        for name in names:
+            if "<" in name:
+                continue  # a pattern (tests/<app>/)
+            named.add(Path(*stack, name.rstrip("/")))
+        if len(names) == 1 and names[0].endswith("/"):
+            stack.append(names[0].rstrip("/"))
+    return named
+
+
+def test_the_readme_layout_names_what_exists():
+    missing = sorted(str(path) for path in _readme_layout() if not (ROOT / path).exists())
+    assert missing == []
+
+
+def test_the_readme_layout_names_every_package():
+    named = _readme_layout()
+    packages = {
+        path.parent.relative_to(ROOT)
+        for app in APPS
+        for path in (ROOT / app).rglob("__init__.py")
+        if not UNNAMED_PACKAGES & set(path.parent.relative_to(ROOT).parts)
+    }
+    assert sorted(str(package) for package in packages - named) == []

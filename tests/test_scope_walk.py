@@ -38,7 +38,8 @@ pytestmark = pytest.mark.django_db
 
 # Device methods: authenticated by X-Device-Key (and X-Signature), which names one meter or gateway
 # and carries no scope; the key and signature rules (401 unknown key, 403 bad signature) are
-# tested in tests/energy/test_ingest.py, test_protection.py and test_downlink.py.
+# tested in tests/energy/ingest/test_ingest_api.py, tests/energy/power_quality/test_protection.py
+# and tests/energy/downlink/test_services.py.
 DEVICE_METHODS = {
     ("reading-list", "post"): "a device ingests one reading",
     ("reading-bulk", "post"): "a device or gateway ingests a batch",

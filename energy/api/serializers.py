@@ -121,8 +121,8 @@ def _datetime_text(value: datetime, zone: tzinfo) -> str:
 
 def stored_reading_data(reading: StoredReading, *, duplicate: bool) -> dict:
     """What StoredReadingSerializer gives for `reading`, built directly: a ModelSerializer builds
-    its fields again for every instance (about 0.5 ms), a large share of the CPU of a
-    single-reading ingest. tests/energy/test_ingest.py holds the two to the same document."""
+    its fields again for every instance, a large share of the CPU of a single-reading ingest
+    (bench/ingest_pieces.py shows it). tests/energy/ingest/test_ingest_api.py holds the two to the same document."""
     values, zone = reading.values, timezone.get_current_timezone()
     return {
         "id": reading.id,

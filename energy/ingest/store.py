@@ -70,7 +70,7 @@ class IngestResult:
 
     def stored_reading(self, key: tuple[int, datetime]) -> StoredReading:
         """The reading stored under `key`: built without a query when this call stored it (no
-        model instance either: it cost a single-reading request ~3 % of its CPU), read back when
+        model instance either: a measurable share of a single-reading request's CPU), read back when
         it was a duplicate of one stored before."""
         if key not in self.reading_ids:
             return StoredReading.of(Reading.objects.get(meter_id=key[0], ts=key[1]))
@@ -141,9 +141,9 @@ def _insert_readings(rows: list[dict], *, lock_meter_ids: list[int]) -> dict[tup
     PostgreSQL gets one INSERT … SELECT FROM unnest(one array per column): a 5,000-row batch is
     a single round trip, several times faster than Django's multi-row bulk_create. orjson writes
     each array in C (`_pg_array`), where psycopg would adapt a list element by element in
-    Python. Typed arrays rather than one JSON document: PostgreSQL's json_to_recordset took
-    18 ms of database time for 1,000 readings, arrays take 10, and the database is what bulk
-    ingest waits on. The rollup windows are marked by a CTE of the same statement. Other
+    Python. Typed arrays rather than one JSON document: PostgreSQL reads them in about half the
+    time json_to_recordset took, and the database is what bulk ingest waits on
+    (docs/perf-history.md). The rollup windows are marked by a CTE of the same statement. Other
     databases take one statement per row in the same transaction, and one more for the rollup
     windows.
     """
@@ -156,7 +156,7 @@ def _insert_readings(rows: list[dict], *, lock_meter_ids: list[int]) -> dict[tup
             arrays = ", ".join(f"%s::{PG_ARRAY_TYPES.get(c, 'float8')}[]" for c in COLUMNS)
             select = ", ".join(f"t.{c}" for c in COLUMNS)
             # Stored rows come back with ts as integer microseconds since the epoch: Django's
-            # timestamptz loader is psycopg's pure-Python one, ~7 µs a row, where an int8 is C.
+            # timestamptz loader is psycopg's pure-Python one, where an int8's is C.
             # The lock is an uncorrelated subquery of the INSERT's source (an InitPlan), which
             # PostgreSQL runs before the source yields its first row: whoever inserts a meter's
             # readings holds its lock, so two batches never wait on each other's rows in turn.

@@ -2,7 +2,8 @@
 
 Written by hand rather than with a DRF serializer per item: a bulk request carries up to
 5,000 readings and must report every bad item's index and field at once, route unknown numeric
-fields into `extra`, and cost microseconds per reading (a serializer per item costs ~50x more).
+fields into `extra`, and cost microseconds per reading (a serializer per item costs well over
+an order of magnitude more).
 """
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ class _Sender:
     synchronous code (request threads, Celery tasks, the MQTT bridge's ingest thread).
 
     asgiref's async_to_sync from a thread with no outer event loop starts a thread and a loop
-    per call, and channels_redis opens a connection per loop: about 2.7 ms a send, paid by the
+    per call, and channels_redis opens a connection per loop: milliseconds a send, paid by the
     request that stored the readings. Here the caller only queues the message; one long-lived
     loop keeps its connections and sends in queue order, so dashboards see frames in the order
     they were stored. Created on first use in each process (Celery's prefork children included).
@@ -158,8 +158,8 @@ def _group_is_empty(layer, group: str) -> bool:
     sorted set, which the layer's group_add creates and its group_discard empties.
 
     Most sites have no dashboard open most of the time, and a group send to nobody still cost
-    the sender thread a wake-up and two Redis round trips (about 0.9 ms of CPU per ingest group
-    here, a quarter of a single reading's). A member that joins after this check would also
+    the sender thread a wake-up and two Redis round trips per ingest group (a large share of a
+    single reading's CPU). A member that joins after this check would also
     have missed the send itself. Hosts given otherwise than by address are always sent to.
 
     The answer is kept by the process while the listeners' epoch stands: whoever joins or
@@ -177,7 +177,7 @@ def _group_is_empty(layer, group: str) -> bool:
                 address, socket_timeout=MEMBERSHIP_TIMEOUT_SECONDS, socket_connect_timeout=MEMBERSHIP_TIMEOUT_SECONDS
             ),
         )
-    # channels_redis names the set with its (private) _group_key; tests/energy/test_live_fanout.py
+    # channels_redis names the set with its (private) _group_key; tests/energy/live/test_fanout.py
     # checks it against a real group_add, so an upgrade that renames it fails there, not here.
     key = layer._group_key(group)
     try:

@@ -3,8 +3,8 @@
 After every commit the ingest path asks its subscribers whether the event concerns anybody:
 does the organization have rules for this key (automations), is any dashboard or device socket
 in this group (energy.live). Each answer lives in Redis, shared by every process, and asking
-cost a round trip per question and per ingest group: with two questions, about a quarter of a
-single reading's server CPU under load (docs/serving.md).
+cost a round trip per question and per ingest group: with two questions, a large share of a
+single reading's server CPU under load (docs/perf-history.md).
 
 Here a process keeps the answers it looked up, under one shared epoch: a counter in the cache
 that every change of who listens (a rule saved or deleted, a group joined or left) increments

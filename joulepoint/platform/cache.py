@@ -2,8 +2,8 @@
 for the device requests' hot path.
 
 Django's RedisCacheClient builds a new `redis.Redis` for every cache operation; since redis-py
-5 that constructor fills a case-insensitive table of about 340 response callbacks, which here
-cost about 0.3 ms per `cache.get`, more than the round trip itself. Device lookups and the
+5 that constructor fills a case-insensitive table of hundreds of response callbacks, which cost
+more per `cache.get` than the round trip itself. Device lookups and the
 automations' rule check read the cache on every ingest request. A `redis.Redis` is safe to share
 between threads (its pool hands each command a connection), so one per pool is enough.
 """
@@ -26,8 +26,8 @@ _kept_instances: dict[bytes, Model] = {}
 
 def _resp(*args: str | int) -> bytes:
     """One command in RESP, the Redis protocol. Written here rather than with redis-py's
-    `pack_commands`, which cost ~30 µs of CPU for a device request's four commands (a tenth of
-    its whole lookup): the arguments here are only keys and integers."""
+    `pack_commands`, which cost a tenth of a device request's whole lookup for its four commands:
+    the arguments here are only keys and integers."""
     parts = [f"*{len(args)}\r\n".encode()]
     for arg in args:
         data = str(arg).encode()
@@ -51,10 +51,10 @@ class PooledClientRedisCacheClient(RedisCacheClient):
     def _hot_connection(self) -> redis.Connection:
         """This thread's own connection to the write server, made like the pool's.
 
-        A device request's round trip through redis-py's Pipeline cost ~170 µs of CPU here, of
-        which taking a connection from the pool and giving it back (~40 µs) and the pipeline's
-        bookkeeping are most; on a connection kept per thread, with the commands sent packed
-        and the replies read one by one, it costs ~40 µs. Kept per process too: a connection
+        A device request's round trip through redis-py's Pipeline spends most of its CPU taking a
+        connection from the pool and giving it back and in the pipeline's bookkeeping; on a
+        connection kept per thread, with the commands sent packed and the replies read one by
+        one, it costs about a quarter of that (docs/perf-history.md). Kept per process too: a connection
         made before a fork is never used by the child."""
         hot = self._hot
         if getattr(hot, "pid", None) != os.getpid():
@@ -101,8 +101,8 @@ class PooledClientRedisCacheClient(RedisCacheClient):
         bytes stay the same, and each caller gets its own copy of it.
 
         The device a request authenticates as is read this way on every device request, and
-        pickle.loads of a model instance cost ~0.1 ms of CPU per request under load (4 % of a
-        single reading's); the copy costs ~2 µs. Equal bytes are an equal row, so a device
+        pickle.loads of a model instance is a measurable share of a single reading's CPU; the
+        copy costs a small fraction of it. Equal bytes are an equal row, so a device
         changed and cached again (its entry is deleted on every save) is unpickled afresh.
         Only model instances are kept: another mutable value would be shared by callers."""
         kept = _kept_instances.get(raw)

@@ -2,13 +2,13 @@
 
 Django binds parameters client-side (psycopg's ClientCursor), so PostgreSQL parses and plans
 every statement anew. For the two statements every ingest group runs, the INSERT and PQ
-detection's quiet check, planning took ~0.14 and ~0.15 ms of PostgreSQL's CPU against ~0.09 and
-~0.02 ms of execution (pg_stat_statements, single readings). `prepared_cursor()` prepares them
+detection's quiet check, planning cost PostgreSQL more CPU than executing them
+(pg_stat_statements, single readings). `prepared_cursor()` prepares them
 on first use and executes the saved plan afterwards; the settings make that plan generic
 (`plan_cache_mode=force_generic_plan`: with custom plans PostgreSQL planned every execution
 again, since a one-row array looks cheaper than the generic plan's guess). It also sends the
-INSERT's array literals as parameters instead of quoting them into the SQL text (0.5 ms less
-client CPU per 1,000 readings).
+INSERT's array literals as parameters instead of quoting them into the SQL text (less client
+CPU per batch).
 
 Only where connections persist: on a connection opened per request (`DB_CONN_MAX_AGE=0`, the
 ASGI servers) a statement would be prepared, used once and lost, one round trip more than today.
@@ -43,7 +43,7 @@ def prepared_cursor():
     """A Django cursor (error translation, query logging) whose statements are prepared on
     PostgreSQL with persistent connections, and the usual cursor elsewhere."""
     # Resolved once: each attribute of the `connection` proxy looks the thread's connection up
-    # again (an asgiref Local), ~5 µs apiece on the ingest path.
+    # again (an asgiref Local), paid on every ingest statement.
     wrapper = connections[DEFAULT_DB_ALIAS]
     if wrapper.vendor != "postgresql" or not wrapper.settings_dict["CONN_MAX_AGE"]:
         return wrapper.cursor()

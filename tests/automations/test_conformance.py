@@ -1,4 +1,4 @@
-"""Conformance files shared by every implementation: ../shared/conformance/ beside the repo."""
+"""Conformance vectors of the JsonLogic and Standard Webhooks specifications (tests/conformance/)."""
 
 from __future__ import annotations
 
@@ -6,24 +6,14 @@ import base64
 import json
 import math
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
 from automations import jsonlogic, signing
+from tests.conformance import vectors
 
-CONFORMANCE = Path(__file__).resolve().parents[2].parent / "shared" / "conformance"
-
-
-def _cases(name: str) -> list:
-    path = CONFORMANCE / name
-    if not path.exists():
-        pytest.fail(f"conformance file missing: {path}")
-    return json.loads(path.read_text())
-
-
-JSONLOGIC = [case for case in _cases("jsonlogic-tests.json") if not isinstance(case, str)]
-VECTORS = _cases("standard-webhooks-vectors.json")["cases"]
+JSONLOGIC = [case for case in vectors("jsonlogic-tests.json") if not isinstance(case, str)]
+VECTORS = vectors("standard-webhooks-vectors.json")["cases"]
 
 
 def test_the_jsonlogic_file_has_every_case():

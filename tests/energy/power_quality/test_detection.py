@@ -14,7 +14,7 @@ from energy.power_quality import rules as pq
 from energy.power_quality.config import pq_config_set
 from energy.power_quality.models import MeterPQState, PQEvent
 from tests import factories
-from tests.energy.pq_helpers import NOMINAL, actions, at, event_shapes, ingest, outbox, pq_events, reading
+from tests.energy.power_quality.helpers import NOMINAL, actions, at, event_shapes, ingest, outbox, pq_events, reading
 
 # The pure rules ---------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from energy.power_quality.config import pq_config_set
 from energy.power_quality.models import MeterPQState, ProtectionEvent
 from joulepoint.events.models import OutboxEvent
 from tests import factories
-from tests.energy.pq_helpers import at, ingest, iso, outbox, protection_shapes, reading
+from tests.energy.power_quality.helpers import at, ingest, iso, outbox, protection_shapes, reading
 
 EVENTS = "/api/energy/protection/events/"
 BULK = "/api/energy/energy-data/bulk"

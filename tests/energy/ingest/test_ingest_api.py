@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import orjson
 import pytest
@@ -25,6 +23,7 @@ from energy.events import DATA_INGESTED
 from energy.models import Reading
 from joulepoint.events.services import subscribe, unsubscribe
 from tests import factories
+from tests.conformance import vectors
 
 pytestmark = pytest.mark.django_db
 
@@ -39,7 +38,7 @@ SINGLE = "/api/energy/energy-data/"
 BULK = "/api/energy/energy-data/bulk"
 SEED_BODY = b'{"total_power":3600.0,"total_energy":1500.0,"voltage_a":230.1,"timestamp":"2025-10-16T10:00:00Z"}'
 BASE = datetime(2025, 10, 16, tzinfo=UTC)
-VECTORS = Path(__file__).parents[2].parent / "shared" / "conformance" / "hmac-body-signing-vectors.json"
+HMAC_VECTORS = "hmac-body-signing-vectors.json"
 
 
 def ts(seconds: int = 0) -> str:
@@ -571,7 +570,7 @@ def test_signature_is_computed_over_the_raw_body_not_reserialized_json(meter, de
 
 
 def _vector(name: str) -> dict:
-    cases = json.loads(VECTORS.read_text())["cases"]
+    cases = vectors(HMAC_VECTORS)["cases"]
     return next(case for case in cases if case["name"] == name)
 
 

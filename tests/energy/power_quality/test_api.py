@@ -9,7 +9,7 @@ from energy.power_quality.config import pq_config_set
 from energy.power_quality.models import PQConfig, PQEvent
 from energy.power_quality.protection import protection_event_record
 from tests import factories
-from tests.energy.pq_helpers import at, ingest, reading
+from tests.energy.power_quality.helpers import at, ingest, reading
 
 CONFIG = "/api/energy/pq/config/"
 PQ_EVENTS = "/api/energy/pq/events/"
