@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
@@ -47,6 +48,19 @@ DEMO_METERS: tuple[tuple[str, str, str], ...] = (
     (Meter.Kind.BATTERY, "Battery storage", "DEMO-BATT-01"),
     (Meter.Kind.EV_CHARGER, "EV charger", "DEMO-EV-01"),
 )
+
+
+# Other apps add their part of the demo (a tariff and wallet, a model, a topology, …) from their
+# AppConfig.ready(): energy imports none of them. Each extension is called inside demo_ensure's
+# transaction with keyword arguments organization, user, site and meters (kind → Meter), must
+# be idempotent like demo_ensure, and returns what it wants written under its name in
+# var/demo.json (JSON-serializable) or None.
+DemoExtension = Callable[..., dict | None]
+_extensions: dict[str, DemoExtension] = {}
+
+
+def demo_extension_register(name: str, extend: DemoExtension) -> None:
+    _extensions[name] = extend
 
 
 def demo_state_path() -> Path:
@@ -160,5 +174,10 @@ def demo_ensure(*, state_path: Path | None = None) -> dict:
             for meter in meters
         ],
     }
+    by_kind = {meter.kind: meter for meter in meters}
+    for name, extend in _extensions.items():
+        extra = extend(organization=organization, user=user, site=site, meters=by_kind)
+        if extra is not None:
+            data[name] = extra
     _write_state(path, data)
     return data

@@ -25,7 +25,8 @@ from django.contrib.auth.hashers import check_password
 from django.core.management import call_command
 from django.test import Client
 
-from energy.demo import DEMO_PASSWORD, demo_ensure
+from energy import demo
+from energy.demo import DEMO_PASSWORD, demo_ensure, demo_extension_register
 from energy.ingest.validation import readings_parse
 from energy.models import Meter, MeterGroup, Reading, Site
 from energy.simulator import (
@@ -83,6 +84,23 @@ def test_demo_ensure_creates_one_depot_with_the_five_meter_kinds(demo_file):
     for meter in meters:
         assert by_kind[meter.kind]["device_key"] == str(meter.device_key)
         assert by_kind[meter.kind]["device_secret"] == meter.device_secret
+
+
+@pytest.mark.django_db
+def test_other_apps_extend_the_demo_through_the_registry(demo_file, monkeypatch):
+    """An app downstream of energy adds its part of the demo without energy importing it."""
+    monkeypatch.setattr(demo, "_extensions", {})
+    seen = {}
+
+    def extend(*, organization, user, site, meters):
+        seen.update(organization=organization.name, site=site.name, kinds=sorted(meters), user=user.username)
+        return {"tariff": "demo two-rate"}
+
+    demo_extension_register("billing", extend)
+    data = demo_ensure(state_path=demo_file)
+    assert seen == {"organization": "Joulepoint Demo", "site": "Demo Depot", "kinds": sorted(KINDS), "user": "demo"}
+    assert data["billing"] == {"tariff": "demo two-rate"}
+    assert json.loads(demo_file.read_text())["billing"] == {"tariff": "demo two-rate"}
 
 
 @pytest.mark.django_db
