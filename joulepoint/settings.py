@@ -101,6 +101,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL")
+# Must exceed channels_redis's 5 s blocking receive (RedisChannelLayer.brpop_timeout).
+CHANNEL_LAYER_SOCKET_TIMEOUT = envfloat("CHANNEL_LAYER_SOCKET_TIMEOUT", 15.0)
+if CHANNEL_LAYER_SOCKET_TIMEOUT <= 5:
+    raise ImproperlyConfigured("CHANNEL_LAYER_SOCKET_TIMEOUT must exceed the channel layer's 5 s blocking receive")
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "joulepoint.platform.cache.PooledClientRedisCache", "LOCATION": REDIS_URL}}
     # capacity: messages a channel may hold before sends to it are dropped (a relay channel carries
@@ -108,7 +112,15 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000},
+            "CONFIG": {
+                # redis-py 8 reads with a 5 s socket timeout by default, the same 5 s that
+                # channels_redis blocks in BZPOPMIN/BRPOP for a message: an idle socket's receive
+                # then fails with TimeoutError and the consumer is closed (channels_redis #422,
+                # redis-py #4091). A read timeout longer than the blocking pop keeps idle receives
+                # normal and still notices a dead connection (None would wait forever).
+                "hosts": [{"address": REDIS_URL, "socket_timeout": CHANNEL_LAYER_SOCKET_TIMEOUT}],
+                "capacity": 1000,
+            },
         }
     }
 else:
