@@ -182,7 +182,10 @@ REST_FRAMEWORK = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Joulepoint Edge API",
-    "DESCRIPTION": "Telemetry ingest, analytics, power quality, automations, MLOps and billing.",
+    # What is served today; an app adds itself here when its routes land.
+    "DESCRIPTION": "Telemetry ingest, live streams, analytics, power quality and automations. Integrators "
+    "authenticate with OAuth2 (`/o/token/`); devices with their key in X-Device-Key, optionally signing the "
+    "body in X-Signature.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
