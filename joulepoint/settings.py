@@ -230,7 +230,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_BODY_BYTES
 INGEST_MAX_BATCH = envint("INGEST_MAX_BATCH", 5000)
 INGEST_MAX_FUTURE_SECONDS = envint("INGEST_MAX_FUTURE_SECONDS", 300)
 # A register increase across a longer silence is reported as gap energy, never poured into the
-# interval of the reading that ends the gap (docs/analytics.md, "Gaps").
+# interval of the reading that ends the gap (docs/analytics.md, KPI definitions, "Gaps").
 ANALYTICS_MAX_GAP_SECONDS = envint("ANALYTICS_MAX_GAP_SECONDS", 3600)
 DEVICE_RATE_LIMIT_PER_MINUTE = envint("DEVICE_RATE_LIMIT_PER_MINUTE", 600)
 # Power quality and protection detection in the ingest path (docs/power-quality.md). On by
