@@ -10,6 +10,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.utils import timezone
 
+import energy.analytics.tasks  # noqa: F401  (registers the refresh task ingest queues by name, as a worker's start does)
 from energy.analytics.models import AnalyticsSettings, ReadingRollup1h, ReadingRollup1m, ReadingRollup15m, RollupDirty
 from energy.analytics.retention import retention_enforce, retention_enforce_all
 from energy.analytics.rollups import rollups_refresh_pending
