@@ -126,9 +126,13 @@ def _showmigrations() -> str:
 @pytest.mark.django_db
 def test_a_database_that_applied_some_of_them_migrates_through_the_replaced_files():
     """Why the replaced files stay: half-way, the squash cannot run (its tables partly exist)."""
+    # Such a database cannot have applied what came after the squash either.
+    graph = MigrationLoader(connection).graph
+    later = [key for key in graph.nodes if key[0] == "energy" and key not in graph.forwards_plan(SQUASHED)]
     _record_only([("energy", "0002_devicecommand"), ("energy", "0002_power_quality")])
+    MigrationRecorder(connection).migration_qs.filter(app="energy", name__in=[name for _, name in later]).delete()
 
     executor = MigrationExecutor(connection)
     assert SQUASHED not in executor.loader.graph.nodes
     plan = [(m.app_label, m.name) for m, _backwards in executor.migration_plan(executor.loader.graph.leaf_nodes())]
-    assert sorted(plan) == sorted(REPLACED[2:])
+    assert sorted(plan) == sorted(REPLACED[2:] + later)
