@@ -149,3 +149,22 @@ def event_counts(*, organization, subject: Subject, time_range: TimeRange) -> di
 def sum_or_none(*values):
     present = [value for value in values if value is not None]
     return sum(present) if present else None
+
+
+def interval_energy(*, organization, meter_ids: list[int], start: datetime, end: datetime) -> list[tuple]:
+    """Per meter and 15-minute UTC bucket in [start, end) of the organization's meters, current:
+    `(meter_id, ts, import_kwh_inc, export_kwh_inc, import_register_last, power_avg_w, readings)`
+    in (meter, ts) order, as floats from the database (None where a bucket lacks the value).
+    The read other apps (billing) cost energy from; they never read the rollup tables themselves."""
+    own = list(Meter.objects.for_org(organization).filter(pk__in=meter_ids).values_list("pk", flat=True))
+    if not own:
+        return []
+    rollups_ensure_current(meter_ids=own)
+    queryset = (
+        ReadingRollup15m.objects.filter(meter_id__in=own, ts__gte=start, ts__lt=end)
+        .order_by("meter_id", "ts")
+        .values_list(
+            "meter_id", "ts", "total_energy_inc", "export_energy_inc", "total_energy_last", "total_power_avg", "n"
+        )
+    )
+    return [(row[0], as_datetime(row[1]), *row[2:]) for row in raw_rows(queryset)]
