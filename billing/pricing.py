@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -134,9 +134,10 @@ def _local_days(start: datetime, end: datetime, tz: ZoneInfo):
     """(local date, covered seconds, that day's length in seconds) for each local day touched."""
     day = start.astimezone(tz).date()
     while True:
-        midnight = datetime(day.year, day.month, day.day, tzinfo=tz)
-        following = midnight + timedelta(days=1)
-        # Wall-clock arithmetic: a DST day is 23 or 25 hours long.
+        # Local midnights, compared and subtracted in UTC: a DST day is 23 or 25 hours long.
+        following_day = day + timedelta(days=1)
+        midnight = datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC)
+        following = datetime(following_day.year, following_day.month, following_day.day, tzinfo=tz).astimezone(UTC)
         lo, hi = max(start, midnight), min(end, following)
         if lo >= end:
             return
