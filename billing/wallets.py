@@ -29,6 +29,8 @@ from billing.money import currency_valid
 from joulepoint.events import publish
 
 MAX_AMOUNT = Decimal("1000000000")
+PLACES = 4  # the ledger's columns (billing.models.tariffs.MONEY)
+QUANTUM = Decimal(1).scaleb(-PLACES)
 KINDS_POSITIVE = {WalletTransaction.Kind.CREDIT, WalletTransaction.Kind.TOPUP, WalletTransaction.Kind.REFUND}
 
 
@@ -96,7 +98,9 @@ def wallet_move(
         raise LedgerError("idempotency_key", "1-200 characters are required")
     if kind == WalletTransaction.Kind.ADJUSTMENT and not reason.strip():
         raise LedgerError("reason", "an adjustment needs a reason")
-    signed = _signed(kind, amount)
+    if amount.as_tuple().exponent < -PLACES:
+        raise LedgerError("amount", f"at most {PLACES} decimal places")
+    signed = _signed(kind, amount).quantize(QUANTUM)  # as stored, so a repeat compares and answers alike
     wallet = Wallet.objects.select_for_update().get(pk=wallet_id, organization_id=organization_id)
     if not currency_valid(currency) or currency != wallet.currency:
         raise LedgerError("currency", f"the wallet's currency is {wallet.currency}")

@@ -12,7 +12,7 @@ from rest_framework import serializers
 
 from billing.accounts import account_errors
 from billing.models import Account, Statement, Tariff, TariffVersion, Wallet, WalletTransaction
-from billing.money import MoneyInvalid, currency_valid, decimal_of
+from billing.money import MoneyInvalid, currency_valid, decimal_of, round_money
 from billing.tariffs.validation import PeriodsInvalid, periods_parse
 from energy.models import Meter, MeterGroup, Site
 from joulepoint.tenancy.viewsets import TenantRelatedField
@@ -212,6 +212,12 @@ class StatementSerializer(serializers.ModelSerializer):
             "prepaid_debited", "data_quality", "created_at", "html_url",
         ]  # fmt: skip
         read_only_fields = fields
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        for name in ("subtotal", "tax", "total", "prepaid_debited"):  # in the currency's minor unit
+            data[name] = str(round_money(Decimal(data[name]), instance.currency))
+        return data
 
     def get_html_url(self, obj) -> str:
         return f"/api/energy/billing/statements/{obj.pk}/html"

@@ -168,7 +168,14 @@ def _runs(slots: list[int]) -> list[str]:
 
 
 def _month_runs(months: list[int]) -> str:
-    return f"month {months[0]}" if len(months) == 1 else f"months {','.join(map(str, months))}"
+    runs: list[list[int]] = []
+    for month in months:
+        if runs and runs[-1][1] == month - 1:
+            runs[-1][1] = month
+        else:
+            runs.append([month, month])
+    text = ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+    return f"month {text}" if len(months) == 1 else f"months {text}"
 
 
 def coverage_errors(periods: list[Period], *, field: str = "periods") -> list[str]:

@@ -167,4 +167,9 @@ def interval_energy(*, organization, meter_ids: list[int], start: datetime, end:
             "meter_id", "ts", "total_energy_inc", "export_energy_inc", "total_energy_last", "total_power_avg", "n"
         )
     )
-    return [(row[0], as_datetime(row[1]), *row[2:]) for row in raw_rows(queryset)]
+    return [(row[0], _aware(as_datetime(row[1])), *row[2:]) for row in raw_rows(queryset)]
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite's driver may hand back naive datetimes; the database stores UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
