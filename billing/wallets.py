@@ -29,6 +29,7 @@ from billing.money import currency_valid
 from joulepoint.events import publish
 
 MAX_AMOUNT = Decimal("1000000000")
+MAX_BALANCE = Decimal("1000000000000") / 100  # the balance columns keep 10 integer digits
 PLACES = 4  # the ledger's columns (billing.models.tariffs.MONEY)
 QUANTUM = Decimal(1).scaleb(-PLACES)
 KINDS_POSITIVE = {WalletTransaction.Kind.CREDIT, WalletTransaction.Kind.TOPUP, WalletTransaction.Kind.REFUND}
@@ -114,6 +115,8 @@ def wallet_move(
         return Movement(existing, False)
     before = wallet.balance
     after = before + signed
+    if abs(after) >= MAX_BALANCE:
+        raise LedgerError("amount", f"the balance would leave the ledger's range (below {MAX_BALANCE})")
     if signed < 0 and after < 0 and not allow_arrears and kind != WalletTransaction.Kind.ADJUSTMENT:
         raise WalletFloor("amount", f"would take the balance ({before} {wallet.currency}) below zero")
     try:

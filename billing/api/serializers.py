@@ -18,14 +18,17 @@ from energy.models import Meter, MeterGroup, Site
 from joulepoint.tenancy.viewsets import TenantRelatedField
 
 MAX_MONEY = Decimal("1000000000")
+MAX_RATE = Decimal("10000000")  # rate columns keep 8 integer digits
 
 
 @extend_schema_field({"type": "string", "format": "decimal", "example": "0.2500"})
 class MoneyField(serializers.Field):
     """A decimal string (or an integer); never a float."""
 
-    def __init__(self, *, places: int = 4, minimum: Decimal | None = Decimal(0), **kwargs):
-        self.places, self.minimum = places, minimum
+    def __init__(
+        self, *, places: int = 4, minimum: Decimal | None = Decimal(0), maximum: Decimal = MAX_MONEY, **kwargs
+    ):
+        self.places, self.minimum, self.maximum = places, minimum, maximum
         super().__init__(**kwargs)
 
     def to_internal_value(self, data) -> Decimal:
@@ -35,8 +38,8 @@ class MoneyField(serializers.Field):
             raise serializers.ValidationError(str(exc)) from None
         if self.minimum is not None and value < self.minimum:
             raise serializers.ValidationError(f"must be at least {self.minimum}")
-        if abs(value) > MAX_MONEY:
-            raise serializers.ValidationError(f"must be at most {MAX_MONEY}")
+        if abs(value) > self.maximum:
+            raise serializers.ValidationError(f"must be at most {self.maximum}")
         return value
 
     def to_representation(self, value) -> str:
@@ -62,10 +65,10 @@ def _periods(value, field: str, required: bool):
 class TariffVersionSerializer(serializers.ModelSerializer):
     periods = serializers.JSONField(help_text="Energy TOU periods (docs/billing.md)")
     demand_periods = serializers.JSONField(required=False, help_text="TOU demand periods, optional")
-    export_rate = MoneyField(places=6, required=False, allow_null=True)
+    export_rate = MoneyField(places=6, maximum=MAX_RATE, required=False, allow_null=True)
     fixed_per_day = MoneyField(required=False)
     fixed_per_month = MoneyField(required=False)
-    demand_rate = MoneyField(places=6, required=False)
+    demand_rate = MoneyField(places=6, maximum=MAX_RATE, required=False)
     minimum_charge = MoneyField(required=False)
     tax_pct = MoneyField(places=3, required=False)
 
@@ -119,6 +122,10 @@ class TariffSerializer(serializers.ModelSerializer):
                 raise serializers.ValidationError({"subdivision": f"not a subdivision of {country}"})
         elif subdivision:
             raise serializers.ValidationError({"subdivision": "needs a country"})
+        currency = attrs.get("currency")
+        changed = self.instance is not None and currency and currency != self.instance.currency
+        if changed and self.instance.accounts.filter(wallet__isnull=False).exclude(wallet__currency=currency).exists():
+            raise serializers.ValidationError({"currency": "accounts on this tariff have wallets in another currency"})
         return attrs
 
 
@@ -168,6 +175,13 @@ class AccountSerializer(serializers.ModelSerializer):
 class RangeSerializer(serializers.Serializer):
     start = serializers.DateTimeField(required=False, help_text="Inclusive; default: the current cycle's start")
     end = serializers.DateTimeField(required=False, help_text="Exclusive; default: now")
+
+    def _bounded(self, value):
+        if not 1970 <= value.year <= 2200:
+            raise serializers.ValidationError("must be between the years 1970 and 2200")
+        return value
+
+    validate_start = validate_end = _bounded
 
 
 class BillLineSerializer(serializers.Serializer):

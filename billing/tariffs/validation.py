@@ -90,6 +90,9 @@ def _tiers(raw: dict, where: str, errors: list[str], *, allow_negative: bool = F
         except MoneyInvalid as exc:
             errors.append(f"{where}.rate: {exc}" if "tiers" not in raw else f"{where}.tiers[{n}].rate: {exc}")
             continue
+        if abs(rate) >= Decimal("100000000"):
+            errors.append(f"{where}.rate: must be below 100000000")
+            continue
         if rate < 0 and not allow_negative:
             errors.append(f"{where}.rate: must not be negative")
             continue
