@@ -76,6 +76,4 @@ def prepaid_accounts_due(*, now: datetime | None = None) -> list[int]:
     """Prepaid accounts with a completed interval not yet charged."""
     horizon = floor_quarter(now or timezone.now())
     due = Account.objects.filter(mode=Account.Mode.PREPAID, wallet__isnull=False)
-    return (
-        list(due.exclude(debited_through__gte=horizon).order_by("pk").values_list("pk", flat=True)) if horizon else []
-    )
+    return list(due.exclude(debited_through__gte=horizon).order_by("pk").values_list("pk", flat=True))
