@@ -180,6 +180,7 @@ def bill_compute(
     total_import = total_export = Decimal(0)
     per_version_subtotal: dict[date, Decimal] = defaultdict(Decimal)
     by_ts = sorted(intervals, key=lambda i: i.ts)
+    days: dict[date, tuple[Prices | None, str]] = {}  # local date → (version, day type)
     for cycle_start, cycle_end in cycles:
         lo, hi = max(start, cycle_start), min(end, cycle_end)
         if hi <= lo:
@@ -192,10 +193,12 @@ def bill_compute(
             if not lo <= interval.ts < hi:
                 continue
             local = interval.ts.astimezone(tz)
-            version = version_on(versions, local.date())
+            day = local.date()
+            if day not in days:
+                days[day] = (version_on(versions, day), day_type(day, is_holiday))
+            version, kind = days[day]
             if version is None:
                 continue
-            kind = day_type(local.date(), is_holiday)
             slot = local.hour * 4 + local.minute // 15
             total_import += interval.import_kwh
             total_export += interval.export_kwh

@@ -18,7 +18,7 @@ from energy.analytics.selectors import interval_energy
 from energy.models import Meter
 
 QUARTER = timedelta(minutes=15)
-QUARTER_KWH_PER_W = Decimal("0.00025")  # W averaged over 15 minutes → kWh
+QUARTER_KWH_PER_W_FLOAT = 0.00025  # W averaged over 15 minutes → kWh
 KWH = Decimal("0.000001")
 MAX_LISTED = 20
 
@@ -83,8 +83,10 @@ def account_intervals(
     by_meter: dict[int, list[tuple]] = defaultdict(list)
     for row in rows:
         by_meter[row[0]].append(row)
-    imports: dict[datetime, Decimal] = defaultdict(Decimal)
-    exports: dict[datetime, Decimal] = defaultdict(Decimal)
+    # kWh are measurements (floats in storage): summed per interval as floats, then each interval's
+    # sum becomes a Decimal once (to the micro-kWh). Money starts at the rate: Decimal from there.
+    imports: dict[datetime, float] = defaultdict(float)
+    exports: dict[datetime, float] = defaultdict(float)
     resets: list[dict] = []
     estimated: list[dict] = []
     gaps: list[dict] = []
@@ -94,25 +96,23 @@ def account_intervals(
         meter_rows = by_meter.get(meter_id, [])
         has_register = any(row[4] is not None for row in meter_rows)
         previous_last = None
-        seen = set()
+        seen = 0
         for _meter, ts, inc, export_inc, last, power_avg, _n in meter_rows:
-            seen.add(ts)
+            seen += ts < horizon
             if has_register:
-                imports[ts] += _kwh(inc)
-                exports[ts] += _kwh(export_inc)
+                imports[ts] += inc or 0.0
+                exports[ts] += export_inc or 0.0
                 if last is not None:
                     if previous_last is not None and last < previous_last:
                         resets.append({"meter_id": meter_id, "interval": ts})
                     previous_last = last
             elif power_avg is not None:
-                watts = Decimal(repr(power_avg))
-                imports[ts] += (max(watts, Decimal(0)) * QUARTER_KWH_PER_W).quantize(KWH)
-                exports[ts] += (max(-watts, Decimal(0)) * QUARTER_KWH_PER_W).quantize(KWH)
+                imports[ts] += max(power_avg, 0.0) * QUARTER_KWH_PER_W_FLOAT
+                exports[ts] += max(-power_avg, 0.0) * QUARTER_KWH_PER_W_FLOAT
                 estimated.append({"meter_id": meter_id, "interval": ts})
-        missing = expected - len([ts for ts in seen if ts < horizon])
-        if missing > 0:
-            gaps.append({"meter_id": meter_id, "missing_intervals": missing})
-    intervals = [Interval(ts, imports[ts], exports.get(ts, Decimal(0))) for ts in sorted(imports)]
+        if expected - seen > 0:
+            gaps.append({"meter_id": meter_id, "missing_intervals": expected - seen})
+    intervals = [Interval(ts, _kwh(imports[ts]), _kwh(exports.get(ts))) for ts in sorted(imports)]
     quality = {
         "meters": len(meter_ids),
         "expected_intervals_per_meter": expected,

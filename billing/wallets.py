@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 
 from billing.apps import WALLET_LOW_BALANCE
 from billing.models import Wallet, WalletTransaction
@@ -119,15 +119,13 @@ def wallet_move(
         raise LedgerError("amount", f"the balance would leave the ledger's range (below {MAX_BALANCE})")
     if signed < 0 and after < 0 and not allow_arrears and kind != WalletTransaction.Kind.ADJUSTMENT:
         raise WalletFloor("amount", f"would take the balance ({before} {wallet.currency}) below zero")
-    try:
-        with transaction.atomic():
-            movement = WalletTransaction.objects.create(
-                organization_id=organization_id, wallet=wallet, kind=kind, amount=signed, currency=wallet.currency,
-                balance_after=after, idempotency_key=idempotency_key, reference=reference[:200],
-                source=source[:200], reason=reason, created_by=created_by,
-            )  # fmt: skip
-    except IntegrityError:  # pragma: no cover - the row lock makes this unreachable on PostgreSQL
-        raise IdempotencyConflict("idempotency_key", "a concurrent movement used this key") from None
+    # No savepoint around the INSERT: under the wallet's row lock no other movement of this wallet
+    # can take the key between the lookup above and here (the unique constraint still guards it).
+    movement = WalletTransaction.objects.create(
+        organization_id=organization_id, wallet=wallet, kind=kind, amount=signed, currency=wallet.currency,
+        balance_after=after, idempotency_key=idempotency_key, reference=reference[:200],
+        source=source[:200], reason=reason, created_by=created_by,
+    )  # fmt: skip
     wallet.balance = after
     fields = ["balance"]
     threshold = wallet.low_balance_threshold
