@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -17,9 +16,6 @@ from billing.tariffs.validation import periods_parse
 from energy.analytics.selectors import interval_energy
 from energy.models import Meter
 
-QUARTER = timedelta(minutes=15)
-QUARTER_KWH_PER_W_FLOAT = 0.00025  # W averaged over 15 minutes → kWh
-KWH = Decimal("0.000001")
 MAX_LISTED = 20
 
 
@@ -66,8 +62,12 @@ def holiday_test(*, tariff: Tariff, start: datetime, end: datetime):
     return lambda day: day in calendar
 
 
+ZERO_KWH = Decimal("0.000000")
+
+
 def _kwh(value: float | None) -> Decimal:
-    return Decimal(0) if value is None else Decimal(repr(value)).quantize(KWH)
+    """A measured kWh as a Decimal to the micro-kWh (the float formatted once, correctly rounded)."""
+    return ZERO_KWH if not value else Decimal(f"{value:.6f}")
 
 
 def account_intervals(
@@ -77,55 +77,32 @@ def account_intervals(
 
     Per meter: with a register in the range, energy is the register increments (a counter reset
     counts the new value as energy since zero; energy across a gap lands in the first interval
-    after it). Without one, intervals are estimated as the positive average power x 0.25 h."""
+    after it). Without one, intervals are estimated as the positive average power x 0.25 h. kWh
+    are measurements (floats in storage): each interval's sum becomes a Decimal once, to the
+    micro-kWh; money starts at the rate and is Decimal from there."""
     meter_ids = account_meter_ids(account=account)
-    rows = interval_energy(organization=account.organization_id, meter_ids=meter_ids, start=start, end=end)
-    by_meter: dict[int, list[tuple]] = defaultdict(list)
-    for row in rows:
-        by_meter[row[0]].append(row)
-    # kWh are measurements (floats in storage): summed per interval as floats, then each interval's
-    # sum becomes a Decimal once (to the micro-kWh). Money starts at the rate: Decimal from there.
-    imports: dict[datetime, float] = defaultdict(float)
-    exports: dict[datetime, float] = defaultdict(float)
-    resets: list[dict] = []
-    estimated: list[dict] = []
-    gaps: list[dict] = []
+    energy = interval_energy(organization=account.organization_id, meter_ids=meter_ids, start=start, end=end)
     horizon = min(end, now)
     expected = max(0, int((horizon - start).total_seconds()) // 900) if horizon > start else 0
-    for meter_id in meter_ids:
-        meter_rows = by_meter.get(meter_id, [])
-        has_register = any(row[4] is not None for row in meter_rows)
-        previous_last = None
-        seen = 0
-        for _meter, ts, inc, export_inc, last, power_avg, _n in meter_rows:
-            seen += ts < horizon
-            if has_register:
-                imports[ts] += inc or 0.0
-                exports[ts] += export_inc or 0.0
-                if last is not None:
-                    if previous_last is not None and last < previous_last:
-                        resets.append({"meter_id": meter_id, "interval": ts})
-                    previous_last = last
-            elif power_avg is not None:
-                imports[ts] += max(power_avg, 0.0) * QUARTER_KWH_PER_W_FLOAT
-                exports[ts] += max(-power_avg, 0.0) * QUARTER_KWH_PER_W_FLOAT
-                estimated.append({"meter_id": meter_id, "interval": ts})
-        if expected - seen > 0:
-            gaps.append({"meter_id": meter_id, "missing_intervals": expected - seen})
-    intervals = [Interval(ts, _kwh(imports[ts]), _kwh(exports.get(ts))) for ts in sorted(imports)]
+    gaps = [
+        {"meter_id": meter_id, "missing_intervals": expected - energy.buckets_per_meter.get(meter_id, 0)}
+        for meter_id in meter_ids
+        if expected - energy.buckets_per_meter.get(meter_id, 0) > 0
+    ]
+    intervals = [Interval(ts, _kwh(imported), _kwh(exported)) for ts, imported, exported in energy.intervals]
     quality = {
         "meters": len(meter_ids),
         "expected_intervals_per_meter": expected,
         "gaps": gaps,
         "gap_method": "no estimate: a register's energy across a gap is counted in the first interval after it",
-        "counter_resets": len(resets),
-        "counter_reset_intervals": [_stamp(r) for r in resets[:MAX_LISTED]],
-        "estimated_intervals": len(estimated),
-        "estimated_examples": [_stamp(e) for e in estimated[:MAX_LISTED]],
+        "counter_resets": len(energy.resets),
+        "counter_reset_intervals": [_stamp(meter_id, ts) for meter_id, ts in energy.resets[:MAX_LISTED]],
+        "estimated_intervals": energy.estimated,
+        "estimated_examples": [_stamp(meter_id, ts) for meter_id, ts in energy.estimated_examples],
         "estimate_method": "meters without an energy register: positive average power x 0.25 h per interval",
     }
     return intervals, quality
 
 
-def _stamp(item: dict) -> dict:
-    return {"meter_id": item["meter_id"], "interval": item["interval"].isoformat().replace("+00:00", "Z")}
+def _stamp(meter_id: int, ts: datetime) -> dict:
+    return {"meter_id": meter_id, "interval": ts.isoformat().replace("+00:00", "Z")}
