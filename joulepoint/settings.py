@@ -202,6 +202,7 @@ SPECTACULAR_SETTINGS = {
         "ProtectionEventKindEnum": "energy.power_quality.models.ProtectionEvent.Kind",
         "AutomationActionTypeEnum": "automations.models.ActionType",
         "AlertSeverityEnum": "automations.models.Severity",
+        "WalletTransactionKindEnum": "billing.models.WalletTransaction.Kind",
     },
 }
 
@@ -249,6 +250,9 @@ WS_AUTH_TIMEOUT_SECONDS = envint("WS_AUTH_TIMEOUT_SECONDS", 10)
 WS_LIVE_MAX_SUBSCRIPTIONS = envint("WS_LIVE_MAX_SUBSCRIPTIONS", 500)
 DEVICE_COMMAND_TTL_SECONDS = envint("DEVICE_COMMAND_TTL_SECONDS", 300)
 CELERY_BEAT_SCHEDULE["device-commands-expire"] = {"task": "energy.tasks.device_commands_expire", "schedule": 30.0}
+# Billing (docs/billing.md): prepaid debits of completed 15-minute intervals, statements at cycle end.
+CELERY_BEAT_SCHEDULE["billing-prepaid-debits"] = {"task": "billing.tasks.prepaid_debits", "schedule": 60.0}
+CELERY_BEAT_SCHEDULE["billing-statements"] = {"task": "billing.tasks.statements_due", "schedule": 900.0}
 
 # Analytics (docs/analytics.md). Retention defaults apply to organizations without their own
 # settings row; 0 keeps data forever.

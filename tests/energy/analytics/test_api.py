@@ -97,7 +97,6 @@ def test_bad_parameters_are_400_with_a_clear_message(api, meter, route, params, 
         ({"meter": 1, "group": 2}, "exactly one subject"),
         ({"meter": "abc"}, "positive integer"),
         ({"meter": str(2**64)}, "positive integer"),
-        ({"account": 7}, "billing accounts are not available yet"),
     ],
 )
 def test_bad_subjects_are_400(api, params, message):
