@@ -11,8 +11,10 @@ class AutomationsConfig(AppConfig):
         import automations.tasks  # noqa: F401
         from automations import selectors
         from automations.alerts import ALERT_TRIGGERED
+        from automations.demo import demo_automations_ensure
         from automations.engine.evaluation import on_event
         from energy.analytics.annotations import annotation_reader_register
+        from energy.demo import demo_extension_register
         from joulepoint.events.keys import event_key_register
         from joulepoint.events.services import subscribe
 
@@ -21,3 +23,5 @@ class AutomationsConfig(AppConfig):
         subscribe(on_event)
         # Annotations show in energy's analytics API and dashboard; energy does not import us.
         annotation_reader_register(selectors.annotations_for_meters)
+        # The demo's rules, alerts and webhook (make run); energy does not import us.
+        demo_extension_register("automations", demo_automations_ensure)
