@@ -431,3 +431,15 @@ def test_admin_login_page_stylesheets_are_served(client):
         assert css.status_code == 200, href
         assert css["Content-Type"].startswith("text/css")
         assert b"{" in b"".join(css.streaming_content if css.streaming else [css.content])
+
+
+def test_the_live_simulator_produces_occasional_sags_and_swells_at_the_grid_meter():
+    sim = DepotSimulator(**BERLIN, seed=5, disturbances_per_hour=20)
+    steps = _run(sim, datetime(2025, 6, 20, 10, 0, tzinfo=UTC), hours=2, step_s=5)
+    grid = [r["grid"]["voltage_a"] for _, r in steps]
+    others = [r[kind]["voltage_a"] for _, r in steps for kind in ("load", "pv", "battery", "ev_charger")]
+    sags, swells = sum(v < 0.9 * 230 for v in grid), sum(v > 1.1 * 230 for v in grid)
+    assert sags >= 3 and swells >= 3 and sags + swells < 0.05 * len(grid)  # occasional, one reading each
+    assert all(0.9 * 230 < v < 1.1 * 230 for v in others)
+    quiet = DepotSimulator(**BERLIN, seed=5)  # off by default: seeded runs stay repeatable
+    assert all(0.9 * 230 < r["grid"]["voltage_a"] < 1.1 * 230 for _, r in _run(quiet, steps[0][0], hours=2, step_s=5))
