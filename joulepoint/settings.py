@@ -74,6 +74,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                # The per-site status on the admin's landing page (templates/admin/index.html).
+                "energy.admin.admin_index_status",
             ],
         },
     },

@@ -10,6 +10,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from energy.analytics.annotations import annotations_read
+from energy.live.site_alerts import site_open_alerts
 from energy.models import READING_FIELDS, Meter, MeterGroup, Reading, Site
 
 
@@ -125,3 +126,42 @@ def dashboard_snapshot(*, site: Site, window: timedelta = timedelta(minutes=15),
             for meter in meters
         ],
     }
+
+
+# A meter counts as reporting when its last reading is at most this old.
+REPORTING_WITHIN = timedelta(minutes=15)
+
+
+def site_statuses(*, organization_ids: Iterable[int], now: datetime | None = None) -> list[dict]:
+    """Per site of these organizations: its meters, how many reported within REPORTING_WITHIN,
+    the last reading (aware, in UTC; the caller shows it in the site's zone) and open alerts
+    (energy.live.site_alerts). For the admin's landing page."""
+    now = now or timezone.now()
+    orgs = list(organization_ids)
+    sites = list(dashboard_sites(organization_ids=orgs))
+    last = dict(
+        Reading.objects.for_orgs(orgs)
+        .filter(meter__site__in=sites)
+        .values("meter_id")
+        .annotate(last=Max("ts"))
+        .values_list("meter_id", "last")
+    )
+    meters: dict[int, list[int]] = {}
+    for meter_id, site_id in Meter.objects.for_orgs(orgs).filter(site__in=sites).values_list("pk", "site_id"):
+        meters.setdefault(site_id, []).append(meter_id)
+    alerts: dict[int, int] = {}
+    for alert in site_open_alerts(organization_ids=orgs, site_ids=[site.pk for site in sites]):
+        alerts[alert["site_id"]] = alerts.get(alert["site_id"], 0) + 1
+    statuses = []
+    for site in sites:
+        seen = [last[m] for m in meters.get(site.pk, []) if m in last]
+        statuses.append(
+            {
+                "site": site,
+                "meters": len(meters.get(site.pk, [])),
+                "reporting": sum(ts >= now - REPORTING_WITHIN for ts in seen),
+                "last_reading": max(seen) if seen else None,
+                "open_alerts": alerts.get(site.pk, 0),
+            }
+        )
+    return statuses
