@@ -33,7 +33,7 @@
     el.dataset.meter = meta.id;
     el.dataset.points = "0";
     el.dataset.kind = meta.kind;
-    el.innerHTML = `<h3>${text(meta.name)} <small>${text(meta.kind_label || meta.kind)} · ${text(meta.serial)}</small> <span class="now"></span></h3>`;
+    el.innerHTML = `<h3>${text(meta.name)} <small>${text(meta.kind_label || meta.kind)} · ${text(meta.serial)} · power in kW</small> <span class="now"></span></h3>`;
     $("charts").appendChild(el);
     const xs = meta.series.map((p) => p[0]);
     const ys = meta.series.map((p) => (p[1] == null ? null : p[1] / 1000));
