@@ -38,7 +38,7 @@ RULES = (
             ]
         },
         "alert_severity": Severity.WARNING,
-        "alert_message_template": "Voltage {event.kind} on meter {meter_id}: {event.worst_value:.2f} {event.unit}",
+        "alert_message_template": "Voltage {event.kind}: {event.worst_value:.2f} {event.unit}",
     },
     {
         "name": "Breaker trip",
@@ -46,7 +46,7 @@ RULES = (
         "event_key": PROTECTION_EVENT,
         "jsonlogic": {"==": [{"var": "event.kind"}, "trip"]},
         "alert_severity": Severity.CRITICAL,
-        "alert_message_template": "Breaker tripped on meter {meter_id} at {event.timestamp}",
+        "alert_message_template": "Breaker tripped",
     },
 )
 

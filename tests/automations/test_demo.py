@@ -69,7 +69,8 @@ def test_a_sag_and_a_trip_fire_the_demo_rules_up_to_the_receiver(tmp_path, recei
 
     alerts = {a.rule.name: a for a in Alert.objects.select_related("rule")}
     assert alerts["Voltage sag or swell"].severity == "warning"
-    assert alerts["Voltage sag or swell"].message.startswith(f"Voltage sag on meter {meters['grid'].pk}")
+    assert alerts["Voltage sag or swell"].message.startswith("Voltage sag: 0.78 pu")
+    assert alerts["Voltage sag or swell"].meter_id == meters["grid"].pk
     assert alerts["Breaker trip"].severity == "critical" and alerts["Breaker trip"].status == "active"
     notes = Annotation.objects.order_by("meter_id").values_list("meter_id", "text")
     assert list(notes) == [

@@ -182,7 +182,7 @@
     } else if (key === "alert.triggered") {
       if (p.site_id != null && p.site_id !== siteId) return;
       feed(`Alert (${p.severity}): ${p.message}`, "event alert", Date.now() / 1000);
-      addAlert({ id: p.alert_id, severity: p.severity, status: p.status, message: p.message, created_at: new Date().toISOString() });
+      addAlert({ id: p.alert_id, meter_id: p.meter_id, severity: p.severity, status: p.status, message: p.message, created_at: new Date().toISOString() });
     }
   }
 
@@ -195,7 +195,7 @@
     const li = document.createElement("li");
     li.className = `${a.severity} ${a.status}`;
     li.dataset.alert = a.id;
-    li.innerHTML = `<span class="sev">${text(a.severity)}</span><span class="msg">${text(a.message)}</span><time>${fmtWhen(Date.parse(a.created_at) / 1000)}</time>`;
+    li.innerHTML = `<span class="sev">${text(a.severity)}</span><span class="msg">${a.meter_id != null ? text(meterName(a.meter_id)) + ": " : ""}${text(a.message)}</span><time>${fmtWhen(Date.parse(a.created_at) / 1000)}</time>`;
     if (a.status === "active") {
       const button = document.createElement("button");
       button.type = "button";
