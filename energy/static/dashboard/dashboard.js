@@ -123,15 +123,20 @@
     $("kpi-last").textContent = lastTs ? fmtWhen(lastTs) : "–";
   }
 
-  function feed(text, cls, when) {
+  function feed(message, cls, when) {
+    const t = when || Date.now() / 1000;
     const li = document.createElement("li");
     if (cls) li.className = cls;
+    li.dataset.t = String(t);
     const time = document.createElement("time");
-    time.textContent = fmtWhen(when || Date.now() / 1000);
+    time.textContent = fmtWhen(t);
     li.appendChild(time);
-    li.appendChild(document.createTextNode(text));
+    li.appendChild(document.createTextNode(message));
+    // Newest first, whichever arrives first (snapshot events, notes and live events interleave).
     const list = $("feed");
-    list.insertBefore(li, list.firstChild);
+    let before = list.firstChild;
+    while (before && Number(before.dataset.t) > t) before = before.nextSibling;
+    list.insertBefore(li, before);
     while (list.children.length > 100) list.removeChild(list.lastChild);
   }
 
