@@ -51,7 +51,9 @@ simulate: venv
 # retries, rollups, retention, command expiry; log in var/periodic.log) and the server in the
 # foreground; stopping the server stops the others.
 # With MQTT_URL set (e.g. make run MQTT_URL=mqtt://127.0.0.1:1883) the MQTT bridge runs beside
-# them (log in var/mqtt-bridge.log; docs/live.md).
+# them (log in var/mqtt-bridge.log; docs/live.md). The webhook receiver starts before the demo
+# setup (its history's webhooks find it), so demo-setup's steps are repeated here rather than
+# called as $(MAKE) demo-setup: a recipe naming $(MAKE) runs even under `make -n`.
 MQTT_URL ?=
 run: venv
 	@mkdir -p var; \
@@ -59,7 +61,8 @@ run: venv
 	receiver=$$!; sim=; periodic=; bridge=; \
 	trap 'kill $$receiver $$sim $$periodic $$bridge 2>/dev/null; wait $$receiver $$sim $$periodic $$bridge 2>/dev/null' EXIT; \
 	trap 'exit 130' INT; trap 'exit 143' TERM; \
-	$(MAKE) --no-print-directory demo-setup || exit 1; \
+	$(MANAGE) migrate --noinput -v 0 && $(MANAGE) collectstatic --noinput -v 0 && \
+	  $(MANAGE) demo_setup --url $(URL) || exit 1; \
 	$(MANAGE) simulate --url $(URL) --interval $(SIM_INTERVAL) --stop-with-parent > var/simulator.log 2>&1 & \
 	sim=$$!; \
 	$(MANAGE) periodic_tasks --stop-with-parent > var/periodic.log 2>&1 & \
