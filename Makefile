@@ -48,6 +48,11 @@ lint: venv
 
 # Demo database and credentials: migrate the SQLite default, collect static files (served by
 # WhiteNoise), create or reuse the demo tenant and print its logins (see docs/demo.md).
+# The demo's webhook goes to a receiver on loopback, which the SSRF guard refuses unless told.
+WEBHOOK_PORT ?= 8765
+run demo demo-setup simulate: export AUTOMATIONS_WEBHOOK_ALLOW_PRIVATE = 1
+run demo demo-setup simulate: export DEMO_WEBHOOK_PORT = $(WEBHOOK_PORT)
+
 demo-setup: venv
 	$(MANAGE) migrate --noinput -v 0
 	$(MANAGE) collectstatic --noinput -v 0
@@ -64,18 +69,25 @@ simulate: venv
 # retries, rollups, retention, command expiry; log in var/periodic.log) and the server in the
 # foreground; stopping the server stops the others.
 # With MQTT_URL set (e.g. make run MQTT_URL=mqtt://127.0.0.1:1883) the MQTT bridge runs beside
-# them (log in var/mqtt-bridge.log; docs/live.md).
+# them (log in var/mqtt-bridge.log; docs/live.md). The webhook receiver starts before the demo
+# setup (its history's webhooks find it), so demo-setup's steps are repeated here rather than
+# called as $(MAKE) demo-setup: a recipe naming $(MAKE) runs even under `make -n`.
 MQTT_URL ?=
-run: demo-setup
-	@$(MANAGE) simulate --url $(URL) --interval $(SIM_INTERVAL) --stop-with-parent > var/simulator.log 2>&1 & \
-	sim=$$!; bridge=; \
+run: venv
+	@mkdir -p var; \
+	$(MANAGE) demo_webhook_receiver --port $(WEBHOOK_PORT) > var/webhook-receiver.log 2>&1 & \
+	receiver=$$!; sim=; periodic=; bridge=; \
+	trap 'kill $$receiver $$sim $$periodic $$bridge 2>/dev/null; wait $$receiver $$sim $$periodic $$bridge 2>/dev/null' EXIT; \
+	trap 'exit 130' INT; trap 'exit 143' TERM; \
+	$(MANAGE) migrate --noinput -v 0 && $(MANAGE) collectstatic --noinput -v 0 && \
+	  $(MANAGE) demo_setup --url $(URL) || exit 1; \
+	$(MANAGE) simulate --url $(URL) --interval $(SIM_INTERVAL) --stop-with-parent > var/simulator.log 2>&1 & \
+	sim=$$!; \
 	$(MANAGE) periodic_tasks --stop-with-parent > var/periodic.log 2>&1 & \
 	periodic=$$!; \
 	if [ -n "$(MQTT_URL)" ]; then \
 	  MQTT_URL="$(MQTT_URL)" $(MANAGE) mqtt_bridge > var/mqtt-bridge.log 2>&1 & bridge=$$!; \
 	  echo "MQTT bridge running (pid $$bridge, log var/mqtt-bridge.log) on $(MQTT_URL)"; \
 	fi; \
-	trap 'kill $$sim $$periodic $$bridge 2>/dev/null; wait $$sim $$periodic $$bridge 2>/dev/null' EXIT; \
-	trap 'exit 130' INT; trap 'exit 143' TERM; \
-	echo "Simulator running (pid $$sim, log var/simulator.log), periodic tasks (pid $$periodic, log var/periodic.log); serving $(URL) — Ctrl-C stops all."; \
+	echo "Simulator running (pid $$sim, log var/simulator.log), periodic tasks (pid $$periodic, log var/periodic.log), webhook receiver (pid $$receiver, deliveries in var/webhooks.log); serving $(URL) — Ctrl-C stops all."; \
 	$(SERVER)

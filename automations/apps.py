@@ -10,9 +10,12 @@ class AutomationsConfig(AppConfig):
         # process, not only a worker that autodiscovers them, registers the tasks.
         import automations.tasks  # noqa: F401
         from automations import selectors
-        from automations.alerts import ALERT_TRIGGERED
+        from automations.alerts import ALERT_TRIGGERED, alert_acknowledge_on_site
+        from automations.demo import demo_automations_ensure
         from automations.engine.evaluation import on_event
         from energy.analytics.annotations import annotation_reader_register
+        from energy.demo import demo_extension_register
+        from energy.live.site_alerts import SiteAlertsProvider, site_alerts_provider_register
         from joulepoint.events.keys import event_key_register
         from joulepoint.events.services import subscribe
 
@@ -21,3 +24,9 @@ class AutomationsConfig(AppConfig):
         subscribe(on_event)
         # Annotations show in energy's analytics API and dashboard; energy does not import us.
         annotation_reader_register(selectors.annotations_for_meters)
+        # Open alerts on the admin's landing page and the dashboard, with its acknowledge button.
+        site_alerts_provider_register(
+            SiteAlertsProvider(open_alerts=selectors.site_open_alerts, acknowledge=alert_acknowledge_on_site)
+        )
+        # The demo's rules, alerts and webhook (make run); energy does not import us.
+        demo_extension_register("automations", demo_automations_ensure)

@@ -7,9 +7,22 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from automations.models import Annotation, CircuitBreaker, Delivery, Rule
+from automations.models import Alert, Annotation, CircuitBreaker, Delivery, Rule
 
 ANNOTATION_FIELDS = ("id", "meter_id", "ts", "text", "source", "rule_id")
+SITE_ALERT_FIELDS = ("id", "site_id", "meter_id", "severity", "status", "message", "created_at", "occurrences")
+OPEN_ALERT_STATUSES = (Alert.Status.ACTIVE, Alert.Status.ACKNOWLEDGED)
+
+
+def site_open_alerts(*, organization_ids: Iterable[int], site_ids: Iterable[int], limit: int = 200) -> list[dict]:
+    """Open (active or acknowledged, not cleared) alerts of these sites, newest first: for the
+    admin's landing page and the dashboard (energy.live.site_alerts)."""
+    return list(
+        Alert.objects.for_orgs(list(organization_ids))
+        .filter(site_id__in=list(site_ids), status__in=OPEN_ALERT_STATUSES)
+        .order_by("-created_at", "-id")
+        .values(*SITE_ALERT_FIELDS)[:limit]
+    )
 
 
 def annotations_for_meters(

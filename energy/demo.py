@@ -1,8 +1,9 @@
 """The demo tenant that `make run` serves: one depot with five meters and API credentials.
 
 `demo_ensure` is idempotent: it finds or creates the "Joulepoint Demo" organization, its admin
-user, the "Demo Depot" site, one meter of each kind (grid, load, PV, battery, EV charger), a
-meter group and an OAuth2 client, and writes everything the simulator needs to `var/demo.json`.
+user, the "Demo Depot" site, one meter of each kind (grid, load, PV, battery, EV charger), two
+meter groups ("All loads", "Generation and storage") and an OAuth2 client, and writes
+everything the simulator needs to `var/demo.json`. The month of history is energy.demo_history.
 
 The OAuth2 client secret exists in clear only when it is created (django-oauth-toolkit keeps a
 hash), so it is kept in `var/demo.json` (mode 0600) and reused on later runs while it still
@@ -39,7 +40,18 @@ DEMO_SITE = {
     "latitude": 52.52,
     "longitude": 13.405,
 }
-DEMO_GROUP_NAME = "Demo Depot meters"
+# Groups add meters whose flows add up physically: never the grid connection together with the
+# devices behind it (that counts the same energy twice).
+DEMO_GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    (
+        "All loads",
+        "What the depot consumes: the depot load and the EV charger.",
+        (Meter.Kind.LOAD, Meter.Kind.EV_CHARGER),
+    ),
+    ("Generation and storage", "The rooftop PV and the battery.", (Meter.Kind.PV, Meter.Kind.BATTERY)),
+)
+# The group of earlier demos: it added all five meters together, so it is removed.
+DEMO_GROUP_RETIRED = "Demo Depot meters"
 # (kind, name, serial); the serial is what makes a rerun find the same meter.
 DEMO_METERS: tuple[tuple[str, str, str], ...] = (
     (Meter.Kind.GRID, "Grid connection", "DEMO-GRID-01"),
@@ -136,12 +148,15 @@ def demo_ensure(*, state_path: Path | None = None) -> dict:
             meter.is_active = True
             meter.save(update_fields=["is_active"])
         meters.append(meter)
-    group, _ = MeterGroup.objects.get_or_create(
-        organization=organization,
-        name=DEMO_GROUP_NAME,
-        defaults={"description": "Every meter of the demo depot."},
-    )
-    group.meters.add(*meters)
+    by_kind = {meter.kind: meter for meter in meters}
+    MeterGroup.objects.filter(organization=organization, name=DEMO_GROUP_RETIRED).delete()
+    groups = []
+    for name, description, kinds in DEMO_GROUPS:
+        group, _ = MeterGroup.objects.get_or_create(
+            organization=organization, name=name, defaults={"description": description}
+        )
+        group.meters.set([by_kind[kind] for kind in kinds])
+        groups.append(group)
 
     application, client_secret, created = _demo_credential(organization=organization, user=user, previous=previous)
 
@@ -154,7 +169,8 @@ def demo_ensure(*, state_path: Path | None = None) -> dict:
         "client_secret": client_secret,
         "client_created": created,
         "scopes": application.scope_list,
-        "group_id": group.pk,
+        "group_id": groups[0].pk,
+        "groups": [{"id": group.pk, "name": group.name} for group in groups],
         "site": {
             "id": site.pk,
             "name": site.name,
@@ -174,7 +190,6 @@ def demo_ensure(*, state_path: Path | None = None) -> dict:
             for meter in meters
         ],
     }
-    by_kind = {meter.kind: meter for meter in meters}
     for name, extend in _extensions.items():
         extra = extend(organization=organization, user=user, site=site, meters=by_kind)
         if extra is not None:

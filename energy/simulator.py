@@ -46,6 +46,11 @@ BATTERY_SOC_MIN = 0.10
 BATTERY_SOC_MAX = 0.95
 BATTERY_EFFICIENCY = 0.95  # each way
 EVENING_PEAK = (17, 22)  # local hours when the battery shaves the peak
+# Off-peak top-up: in these local hours the battery charges from the grid up to NIGHT_SOC_TARGET
+# (in winter the PV never exceeds the depot's load, so without it the battery would sit empty).
+NIGHT_CHARGE = (0, 5)
+NIGHT_SOC_TARGET = 0.5
+NIGHT_CHARGE_KW = 8.0
 EV_POWER_KW = (7.0, 11.0)
 EV_SESSION_KWH = (8.0, 35.0)
 # Weekday depot load by local hour (kW): night base, workshop day, evening tail.
@@ -67,6 +72,19 @@ MAX_INTEGRATION_SECONDS = 900.0
 REGISTER_EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
 REGISTER_RATE_KW = {"grid": 65.0, "load": 32.0, "pv": PV_INVERTER_KW, "battery": BATTERY_MAX_KW, "ev_charger": 11.5}
 EXPORT_RATE_KW = {"grid": PV_INVERTER_KW + BATTERY_MAX_KW, "battery": BATTERY_MAX_KW}
+
+
+# A disturbance scales the grid meter's phase voltages for one reading: a sag to 0.78 pu and a
+# swell to 1.13 pu are beyond the default thresholds (0.9 and 1.1 pu, IEEE 1159).
+SAG_FACTOR = 0.78
+SWELL_FACTOR = 1.14
+
+
+def disturb(reading: dict, factor: float) -> None:
+    """Scale one reading's phase voltages by `factor` (a sag below 1, a swell above)."""
+    for name in ("voltage_a", "voltage_b", "voltage_c"):
+        if reading.get(name) is not None:
+            reading[name] = round(reading[name] * factor, 1)
 
 
 def solar_elevation_deg(ts: datetime, latitude: float, longitude: float) -> float:
@@ -152,6 +170,11 @@ class DepotSimulator:
     ev_power_kw: float = 0.0
     ev_remaining_kwh: float = 0.0
     last_ts: datetime | None = None
+    # Supply disturbances seen at the grid connection: sags and swells per hour on average
+    # (0: none, so a seeded run stays repeatable). The PQ-class instrument is the grid meter.
+    disturbances_per_hour: float = 0.0
+    # While set (a tripped charger breaker), no EV session runs.
+    ev_blocked: bool = False
 
     def __post_init__(self) -> None:
         self.tz = ZoneInfo(self.timezone)
@@ -217,6 +240,9 @@ class DepotSimulator:
         return kw * 1000
 
     def _ev_w(self, local: datetime, dt: float) -> float:
+        if self.ev_blocked:
+            self.ev_power_kw, self.ev_remaining_kwh = 0.0, 0.0
+            return 0.0
         if self.ev_power_kw > 0:
             self.ev_remaining_kwh -= self.ev_power_kw * dt / 3600
             if self.ev_remaining_kwh <= 0:
@@ -232,13 +258,20 @@ class DepotSimulator:
         return _clip(self.ev_power_kw * (1 + ripple), *EV_POWER_KW) * 1000
 
     def _battery_w(self, local: datetime, dt: float, surplus_w: float) -> float:
-        """+ charging from PV surplus, - discharging at the evening peak, within SoC limits."""
+        """+ charging from PV surplus (and off-peak at night up to a target), - discharging at the
+        evening peak, within SoC limits."""
         dt_h = dt / 3600
         max_w = BATTERY_MAX_KW * 1000
         if surplus_w > 200 and self.soc < BATTERY_SOC_MAX:
             charge = min(surplus_w, max_w)
             if dt_h > 0:
                 room_wh = (BATTERY_SOC_MAX - self.soc) * BATTERY_KWH * 1000 / BATTERY_EFFICIENCY
+                charge = min(charge, room_wh / dt_h)
+            return charge
+        if NIGHT_CHARGE[0] <= local.hour < NIGHT_CHARGE[1] and self.soc < NIGHT_SOC_TARGET:
+            charge = NIGHT_CHARGE_KW * 1000
+            if dt_h > 0:
+                room_wh = (NIGHT_SOC_TARGET - self.soc) * BATTERY_KWH * 1000 / BATTERY_EFFICIENCY
                 charge = min(charge, room_wh / dt_h)
             return charge
         demand_w = -surplus_w
@@ -315,6 +348,9 @@ class DepotSimulator:
             readings[kind] = reading
         readings["pv"]["irradiance_w_m2"] = round(irradiance, 1)
         readings["battery"]["soc_pct"] = round(self.soc * 100, 2)
+        rate = self.disturbances_per_hour
+        if rate > 0 and dt > 0 and self.rng.random() < 1 - math.exp(-rate * dt / 3600):
+            disturb(readings["grid"], self.rng.choice((SAG_FACTOR, SWELL_FACTOR)))
         return readings
 
     def _flows(self, powers: dict[str, float]) -> dict[str, _Flow]:

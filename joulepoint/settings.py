@@ -74,6 +74,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                # The per-site status on the admin's landing page (templates/admin/index.html).
+                "energy.admin.admin_index_status",
             ],
         },
     },
@@ -280,6 +282,8 @@ AUTOMATIONS_WEBHOOK_MAX_RESPONSE_BYTES = envint("AUTOMATIONS_WEBHOOK_MAX_RESPONS
 AUTOMATIONS_WEBHOOK_SEQUENTIAL_MS = envfloat("AUTOMATIONS_WEBHOOK_SEQUENTIAL_MS", 100)
 # Off in production: webhooks may not target private, loopback or link-local addresses.
 AUTOMATIONS_WEBHOOK_ALLOW_PRIVATE = envbool("AUTOMATIONS_WEBHOOK_ALLOW_PRIVATE", False)
+# The port of the demo's webhook receiver on 127.0.0.1 (make run; automations.demo).
+DEMO_WEBHOOK_PORT = envint("DEMO_WEBHOOK_PORT", 8765)
 AUTOMATIONS_RELAY_COMMAND_EXPIRY_SECONDS = envint("AUTOMATIONS_RELAY_COMMAND_EXPIRY_SECONDS", 900)
 # alert.triggered chains: a rule fired by an alert may raise another alert up to this depth.
 AUTOMATIONS_MAX_CHAIN_DEPTH = envint("AUTOMATIONS_MAX_CHAIN_DEPTH", 3)

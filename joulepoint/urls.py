@@ -5,6 +5,12 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from oauth2_provider import urls as oauth2_urls
 
+# The admin is the facility managers' back office: our name on it, and "View site" opens the dashboard.
+admin.site.site_header = "Joulepoint Edge"
+admin.site.site_title = "Joulepoint Edge"
+admin.site.index_title = "Sites and settings"
+admin.site.site_url = "/dashboard/"
+
 handler400 = "joulepoint.platform.api.json_bad_request"
 handler404 = "joulepoint.platform.api.json_not_found"
 handler500 = "joulepoint.platform.api.json_server_error"

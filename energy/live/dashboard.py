@@ -12,8 +12,10 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import re_path, reverse_lazy
+from django.views.decorators.http import require_POST
 
 from energy.live import selectors
+from energy.live.site_alerts import site_alert_acknowledge
 from joulepoint.tenancy.selectors import user_organization_ids
 
 LOGIN_URL = reverse_lazy("dashboard-login")
@@ -50,6 +52,26 @@ def site_snapshot(request, site_id: int):
     return JsonResponse(selectors.dashboard_snapshot(site=site))
 
 
+@require_POST
+def alert_acknowledge(request, site_id: int, alert_id: int):
+    """The dashboard's Acknowledge button (session and CSRF token, like the page). A member with
+    a write role acknowledges an open alert of a site of their organizations; anything else is a
+    JSON 4xx: 401 logged out, 404 another tenant's or unknown site or alert, 403 read-only role."""
+    if not request.user.is_authenticated:
+        return JsonResponse({"detail": "Log in first."}, status=401)
+    org_ids = user_organization_ids(user=request.user)
+    site = selectors.dashboard_sites(organization_ids=org_ids).filter(pk=site_id).first()
+    if site is None:
+        return JsonResponse({"detail": "No such site."}, status=404)
+    if site.organization_id not in user_organization_ids(user=request.user, write=True):
+        return JsonResponse({"detail": "Your role may look but not acknowledge."}, status=403)
+    by = f"user:{request.user.get_username()}"
+    alert = site_alert_acknowledge(organization_id=site.organization_id, site_id=site.pk, alert_id=alert_id, by=by)
+    if alert is None:
+        return JsonResponse({"detail": "No such open alert on this site."}, status=404)
+    return JsonResponse({**alert, "created_at": alert["created_at"].isoformat()})
+
+
 class DashboardLoginView(auth_views.LoginView):
     template_name = "dashboard/login.html"
     redirect_authenticated_user = True
@@ -62,4 +84,9 @@ urlpatterns = [
     re_path(r"^logout/?$", auth_views.LogoutView.as_view(next_page=LOGIN_URL), name="dashboard-logout"),
     re_path(r"^sites/(?P<site_id>[0-9]{1,18})/?$", site_detail, name="dashboard-site"),
     re_path(r"^sites/(?P<site_id>[0-9]{1,18})/snapshot\.json$", site_snapshot, name="dashboard-snapshot"),
+    re_path(
+        r"^sites/(?P<site_id>[0-9]{1,18})/alerts/(?P<alert_id>[0-9]{1,18})/acknowledge/?$",
+        alert_acknowledge,
+        name="dashboard-alert-acknowledge",
+    ),
 ]

@@ -33,6 +33,9 @@ from energy.simulator import (
     BATTERY_SOC_MAX,
     BATTERY_SOC_MIN,
     EVENING_PEAK,
+    NIGHT_CHARGE,
+    NIGHT_CHARGE_KW,
+    NIGHT_SOC_TARGET,
     DepotSimulator,
     MeterCredential,
     ReadingSender,
@@ -62,8 +65,10 @@ def test_demo_ensure_creates_one_depot_with_the_five_meter_kinds(demo_file):
     meters = Meter.objects.filter(organization=org)
     assert sorted(meters.values_list("kind", flat=True)) == sorted(KINDS)
     assert set(meters.values_list("site_id", flat=True)) == {site.pk}
-    group = MeterGroup.objects.get(organization=org)
-    assert set(group.meters.values_list("kind", flat=True)) == KINDS
+    # Groups add up physically: the loads together, generation and storage together, and never
+    # the grid connection with the devices behind it (that would count the same energy twice).
+    groups = {g.name: set(g.meters.values_list("kind", flat=True)) for g in MeterGroup.objects.filter(organization=org)}
+    assert groups == {"All loads": {"load", "ev_charger"}, "Generation and storage": {"pv", "battery"}}
 
     # The printed login works and manages the demo organization in the admin.
     user = authenticate(username="demo", password=DEMO_PASSWORD)
@@ -111,7 +116,7 @@ def test_demo_ensure_twice_reuses_the_demo_organization_and_credentials(demo_fil
     assert Organization.objects.filter(name="Joulepoint Demo").count() == 1
     assert Site.objects.count() == 1
     assert Meter.objects.count() == 5
-    assert MeterGroup.objects.count() == 1
+    assert MeterGroup.objects.count() == 2
     assert Application.objects.count() == 1
     assert second["organization_id"] == first["organization_id"]
     assert second["meters"] == first["meters"]
@@ -241,7 +246,7 @@ def test_grid_is_load_plus_ev_plus_battery_charge_minus_pv_minus_discharge(summe
             assert r["grid"]["total_power"] == pytest.approx(expected, abs=0.11)
 
 
-def test_battery_charges_on_pv_surplus_discharges_at_evening_peak_within_soc_limits(summer_days):
+def test_battery_charges_on_pv_surplus_or_off_peak_discharges_at_evening_peak_within_soc_limits(summer_days):
     tz = ZoneInfo("Europe/Berlin")
     charged = discharged = False
     for now, r in summer_days:
@@ -251,7 +256,10 @@ def test_battery_charges_on_pv_surplus_discharges_at_evening_peak_within_soc_lim
         if battery > 0:
             charged = True
             surplus = r["pv"]["total_power"] - r["load"]["total_power"] - r["ev_charger"]["total_power"]
-            assert battery <= surplus + 0.11  # never charges from the grid
+            if not NIGHT_CHARGE[0] <= now.astimezone(tz).hour < NIGHT_CHARGE[1]:
+                assert battery <= surplus + 0.11  # from the grid only off-peak at night
+            else:
+                assert battery <= NIGHT_CHARGE_KW * 1000 and soc <= NIGHT_SOC_TARGET + 0.05
         elif battery < 0:
             discharged = True
             assert EVENING_PEAK[0] <= now.astimezone(tz).hour < EVENING_PEAK[1]
@@ -423,3 +431,15 @@ def test_admin_login_page_stylesheets_are_served(client):
         assert css.status_code == 200, href
         assert css["Content-Type"].startswith("text/css")
         assert b"{" in b"".join(css.streaming_content if css.streaming else [css.content])
+
+
+def test_the_live_simulator_produces_occasional_sags_and_swells_at_the_grid_meter():
+    sim = DepotSimulator(**BERLIN, seed=5, disturbances_per_hour=20)
+    steps = _run(sim, datetime(2025, 6, 20, 10, 0, tzinfo=UTC), hours=2, step_s=5)
+    grid = [r["grid"]["voltage_a"] for _, r in steps]
+    others = [r[kind]["voltage_a"] for _, r in steps for kind in ("load", "pv", "battery", "ev_charger")]
+    sags, swells = sum(v < 0.9 * 230 for v in grid), sum(v > 1.1 * 230 for v in grid)
+    assert sags >= 3 and swells >= 3 and sags + swells < 0.05 * len(grid)  # occasional, one reading each
+    assert all(0.9 * 230 < v < 1.1 * 230 for v in others)
+    quiet = DepotSimulator(**BERLIN, seed=5)  # off by default: seeded runs stay repeatable
+    assert all(0.9 * 230 < r["grid"]["voltage_a"] < 1.1 * 230 for _, r in _run(quiet, steps[0][0], hours=2, step_s=5))

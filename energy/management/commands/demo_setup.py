@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from django.core.management.base import BaseCommand
 
 from energy.demo import demo_ensure, demo_state_path
+from energy.demo_history import HISTORY_DAYS, demo_history_backfill
+from energy.models import Meter, Site
 
 
 class Command(BaseCommand):
@@ -17,10 +20,30 @@ class Command(BaseCommand):
         parser.add_argument("--url", default="http://127.0.0.1:8000", help="Where the platform is served (printed)")
         parser.add_argument("--state", default=None, help="Where to write the demo credentials (var/demo.json)")
         parser.add_argument("--json", action="store_true", dest="as_json", help="Print the credentials as JSON")
+        parser.add_argument(
+            "--history-days",
+            type=int,
+            default=HISTORY_DAYS,
+            help=f"Days of simulated history stored before the first reading (default {HISTORY_DAYS}; 0: none)",
+        )
+        parser.add_argument("--sim-state", default=None, help="The simulator's state file (var/simulator-state.json)")
 
-    def handle(self, *args, url: str, state: str | None, as_json: bool, **options):
+    def handle(self, *args, url: str, state: str | None, as_json: bool, history_days: int, **options):
         path = state or demo_state_path()
         data = demo_ensure(state_path=path)
+        history = "none asked for"
+        if history_days > 0:
+            site = Site.objects.get(pk=data["site"]["id"])
+            meters = {meter.kind: meter for meter in Meter.objects.filter(pk__in=[m["id"] for m in data["meters"]])}
+            sim_state = options.get("sim_state")
+            result = demo_history_backfill(
+                site=site, meters=meters, days=history_days, state_path=Path(sim_state) if sim_state else None
+            )
+            history = (
+                f"{result.stored} readings of {history_days} days stored in {result.seconds:.1f} s"
+                if result.stored
+                else "already stored (kept)"
+            )
         if as_json:
             self.stdout.write(json.dumps(data, indent=2))
             return
@@ -43,6 +66,7 @@ class Command(BaseCommand):
             "  Read readings  curl -s -H 'Authorization: Bearer TOKEN' \\",
             f"                   '{url}/api/energy/energy-data/?meter={shown['id']}&ordering=-ts&limit=5'",
             f"  All five meters' device keys and secrets: {path}",
+            f"  History        {history}",
             "",
         ]
         self.stdout.write("\n".join(lines))

@@ -8,15 +8,11 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from energy.demo import demo_state_path
+from energy.demo_history import simulator_state_path, simulator_state_save
 from energy.simulator import DepotSimulator, MeterCredential, ReadingSender
-
-
-def simulator_state_path() -> Path:
-    return Path(settings.BASE_DIR) / "var" / "simulator-state.json"
 
 
 class Command(BaseCommand):
@@ -32,6 +28,12 @@ class Command(BaseCommand):
         parser.add_argument("--config", default=None, help="Demo credentials file (default var/demo.json)")
         parser.add_argument("--state", default=None, help="Registers and battery state (var/simulator-state.json)")
         parser.add_argument("--seed", type=int, default=None, help="Random seed, for repeatable runs")
+        parser.add_argument(
+            "--disturbances-per-hour",
+            type=float,
+            default=4.0,
+            help="Voltage sags and swells at the grid meter per hour on average (0: none; default 4)",
+        )
         parser.add_argument(
             "--stop-with-parent", action="store_true", help="Exit when the process that started this one is gone"
         )
@@ -58,6 +60,7 @@ class Command(BaseCommand):
             latitude=site.get("latitude"),
             longitude=site.get("longitude"),
             seed=options["seed"],
+            disturbances_per_hour=max(0.0, options["disturbances_per_hour"]),
         )
         state = self._load_state(state_path, config)
         if state:
@@ -136,8 +139,4 @@ class Command(BaseCommand):
 
     @staticmethod
     def _save_state(path: Path, config: dict, simulator: DepotSimulator) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        keys = sorted(m["device_key"] for m in config["meters"])
-        tmp.write_text(json.dumps({"device_keys": keys, "simulator": simulator.state()}, indent=2))
-        os.replace(tmp, path)
+        simulator_state_save(path, [m["device_key"] for m in config["meters"]], simulator)

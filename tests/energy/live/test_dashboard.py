@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.test import Client
 from django.utils import timezone
 
+from automations.models import Alert
 from energy.ingest import store
+from energy.power_quality.models import PQEvent
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -90,3 +93,72 @@ def test_dashboard_script_draws_annotations():
     with open(finders.find("dashboard/dashboard.js"), encoding="utf-8") as script:
         body = script.read()
     assert "annotation.created" in body and "snap.annotations" in body
+
+
+def _hourly(meter, start, hours: int, kw: float, register: float = 100.0) -> None:
+    items = [
+        {
+            "timestamp": (start + timedelta(hours=h)).isoformat(),
+            "total_power": kw * 1000,
+            "total_energy": register + kw * h,
+        }
+        for h in range(hours + 1)
+    ]
+    store.reading_batch_ingest(device=meter, items=items, source="test")
+
+
+def test_snapshot_has_kind_labels_energy_tiles_events_and_open_alerts(logged_in, org, site):
+    grid = factories.MeterFactory(site=site, kind="ev_charger", name="Charger")
+    now = timezone.now()
+    _hourly(grid, now - timedelta(hours=30), 30, kw=2.0)
+    start = now - timedelta(minutes=30)
+    PQEvent.objects.create(
+        organization=org, meter=grid, kind="sag", start=start, last_violation_at=start, worst_value=0.8, threshold=0.9,
+        unit="pu",
+    )  # fmt: skip
+    Alert.objects.create(organization=org, site=site, severity="critical", message="Breaker tripped", event_id="e1")
+    Alert.objects.create(organization=org, site=site, message="gone", event_id="e2", status=Alert.Status.CLEARED)
+
+    snap = logged_in.get(f"/dashboard/sites/{site.pk}/snapshot.json").json()
+
+    assert [m["kind_label"] for m in snap["meters"]] == ["EV charger"]
+    assert [(e["key"], e["payload"]["kind"]) for e in snap["events"]] == [("pq.event", "sag")]
+    assert [(a["severity"], a["message"], a["status"]) for a in snap["alerts"]] == [
+        ("critical", "Breaker tripped", "active")
+    ]
+    # No grid meter here: the tiles say so (null), they do not add the charger in.
+    assert snap["energy"]["today"] == {"grid_import_kwh": None, "pv_kwh": None}
+
+
+def test_energy_tiles_count_the_grid_import_of_today_and_this_month(logged_in, org, site):
+    grid = factories.MeterFactory(site=site, kind="grid", name="Grid")
+    now = timezone.now().replace(minute=0, second=0, microsecond=0)
+    _hourly(grid, now - timedelta(hours=3), 3, kw=10.0)  # 10 kWh an hour, all within this month or today
+
+    energy = logged_in.get(f"/dashboard/sites/{site.pk}/snapshot.json").json()["energy"]
+
+    local_hour = timezone.localtime(now, ZoneInfo(site.timezone)).hour
+    assert energy["today"]["grid_import_kwh"] == pytest.approx(10.0 * min(3, local_hour))
+    assert energy["month"]["grid_import_kwh"] >= energy["today"]["grid_import_kwh"]
+
+
+def test_acknowledge_an_alert_from_the_dashboard_with_tenant_and_role_checks(logged_in, org, other_org, site, member):
+    mine = Alert.objects.create(organization=org, site=site, severity="warning", message="sag", event_id="e1")
+    foreign_site = factories.SiteFactory(organization=other_org)
+    theirs = Alert.objects.create(organization=other_org, site=foreign_site, message="theirs", event_id="e2")
+    url = f"/dashboard/sites/{site.pk}/alerts/{{}}/acknowledge"
+
+    assert Client().post(url.format(mine.pk)).status_code == 401
+    viewer = Client()
+    viewer.force_login(member)
+    assert viewer.post(url.format(mine.pk)).status_code == 403
+    assert logged_in.post(url.format(theirs.pk)).status_code == 404  # another tenant's alert
+    assert logged_in.post(f"/dashboard/sites/{foreign_site.pk}/alerts/{theirs.pk}/acknowledge").status_code == 404
+    assert logged_in.get(url.format(mine.pk)).status_code == 405
+
+    response = logged_in.post(url.format(mine.pk))
+    assert response.status_code == 200 and response.json()["status"] == "acknowledged"
+    mine.refresh_from_db()
+    theirs.refresh_from_db()
+    assert mine.status == "acknowledged" and mine.acknowledged_by.startswith("user:")
+    assert theirs.status == "active"
