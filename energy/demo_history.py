@@ -31,7 +31,6 @@ from django.utils import timezone
 from energy.ingest.store import readings_prepare, readings_store
 from energy.models import Meter, Reading, Site
 from energy.simulator import SAG_FACTOR, SWELL_FACTOR, DepotSimulator, disturb
-from joulepoint.celery import app
 
 HISTORY_DAYS = 30
 HISTORY_STEP = timedelta(minutes=15)  # a billing meter's load-profile interval
@@ -107,8 +106,6 @@ def demo_history_backfill(
     if end - start < step:
         return BackfillResult(None, None, 0, time.perf_counter() - started)
 
-    # Ingest queues tasks by name (rollups, the outbox): a command process loads them first.
-    app.loader.import_default_modules()
     simulator = DepotSimulator(timezone=site.timezone, latitude=site.latitude, longitude=site.longitude, seed=seed)
     tz = simulator.tz
     disturbances = {_local_moment(end, tz, d, hhmm, step): factor for d, hhmm, factor in DISTURBANCES}

@@ -16,7 +16,6 @@ from automations.models import Alert, Annotation, Delivery, Rule
 from energy.demo import demo_ensure
 from energy.ingest.store import reading_batch_ingest
 from energy.models import Meter
-from joulepoint.celery import app
 from tests.net import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -30,7 +29,6 @@ def receiver(tmp_path, settings):
     thread.start()
     settings.AUTOMATIONS_WEBHOOK_ALLOW_PRIVATE = True
     settings.DEMO_WEBHOOK_PORT = server.server_address[1]
-    app.loader.import_default_modules()  # as a server process does (the outbox task by name)
     yield log
     server.shutdown()
     server.server_close()
