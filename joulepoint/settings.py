@@ -22,6 +22,8 @@ PRODUCTION = envbool("PRODUCTION", False)
 SECRET_KEY = env("SECRET_KEY", "embedded-default-insecure-key-change-me")
 if PRODUCTION and SECRET_KEY.startswith("embedded-default"):
     raise ImproperlyConfigured("PRODUCTION=1 needs a real SECRET_KEY")
+# Uploaded and built files (MLOps datasets and models) through Django's storage API.
+MEDIA_ROOT = env("MEDIA_ROOT", str(BASE_DIR / "var" / "media"))
 ALLOWED_HOSTS = env("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver,[::1]").split(",")
 
 INSTALLED_APPS = [

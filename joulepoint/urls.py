@@ -17,4 +17,5 @@ urlpatterns = [
     path("api/energy/", include("energy.api.urls")),
     path("dashboard/", include("energy.live.dashboard")),
     path("api/automations/", include("automations.api.urls")),
+    path("api/ml/", include("mlops.api.urls")),
 ]

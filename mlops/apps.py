@@ -1,17 +1,19 @@
 from django.apps import AppConfig
 
-# MLOps' keys are declared before its services exist: rules and live dashboards already listen
-# for anomalies (docs/automations.md, docs/live.md).
-ML_INFERENCE = "ml.inference"
-ANOMALY_DETECTED = "anomaly.detected"
-
 
 class MlopsConfig(AppConfig):
     name = "mlops"
     verbose_name = "MLOps"
 
     def ready(self) -> None:
+        # Services queue tasks by name: every process registers them, not only a worker.
+        import mlops.tasks  # noqa: F401
         from joulepoint.events.keys import event_key_register
+        from joulepoint.events.services import subscribe
+        from mlops.events import ANOMALY_DETECTED, ML_INFERENCE
+        from mlops.inference.scoring import on_event
 
         event_key_register(ML_INFERENCE)
         event_key_register(ANOMALY_DETECTED)
+        # Ingested batches go to an `ml` worker when the organization serves an anomaly model.
+        subscribe(on_event, keys=["data.ingested"])

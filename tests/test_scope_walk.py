@@ -96,7 +96,8 @@ def classify(pattern: URLPattern, method: str) -> tuple[str, list[str]]:
 def _url(pattern: URLPattern) -> str:
     # Permissions are checked before any object is looked up, so any id does.
     names = list(pattern.pattern.regex.groupindex)
-    assert set(names) <= {"pk"}, f"{pattern.name}: teach the scope walk a value for {names}"
+    # `number`: a dataset's version number (/api/ml/datasets/{pk}/versions/{number}/download).
+    assert set(names) <= {"pk", "number"}, f"{pattern.name}: teach the scope walk a value for {names}"
     return reverse(pattern.name, kwargs={name: 1 for name in names})
 
 

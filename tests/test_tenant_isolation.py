@@ -20,6 +20,15 @@ from energy.api.analytics import AnalyticsView
 from energy.api.authentication import DeviceKeyAuthentication
 from energy.models import DeviceCommand, Gateway, Meter, MeterGroup, Reading, Site
 from energy.power_quality.models import PQConfig, PQEvent, ProtectionEvent
+from mlops.models import (
+    Assignment,
+    Dataset,
+    DatasetVersion,
+    ModelVersion,
+    Promotion,
+    RegisteredModel,
+    TrainingJob,
+)
 from tests import factories
 from tests.routes import SKIPPED_ROUTE_NAMES, api_routes, route_methods
 
@@ -91,6 +100,7 @@ def _rows(org, marker: str) -> dict:
         DeviceCommand: command,
         AnalyticsSettings: analytics_settings,
         **_automation_rows(org, marker, meter),
+        **_mlops_rows(org, marker, meter),
     }
 
 
@@ -111,6 +121,27 @@ def _automation_rows(org, marker: str, meter) -> dict:
     )  # fmt: skip
     annotation = Annotation.objects.create(organization=org, meter=meter, ts=T0, text=f"{marker} note")
     return {Action: action, Rule: rule, Delivery: delivery, Alert: alert, RelayCommand: command, Annotation: annotation}
+
+
+def _mlops_rows(org, marker: str, meter) -> dict:
+    dataset = factories.DatasetFactory(organization=org, name=f"{marker} dataset", meters=[meter])
+    version = factories.DatasetVersionFactory(dataset=dataset, number=1, error=f"{marker} error")
+    model = factories.RegisteredModelFactory(organization=org, name=f"{marker} model")
+    job = factories.TrainingJobFactory(dataset_version=version, model=model, logs=f"{marker} logs")
+    model_version = factories.ModelVersionFactory(model=model, job=job, created_by=f"{marker} trainer")
+    assignment = factories.AssignmentFactory(model=model, meter=meter)
+    promotion = Promotion.objects.create(
+        organization=org, assignment=assignment, alias="production", version=model_version, reason=f"{marker} why"
+    )
+    return {
+        Dataset: dataset,
+        DatasetVersion: version,
+        RegisteredModel: model,
+        TrainingJob: job,
+        ModelVersion: model_version,
+        Assignment: assignment,
+        Promotion: promotion,
+    }
 
 
 @pytest.fixture(autouse=True)
@@ -153,6 +184,10 @@ def detail_kwargs(pattern: URLPattern, model, rows: dict) -> dict:
     names = list(pattern.pattern.regex.groupindex)
     kwargs = {}
     for name in names:
+        if name == "number" and model is Dataset:
+            # /api/ml/datasets/{pk}/versions/{number}/download: the number of the dataset's version.
+            kwargs[name] = rows[DatasetVersion].number
+            continue
         assert name == "pk", f"{pattern.name}: teach the tenant walk which row {name!r} names"
         assert model in rows, f"{pattern.name}: add a sample {model.__name__} row to the tenant walk"
         kwargs[name] = rows[model].pk

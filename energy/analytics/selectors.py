@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import pandas as pd
 from django.core.exceptions import EmptyResultSet
 from django.db import connection
 from django.db.models import Case, Exists, F, FloatField, OuterRef, QuerySet, Value, When
@@ -149,3 +150,19 @@ def event_counts(*, organization, subject: Subject, time_range: TimeRange) -> di
 def sum_or_none(*values):
     present = [value for value in values if value is not None]
     return sum(present) if present else None
+
+
+def rollups_15m_frame(*, meter_ids: list[int], time_range: TimeRange, fields: list[str]) -> pd.DataFrame:
+    """The 15-minute rollups of these meters in the range as a frame: `meter_id`, `ts` (UTC) and
+    each field's bucket average (`<field>`), sorted by meter and time; current (pending windows
+    recomputed first). Other apps (mlops' dataset builds) read energy's history through this."""
+    rollups_ensure_current(meter_ids=meter_ids)
+    columns = [f"{name}_avg" for name in fields]
+    rows = (
+        ReadingRollup15m.objects.filter(meter_id__in=meter_ids, ts__gte=time_range.start, ts__lt=time_range.end)
+        .order_by("meter_id", "ts")
+        .values_list("meter_id", "ts", *columns)
+    )
+    frame = pd.DataFrame.from_records(list(rows), columns=["meter_id", "ts", *fields])
+    frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+    return frame
