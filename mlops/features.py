@@ -62,7 +62,7 @@ def feature_frame(
         if "local_hour" in features:
             frame["local_hour"] = local.hour.astype("int16")
         if "weekday" in features:
-            frame["weekday"] = local.weekday.astype("int16")
+            frame["weekday"] = local.day_of_week.astype("int16")
         if "holiday" in features:
             frame["holiday"] = _holiday_flags(local, holiday_country)
         for name in fields:
