@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_the_anomaly_trainer_registers_an_onnx_model_with_its_threshold_and_baseline(api, trained):
-    model, job, version = trained
+    _model, job, version = trained
     assert job["status"] == "succeeded", (job["error"], job["logs"])
     assert "succeeded" in job["logs"] and job["finished_at"] and job["started_at"]
     assert version["number"] == 1 and version["job"] == job["id"] and version["trainer"] == job["trainer"]
