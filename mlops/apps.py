@@ -8,12 +8,16 @@ class MlopsConfig(AppConfig):
     def ready(self) -> None:
         # Services queue tasks by name: every process registers them, not only a worker.
         import mlops.tasks  # noqa: F401
+        from energy.analytics.forecast import forecast_provider_register
         from joulepoint.events.keys import event_key_register
         from joulepoint.events.services import subscribe
         from mlops.events import ANOMALY_DETECTED, ML_INFERENCE
+        from mlops.forecasting import model_forecast
         from mlops.inference.scoring import on_event
 
         event_key_register(ML_INFERENCE)
         event_key_register(ANOMALY_DETECTED)
         # Ingested batches go to an `ml` worker when the organization serves an anomaly model.
         subscribe(on_event, keys=["data.ingested"])
+        # GET /api/energy/analytics/forecast?method=model serves the subject's production model.
+        forecast_provider_register("model", model_forecast)

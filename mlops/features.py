@@ -64,7 +64,7 @@ def feature_frame(
         if "weekday" in features:
             frame["weekday"] = local.day_of_week.astype("int16")
         if "holiday" in features:
-            frame["holiday"] = _holiday_flags(local, holiday_country)
+            frame["holiday"] = holiday_flags(local, holiday_country)
         for name in fields:
             frame[name] = series[name]
             for feature, seconds in ROLLING.items():
@@ -80,7 +80,7 @@ def feature_frame(
     return pd.concat(parts, ignore_index=True)
 
 
-def _holiday_flags(local: pd.DatetimeIndex, country: str) -> np.ndarray:
+def holiday_flags(local: pd.DatetimeIndex, country: str) -> np.ndarray:
     if not country or len(local) == 0:
         return np.zeros(len(local), dtype="int8")
     years = range(int(local.year.min()), int(local.year.max()) + 1)

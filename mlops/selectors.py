@@ -58,3 +58,18 @@ def anomaly_serving_plan(*, organization_id: int) -> dict[int, dict]:
         entry = plan.setdefault(meter_id, {"zone": meter.site.timezone, "site_id": meter.site_id, "models": {}})
         entry["models"][alias] = described
     return plan
+
+
+def forecast_alias(*, organization_id: int, kind: str, pk: int, meter_ids: list[int], purpose: str):
+    """The production alias (with its version) serving a forecast subject for `purpose`: an
+    assignment to the subject itself (the meter, or the group), else to the site of its meters."""
+    aliases = ModelAlias.objects.filter(
+        organization_id=organization_id, alias="production", assignment__purpose=purpose
+    ).select_related("version", "version__model", "version__dataset_version__dataset", "assignment")
+    exact = aliases.filter(**({"assignment__meter_id": pk} if kind == "meter" else {"assignment__group_id": pk}))
+    found = exact.order_by("-updated_at").first()
+    if found is None and meter_ids:
+        site_ids = set(Meter.objects.filter(pk__in=meter_ids).values_list("site_id", flat=True))
+        if len(site_ids) == 1:
+            found = aliases.filter(assignment__site_id__in=site_ids).order_by("-updated_at").first()
+    return found
