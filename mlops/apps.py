@@ -9,8 +9,10 @@ class MlopsConfig(AppConfig):
         # Services queue tasks by name: every process registers them, not only a worker.
         import mlops.tasks  # noqa: F401
         from energy.analytics.forecast import forecast_provider_register
+        from energy.demo import demo_extension_register
         from joulepoint.events.keys import event_key_register
         from joulepoint.events.services import subscribe
+        from mlops.demo import demo_extend
         from mlops.events import ANOMALY_DETECTED, ML_INFERENCE
         from mlops.forecasting import model_forecast
         from mlops.inference.scoring import on_event
@@ -21,3 +23,5 @@ class MlopsConfig(AppConfig):
         subscribe(on_event, keys=["data.ingested"])
         # GET /api/energy/analytics/forecast?method=model serves the subject's production model.
         forecast_provider_register("model", model_forecast)
+        # make run's demo: an anomaly model on the depot's grid meter, in production.
+        demo_extension_register("mlops", demo_extend)
