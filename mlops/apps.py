@@ -12,6 +12,7 @@ class MlopsConfig(AppConfig):
         from energy.demo import demo_extension_register
         from joulepoint.events.keys import event_key_register
         from joulepoint.events.services import subscribe
+        from mlops.api import schema  # noqa: F401  (registers the OpenAPI trainer-token scheme)
         from mlops.demo import demo_extend
         from mlops.events import ANOMALY_DETECTED, ML_INFERENCE
         from mlops.forecasting import model_forecast

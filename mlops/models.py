@@ -117,6 +117,7 @@ class TrainingJob(TenantModel):
     class Trainer(models.TextChoices):
         ANOMALY = "anomaly_isolation_forest", "Anomaly: IsolationForest + robust z-score baseline"
         DEMAND = "demand_forecaster", "Demand forecaster: gradient boosting on calendar and lag features"
+        EXTERNAL = "external", "External trainer (signed job spec; completes by uploading ONNX)"
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
     model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="jobs")
@@ -132,6 +133,10 @@ class TrainingJob(TenantModel):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # External trainers: SHA-256 of the single-purpose tokens (never the tokens), and their expiry.
+    download_token_hash = models.CharField(max_length=64, blank=True, default="")
+    completion_token_hash = models.CharField(max_length=64, blank=True, default="")
+    tokens_expire_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -20,6 +20,7 @@ from energy.api.analytics import AnalyticsView
 from energy.api.authentication import DeviceKeyAuthentication
 from energy.models import DeviceCommand, Gateway, Meter, MeterGroup, Reading, Site
 from energy.power_quality.models import PQConfig, PQEvent, ProtectionEvent
+from mlops.api.trainer import TrainerTokenAuthentication
 from mlops.models import (
     Assignment,
     Dataset,
@@ -202,6 +203,13 @@ def test_the_walk_sees_the_api():
     assert all(name for name in names), "every API route needs a name so the walk can reverse it"
 
 
+def is_trainer_route(pattern: URLPattern) -> bool:
+    """External trainer doors (a job's own token, not OAuth2): another organization's token is no
+    job token, so the walk expects 401 there, not 404, and no leak."""
+    view_class = getattr(pattern.callback, "cls", None)
+    return TrainerTokenAuthentication in getattr(view_class, "authentication_classes", ())
+
+
 @pytest.mark.parametrize("route,pattern", ROUTES, ids=[route for route, _ in ROUTES])
 def test_route_walked_as_another_tenant(outsider_api, first, own, route, pattern):
     if is_device_route(pattern):
@@ -214,7 +222,11 @@ def test_route_walked_as_another_tenant(outsider_api, first, own, route, pattern
     counts = {m: m.objects.for_org(first[Site].organization).count() for m in first}
 
     for method in route_methods(pattern):
-        if kwargs:
+        if is_trainer_route(pattern):
+            response = getattr(outsider_api, method)(url)
+            assert response.status_code == 401, (method, url, response.status_code, response.content[:300])
+            assert_no_leak(response, first)
+        elif kwargs:
             _detail_is_404(outsider_api, url, method, first)
         elif method == "get" and is_analytics_subject_route(pattern):
             _analytics_subject_is_404(outsider_api, url, first, own)

@@ -21,11 +21,14 @@ from mlops.errors import MlopsConflict, MlopsInvalid
 from mlops.models import DatasetVersion, Purpose, RegisteredModel, TrainingJob
 from mlops.registry.services import model_version_register
 from mlops.training import anomaly, forecaster
+from mlops.training.external import external_job_dispatch
 
 logger = logging.getLogger(__name__)
 TRAINERS = {
     TrainingJob.Trainer.ANOMALY: (Purpose.ANOMALY, anomaly.params_clean, anomaly.anomaly_train),
     TrainingJob.Trainer.DEMAND: (Purpose.DEMAND_FORECAST, forecaster.params_clean, forecaster.demand_train),
+    # Any purpose; its parameters are the trainer's business (passed in the spec as they are).
+    TrainingJob.Trainer.EXTERNAL: (None, lambda params: params, None),
 }
 MAX_TIMEOUT_SECONDS = 6 * 3600
 OPEN = (TrainingJob.Status.CREATED, TrainingJob.Status.QUEUED, TrainingJob.Status.RUNNING)
@@ -57,7 +60,7 @@ def training_job_create(
     if trainer not in TRAINERS:
         raise MlopsInvalid("trainer", f"One of {', '.join(TRAINERS)}.")
     purpose, clean, _train = TRAINERS[trainer]
-    if model.purpose != purpose:
+    if purpose is not None and model.purpose != purpose:
         raise MlopsInvalid("trainer", f"{trainer} trains {purpose} models; the model is for {model.purpose}.")
     clean(params)
     if not 1 <= timeout_seconds <= MAX_TIMEOUT_SECONDS:
@@ -123,6 +126,13 @@ def training_job_execute(*, job_id: int) -> TrainingJob | None:
         if elapsed > job.timeout_seconds:
             raise JobTimedOut(f"Timed out after {elapsed:.0f} s (timeout {job.timeout_seconds} s).")
 
+    if job.trainer == TrainingJob.Trainer.EXTERNAL:
+        try:
+            log.append(external_job_dispatch(job=job))
+        except MlopsInvalid as exc:
+            return _job_finish(job, log, error=exc.message)
+        TrainingJob.objects.filter(pk=job.pk).update(logs="\n".join(log) + "\n")
+        return job  # running until the trainer completes it (or its tokens expire)
     try:
         _purpose, _clean, train = TRAINERS[job.trainer]
         version = job.dataset_version
