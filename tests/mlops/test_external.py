@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import json
+import threading
+import time
 from datetime import timedelta
 
 import pandas as pd
@@ -16,6 +18,7 @@ from rest_framework.test import APIClient
 
 from automations import signing
 from mlops.models import ModelVersion, TrainingJob
+from mlops.trainer_example import make_server
 from mlops.training.anomaly import anomaly_train
 from tests.automations.receiver import Receiver
 from tests.mlops.conftest import build, make_dataset
@@ -131,3 +134,30 @@ def test_without_a_configured_trainer_the_job_fails_saying_so(api, history, eage
     api.post(f"/api/ml/training-jobs/{job['id']}/run")
     job = api.get(f"/api/ml/training-jobs/{job['id']}").json()
     assert job["status"] == "failed" and "MLOPS_EXTERNAL_TRAINER_URL" in job["error"]
+
+
+def test_the_reference_trainer_completes_a_job_against_a_real_server(api, history, eager_tasks, settings, live_server):
+    """mlops.trainer_example on a local port; Joulepoint served by a real (threaded) server."""
+    results: list = []
+    server = make_server(host="127.0.0.1", port=0, secret=SECRET, results=results)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        settings.MLOPS_EXTERNAL_TRAINER_URL = f"http://127.0.0.1:{server.server_address[1]}/"
+        settings.MLOPS_EXTERNAL_TRAINER_SECRET = SECRET
+        settings.MLOPS_PUBLIC_URL = live_server.url
+        version = build(api, make_dataset(api, history)["id"])
+        model = api.post("/api/ml/models", {"name": "Reference", "purpose": "anomaly"}, format="json").json()
+        body = {"model": model["id"], "dataset_version": version["id"], "trainer": "external", "params": {}}
+        job = api.post("/api/ml/training-jobs", body, format="json").json()
+        api.post(f"/api/ml/training-jobs/{job['id']}/run")
+        deadline = time.monotonic() + 120
+        while not results and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        server.shutdown()
+    assert results and results[0]["status"] == 200, results
+    job = api.get(f"/api/ml/training-jobs/{job['id']}").json()
+    assert job["status"] == "succeeded" and job["metrics"]["trainer"] == "trainer_example"
+    [registered] = api.get(f"/api/ml/models/{model['id']}/versions").json()
+    assert registered["features"] == ["total_power"] and registered["threshold"] > 0
