@@ -22,6 +22,8 @@ PRODUCTION = envbool("PRODUCTION", False)
 SECRET_KEY = env("SECRET_KEY", "embedded-default-insecure-key-change-me")
 if PRODUCTION and SECRET_KEY.startswith("embedded-default"):
     raise ImproperlyConfigured("PRODUCTION=1 needs a real SECRET_KEY")
+# Uploaded and built files (MLOps datasets and models) through Django's storage API.
+MEDIA_ROOT = env("MEDIA_ROOT", str(BASE_DIR / "var" / "media"))
 ALLOWED_HOSTS = env("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver,[::1]").split(",")
 
 INSTALLED_APPS = [
@@ -298,3 +300,13 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "WARNING")},
 }
+
+# MLOps (docs/mlops.md): external trainers get a job spec signed like webhooks (Standard
+# Webhooks, MLOPS_EXTERNAL_TRAINER_SECRET "whsec_…") at MLOPS_EXTERNAL_TRAINER_URL, with URLs
+# under MLOPS_PUBLIC_URL and tokens valid MLOPS_EXTERNAL_TOKEN_TTL_SECONDS; uploaded ONNX models
+# over MLOPS_MAX_MODEL_BYTES are refused (413).
+MLOPS_EXTERNAL_TRAINER_URL = env("MLOPS_EXTERNAL_TRAINER_URL")
+MLOPS_EXTERNAL_TRAINER_SECRET = env("MLOPS_EXTERNAL_TRAINER_SECRET")
+MLOPS_PUBLIC_URL = env("MLOPS_PUBLIC_URL", "http://127.0.0.1:8000")
+MLOPS_EXTERNAL_TOKEN_TTL_SECONDS = envint("MLOPS_EXTERNAL_TOKEN_TTL_SECONDS", 3600)
+MLOPS_MAX_MODEL_BYTES = envint("MLOPS_MAX_MODEL_BYTES", 50 * 1024 * 1024)

@@ -24,4 +24,5 @@ urlpatterns = [
     path("api/energy/", include("billing.api.urls")),
     path("dashboard/", include("energy.live.dashboard")),
     path("api/automations/", include("automations.api.urls")),
+    path("api/ml/", include("mlops.api.urls")),
 ]

@@ -1,17 +1,28 @@
 from django.apps import AppConfig
 
-# MLOps' keys are declared before its services exist: rules and live dashboards already listen
-# for anomalies (docs/automations.md, docs/live.md).
-ML_INFERENCE = "ml.inference"
-ANOMALY_DETECTED = "anomaly.detected"
-
 
 class MlopsConfig(AppConfig):
     name = "mlops"
     verbose_name = "MLOps"
 
     def ready(self) -> None:
+        # Services queue tasks by name: every process registers them, not only a worker.
+        import mlops.tasks  # noqa: F401
+        from energy.analytics.forecast import forecast_provider_register
+        from energy.demo import demo_extension_register
         from joulepoint.events.keys import event_key_register
+        from joulepoint.events.services import subscribe
+        from mlops.api import schema  # noqa: F401  (registers the OpenAPI trainer-token scheme)
+        from mlops.demo import demo_extend
+        from mlops.events import ANOMALY_DETECTED, ML_INFERENCE
+        from mlops.forecasting import model_forecast
+        from mlops.inference.scoring import on_event
 
         event_key_register(ML_INFERENCE)
         event_key_register(ANOMALY_DETECTED)
+        # Ingested batches go to an `ml` worker when the organization serves an anomaly model.
+        subscribe(on_event, keys=["data.ingested"])
+        # GET /api/energy/analytics/forecast?method=model serves the subject's production model.
+        forecast_provider_register("model", model_forecast)
+        # make run's demo: an anomaly model on the depot's grid meter, in production.
+        demo_extension_register("mlops", demo_extend)

@@ -46,6 +46,13 @@ def listeners_epoch_moved():
     listeners_changed()
 
 
+@pytest.fixture(autouse=True)
+def media_root(settings, tmp_path):
+    """Files written through Django's storage (MLOps datasets and models) go to the test's
+    temporary directory, never to var/."""
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+
+
 @pytest.fixture
 def org():
     return factories.OrganizationFactory(name="Acme Energy", slug="acme")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import factory
 from django.contrib.auth import get_user_model
@@ -231,7 +231,88 @@ class AccountFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"Account {n}")
     tariff = factory.SubFactory(TariffFactory, organization=factory.SelfAttribute("..organization"))
 
+
+# --- mlops -----------------------------------------------------------------------------------------
+
+
+class DatasetFactory(factory.django.DjangoModelFactory):
+    """A 15-minute dataset of total_power over October 2025; name its source (meters=[...], group or site)."""
+
+    class Meta:
+        model = "mlops.Dataset"
+        skip_postgeneration_save = True
+
+    organization = factory.SubFactory(OrganizationFactory)
+    name = factory.Sequence(lambda n: f"Dataset {n}")
+    fields = factory.LazyFunction(lambda: ["total_power"])
+    features = factory.LazyFunction(lambda: ["local_hour", "weekday"])
+    start = factory.LazyFunction(lambda: datetime(2025, 10, 1, tzinfo=UTC))
+    end = factory.LazyFunction(lambda: datetime(2025, 11, 1, tzinfo=UTC))
+
     @factory.post_generation
     def meters(obj, create, extracted, **kwargs):
         if create and extracted:
             obj.meters.set(extracted)
+
+
+class DatasetVersionFactory(factory.django.DjangoModelFactory):
+    """A ready version row (its artifact path names nothing: build one for a real file)."""
+
+    class Meta:
+        model = "mlops.DatasetVersion"
+
+    dataset = factory.SubFactory(DatasetFactory)
+    organization = factory.SelfAttribute("dataset.organization")
+    number = factory.Sequence(lambda n: n + 1)
+    status = "ready"
+    row_count = 0
+    artifact = "mlops/none.parquet"
+
+
+class RegisteredModelFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "mlops.RegisteredModel"
+
+    organization = factory.SubFactory(OrganizationFactory)
+    name = factory.Sequence(lambda n: f"Model {n}")
+    purpose = "anomaly"
+
+
+class TrainingJobFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "mlops.TrainingJob"
+
+    dataset_version = factory.SubFactory(DatasetVersionFactory)
+    organization = factory.SelfAttribute("dataset_version.organization")
+    model = factory.SubFactory(RegisteredModelFactory, organization=factory.SelfAttribute("..organization"))
+    trainer = "anomaly_isolation_forest"
+
+
+class ModelVersionFactory(factory.django.DjangoModelFactory):
+    """A ready version row (its artifact path names nothing: train one for a real model)."""
+
+    class Meta:
+        model = "mlops.ModelVersion"
+
+    model = factory.SubFactory(RegisteredModelFactory)
+    organization = factory.SelfAttribute("model.organization")
+    number = factory.Sequence(lambda n: n + 1)
+    trainer = "anomaly_isolation_forest"
+    features = factory.LazyFunction(lambda: ["total_power"])
+    threshold = 0.1
+    artifact = "mlops/none.onnx"
+    checksum = "0" * 64
+
+
+class AssignmentFactory(factory.django.DjangoModelFactory):
+    """The model serves `meter` (or pass group=/site= and meter=None)."""
+
+    class Meta:
+        model = "mlops.Assignment"
+
+    meter = factory.SubFactory(MeterFactory)
+    organization = factory.LazyAttribute(lambda o: (o.meter or o.group or o.site).organization)
+    model = factory.SubFactory(RegisteredModelFactory, organization=factory.SelfAttribute("..organization"))
+    purpose = factory.SelfAttribute("model.purpose")
+    group = None
+    site = None

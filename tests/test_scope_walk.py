@@ -31,6 +31,7 @@ from rest_framework.test import APIClient
 from energy.api.authentication import DeviceKeyAuthentication, DeviceWritesMixin, IsDevice
 from joulepoint.tenancy.permissions import OrganizationTokenHasScope
 from joulepoint.tenancy.services import all_scopes, api_credential_create
+from mlops.api.trainer import TrainerTokenAuthentication
 from tests import factories
 from tests.routes import api_routes, route_methods
 
@@ -46,6 +47,15 @@ DEVICE_METHODS = {
     ("protection-event-list", "post"): "a device posts a protection event",
     ("device-commands", "get"): "a device polls its downlink commands",
     ("device-command-ack", "post"): "a device acknowledges a command",
+}
+
+# Trainer methods: authenticated by a training job's single-purpose token from its signed job spec
+# (mlops.api.trainer), never by OAuth2: an external trainer holds no credential of the
+# organization. Token rules (401 wrong, 403 expired or used, 413 too large) are tested in
+# tests/mlops/test_external.py.
+TRAINER_METHODS = {
+    ("ml-training-job-trainer-dataset", "get"): "an external trainer downloads its job's dataset",
+    ("ml-training-job-trainer-complete", "post"): "an external trainer completes its job, once",
 }
 
 ROUTES = api_routes()
@@ -74,6 +84,11 @@ def classify(pattern: URLPattern, method: str) -> tuple[str, list[str]]:
         authentication = [DeviceKeyAuthentication] if device else [OAuth2Authentication]
         permission = [IsDevice] if device else [OrganizationTokenHasScope]
 
+    if authentication == [TrainerTokenAuthentication]:
+        assert (pattern.name, method) in TRAINER_METHODS, (
+            f"{method.upper()} {pattern.name} is a trainer-token route: name it in TRAINER_METHODS with the reason"
+        )
+        return "trainer", []
     if authentication == [DeviceKeyAuthentication] and permission == [IsDevice]:
         assert (pattern.name, method) in DEVICE_METHODS, (
             f"{method.upper()} {pattern.name} is a device route: name it in DEVICE_METHODS with the reason"
@@ -96,7 +111,8 @@ def classify(pattern: URLPattern, method: str) -> tuple[str, list[str]]:
 def _url(pattern: URLPattern) -> str:
     # Permissions are checked before any object is looked up, so any id does.
     names = list(pattern.pattern.regex.groupindex)
-    assert set(names) <= {"pk"}, f"{pattern.name}: teach the scope walk a value for {names}"
+    # `number`: a dataset's version number (/api/ml/datasets/{pk}/versions/{number}/download).
+    assert set(names) <= {"pk", "number"}, f"{pattern.name}: teach the scope walk a value for {names}"
     return reverse(pattern.name, kwargs={name: 1 for name in names})
 
 
@@ -146,6 +162,7 @@ def test_the_walk_sees_every_kind_of_route():
     for _route, pattern, method in WALK:
         kinds.setdefault(classify(pattern, method)[0], set()).add((pattern.name, method))
     assert set(DEVICE_METHODS) == kinds["device"], "DEVICE_METHODS names a method the API no longer has"
+    assert set(TRAINER_METHODS) == kinds["trainer"], "TRAINER_METHODS names a method the API no longer has"
     assert {("site-list", "get"), ("automation-relay-command-approve", "post")} <= kinds["token"]
     assert len(WALK) == len(set(WALK_IDS))
 
@@ -161,6 +178,14 @@ def test_no_credentials_is_401(route, pattern, method):
 def test_token_without_the_scope_is_403(tokens_without, route, pattern, method):
     kind, required = classify(pattern, method)
     client = APIClient()
+    if kind == "trainer":
+        # Scopes do not apply; an OAuth2 token with every scope is no job token.
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens_without([])}")
+        response = getattr(client, method)(_url(pattern), {}, format="multipart" if method == "post" else None)
+        assert response.status_code == 401, (method, route, response.status_code, response.content[:300])
+        pytest.skip(
+            f"{method.upper()} {pattern.name}: job token, no scopes ({TRAINER_METHODS[(pattern.name, method)]})"
+        )
     if kind == "device":
         # Scopes do not apply; but a bearer token with every scope must not pass for a device key.
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens_without([])}")

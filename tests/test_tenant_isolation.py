@@ -23,6 +23,16 @@ from energy.api.analytics import AnalyticsView
 from energy.api.authentication import DeviceKeyAuthentication
 from energy.models import DeviceCommand, Gateway, Meter, MeterGroup, Reading, Site
 from energy.power_quality.models import PQConfig, PQEvent, ProtectionEvent
+from mlops.api.trainer import TrainerTokenAuthentication
+from mlops.models import (
+    Assignment,
+    Dataset,
+    DatasetVersion,
+    ModelVersion,
+    Promotion,
+    RegisteredModel,
+    TrainingJob,
+)
 from tests import factories
 from tests.routes import SKIPPED_ROUTE_NAMES, api_routes, route_methods
 
@@ -95,6 +105,7 @@ def _rows(org, marker: str) -> dict:
         AnalyticsSettings: analytics_settings,
         **_automation_rows(org, marker, meter),
         **_billing_rows(org, marker, site, meter),
+        **_mlops_rows(org, marker, meter),
     }
 
 
@@ -132,6 +143,27 @@ def _automation_rows(org, marker: str, meter) -> dict:
     )  # fmt: skip
     annotation = Annotation.objects.create(organization=org, meter=meter, ts=T0, text=f"{marker} note")
     return {Action: action, Rule: rule, Delivery: delivery, Alert: alert, RelayCommand: command, Annotation: annotation}
+
+
+def _mlops_rows(org, marker: str, meter) -> dict:
+    dataset = factories.DatasetFactory(organization=org, name=f"{marker} dataset", meters=[meter])
+    version = factories.DatasetVersionFactory(dataset=dataset, number=1, error=f"{marker} error")
+    model = factories.RegisteredModelFactory(organization=org, name=f"{marker} model")
+    job = factories.TrainingJobFactory(dataset_version=version, model=model, logs=f"{marker} logs")
+    model_version = factories.ModelVersionFactory(model=model, job=job, created_by=f"{marker} trainer")
+    assignment = factories.AssignmentFactory(model=model, meter=meter)
+    promotion = Promotion.objects.create(
+        organization=org, assignment=assignment, alias="production", version=model_version, reason=f"{marker} why"
+    )
+    return {
+        Dataset: dataset,
+        DatasetVersion: version,
+        RegisteredModel: model,
+        TrainingJob: job,
+        ModelVersion: model_version,
+        Assignment: assignment,
+        Promotion: promotion,
+    }
 
 
 @pytest.fixture(autouse=True)
@@ -174,6 +206,10 @@ def detail_kwargs(pattern: URLPattern, model, rows: dict) -> dict:
     names = list(pattern.pattern.regex.groupindex)
     kwargs = {}
     for name in names:
+        if name == "number" and model is Dataset:
+            # /api/ml/datasets/{pk}/versions/{number}/download: the number of the dataset's version.
+            kwargs[name] = rows[DatasetVersion].number
+            continue
         assert name == "pk", f"{pattern.name}: teach the tenant walk which row {name!r} names"
         assert model in rows, f"{pattern.name}: add a sample {model.__name__} row to the tenant walk"
         kwargs[name] = rows[model].pk
@@ -188,6 +224,13 @@ def test_the_walk_sees_the_api():
     assert all(name for name in names), "every API route needs a name so the walk can reverse it"
 
 
+def is_trainer_route(pattern: URLPattern) -> bool:
+    """External trainer doors (a job's own token, not OAuth2): another organization's token is no
+    job token, so the walk expects 401 there, not 404, and no leak."""
+    view_class = getattr(pattern.callback, "cls", None)
+    return TrainerTokenAuthentication in getattr(view_class, "authentication_classes", ())
+
+
 @pytest.mark.parametrize("route,pattern", ROUTES, ids=[route for route, _ in ROUTES])
 def test_route_walked_as_another_tenant(outsider_api, first, own, route, pattern):
     if is_device_route(pattern):
@@ -200,7 +243,11 @@ def test_route_walked_as_another_tenant(outsider_api, first, own, route, pattern
     counts = {m: m.objects.for_org(first[Site].organization).count() for m in first}
 
     for method in route_methods(pattern):
-        if kwargs:
+        if is_trainer_route(pattern):
+            response = getattr(outsider_api, method)(url)
+            assert response.status_code == 401, (method, url, response.status_code, response.content[:300])
+            assert_no_leak(response, first)
+        elif kwargs:
             _detail_is_404(outsider_api, url, method, first)
         elif method == "get" and is_analytics_subject_route(pattern):
             _analytics_subject_is_404(outsider_api, url, first, own)

@@ -5,12 +5,17 @@ Methods (y is the history at the chosen interval, m its season length):
   or one week of steps);
 - `moving_average`: the mean of the last `window` hours, flat;
 - `drift`: the last value plus the history's average slope per step.
+- `model`: a trained model, served by the app that registered a provider for it
+  (`forecast_provider_register`; mlops does in its AppConfig.ready(): energy imports none of
+  them). Without a provider, or without a model assigned to the subject, it is a 400. Its
+  answer carries the seasonal-naive-daily backtest beside the model's (`baseline`).
 The backtest hides the last `horizon` of history, forecasts it from what remains, and reports
 MAE (kW) and MAPE (% over steps whose actual value is not zero), so a planner can compare.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -26,9 +31,24 @@ from energy.models import Meter
 from joulepoint.platform.timefmt import isoz
 
 METHODS = ("seasonal_naive_daily", "seasonal_naive_weekly", "moving_average", "drift")
+PROVIDED_METHODS = ("model",)  # served by a registered provider
+ALL_METHODS = METHODS + PROVIDED_METHODS
 TARGETS = ("demand", "generation")
 FORECAST_INTERVALS = ("15min", "1h")
 STEP_SECONDS = {"15min": 900, "1h": 3600}
+
+
+# A provider forecasts `horizon` steps after `history` (kW, a gap-free float array whose last
+# step ends at `future[0]`) for the subject and target: it returns the forecast array and a
+# dict describing what served it (model, version), or raises AnalyticsParamError naming why not.
+ForecastProvider = Callable[..., tuple[np.ndarray, dict]]
+_providers: dict[str, ForecastProvider] = {}
+
+
+def forecast_provider_register(method: str, provider: ForecastProvider) -> None:
+    """Serve `method` (one of PROVIDED_METHODS) with `provider(subject=, target=, history=,
+    history_index=, future=, tz=)`."""
+    _providers[method] = provider
 
 
 def default_target(subject: Subject) -> str:
@@ -114,13 +134,31 @@ def forecast_compute(
             f"the subject has {len(series) * step / 3600:g} h.",
         )
     values = series.to_numpy(dtype="float64")
-    kwargs = {"method": method, "horizon": horizon, "steps_per_day": steps_per_day, "window": window}
-    forecast = predict(values, **kwargs)
-    backtest = predict(values[:-horizon], **kwargs)
+    future = pd.date_range(end, periods=horizon, freq=f"{step}s")
+    extra: dict = {}
+    if method in PROVIDED_METHODS:
+        provider = _providers.get(method)
+        if provider is None:
+            raise AnalyticsParamError("method", f"No installed app serves {method} forecasts.")
+        kwargs = {"subject": subject, "target": target, "tz": tz}
+        forecast, extra["model"] = provider(history=values, history_index=series.index, future=future, **kwargs)
+        backtest, _info = provider(
+            history=values[:-horizon], history_index=series.index[:-horizon], future=series.index[-horizon:], **kwargs
+        )
+        naive = predict(
+            values[:-horizon], method="seasonal_naive_daily", horizon=horizon, steps_per_day=steps_per_day, window=1
+        )
+        extra["baseline"] = {
+            "method": "seasonal_naive_daily",
+            "mae_kw": round(float(np.abs(values[-horizon:] - naive).mean()), 6),
+        }
+    else:
+        kwargs = {"method": method, "horizon": horizon, "steps_per_day": steps_per_day, "window": window}
+        forecast = predict(values, **kwargs)
+        backtest = predict(values[:-horizon], **kwargs)
     actual = values[-horizon:]
     errors = np.abs(actual - backtest)
     nonzero = actual != 0
-    future = pd.date_range(end, periods=horizon, freq=f"{step}s")
     return {
         "subject": subject.as_dict(),
         "target": target,
@@ -142,4 +180,5 @@ def forecast_compute(
             if nonzero.any()
             else None,
         },
+        **extra,
     }

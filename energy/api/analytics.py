@@ -235,7 +235,11 @@ class ForecastView(AnalyticsView):
                 "demand (non-PV meters) or generation (PV meters); default from the meters",
                 enum=list(forecast.TARGETS),
             ),
-            _param("method", "Forecast method (default seasonal_naive_daily)", enum=list(forecast.METHODS)),
+            _param(
+                "method",
+                "Forecast method (default seasonal_naive_daily); model: the subject's assigned production model",
+                enum=list(forecast.ALL_METHODS),
+            ),
             _param("horizon", "Hours ahead, 1-168 (default 24)", OpenApiTypes.INT),
             _param("interval", "Step (default 1h)", enum=list(forecast.FORECAST_INTERVALS)),
             _param("history_days", "Days of history to use, 1-90 (default 28)", OpenApiTypes.INT),
@@ -254,7 +258,7 @@ class ForecastView(AnalyticsView):
             subject=subject,
             target=target,
             method=parse_choice(
-                query.get("method"), "method", choices=forecast.METHODS, default="seasonal_naive_daily"
+                query.get("method"), "method", choices=forecast.ALL_METHODS, default="seasonal_naive_daily"
             ),
             interval=parse_interval(query.get("interval"), allowed=forecast.FORECAST_INTERVALS, default="1h"),
             horizon_hours=parse_int(query.get("horizon"), "horizon", default=24, low=1, high=168),

@@ -31,7 +31,14 @@ def database_url() -> str:
 class Worker:
     """`Worker(env).start()`; `.kill()` kills the whole process group at once (no warm shutdown)."""
 
-    def __init__(self, extra_env: dict[str, str] | None = None, *, concurrency: int = 2, beat: bool = True):
+    def __init__(
+        self,
+        extra_env: dict[str, str] | None = None,
+        *,
+        concurrency: int = 2,
+        beat: bool = True,
+        queues: str = "default",
+    ):
         self.env = {
             **os.environ,
             "DATABASE_URL": database_url(),
@@ -42,6 +49,7 @@ class Worker:
         self.env.pop("TEST_DATABASE_NAME", None)
         self.concurrency = concurrency
         self.beat = beat
+        self.queues = queues
         self.process: subprocess.Popen | None = None
         self.log = tempfile.NamedTemporaryFile(prefix="jp-worker-", suffix=".log", delete=False)  # noqa: SIM115
 
@@ -58,7 +66,7 @@ class Worker:
             f"--concurrency={self.concurrency}",
             "--pool=prefork",
             "-Q",
-            "default",
+            self.queues,
             "-n",
             f"e2e-{os.getpid()}-{time.time_ns()}@%h",
         ]
@@ -91,4 +99,4 @@ def purge_queue(redis_url: str) -> None:
     import redis
 
     client = redis.Redis.from_url(redis_url)
-    client.delete("default", "unacked", "unacked_index")
+    client.delete("default", "ml", "unacked", "unacked_index")

@@ -1,0 +1,10 @@
+"""The names of MLOps' Celery tasks: services queue them by name (joulepoint.platform.enqueue),
+mlops.tasks registers them. All run on the `ml` queue. The names must not change (queued
+messages refer to them)."""
+
+from __future__ import annotations
+
+QUEUE = "ml"
+DATASET_VERSION_BUILD = "mlops.dataset_version_build"
+TRAINING_JOB_EXECUTE = "mlops.training_job_execute"
+BATCH_SCORE = "mlops.batch_score"
