@@ -7,6 +7,7 @@ from energy.analytics.models import AnalyticsSettings
 from energy.models import Gateway, Meter, MeterGroup, Reading, Site
 from energy.power_quality.config import CONFIG_DEFAULTS, CONFIG_FIELDS, pq_config_validate
 from energy.power_quality.models import MeterPQState, PQConfig, PQEvent, ProtectionEvent
+from energy.topology import admin as topology_admin  # noqa: F401  (registers the site topology pages)
 from joulepoint.tenancy.admin import MemberInlinePermissions, OrganizationScopedAdmin, ReadOnlyScopedAdmin
 
 
