@@ -2,7 +2,8 @@
 
 `demo_ensure` is idempotent: it finds or creates the "Joulepoint Demo" organization, its admin
 user, the "Demo Depot" site, one meter of each kind (grid, load, PV, battery, EV charger), a
-meter group and an OAuth2 client, and writes everything the simulator needs to `var/demo.json`.
+meter group, the depot's topology graph (energy.topology.demo) and an OAuth2 client, and writes
+everything the simulator needs to `var/demo.json`.
 
 The OAuth2 client secret exists in clear only when it is created (django-oauth-toolkit keeps a
 hash), so it is kept in `var/demo.json` (mode 0600) and reused on later runs while it still
@@ -23,6 +24,7 @@ from django.contrib.auth.hashers import check_password
 from django.db import transaction
 
 from energy.models import Meter, MeterGroup, Site
+from energy.topology.demo import topology_demo_ensure
 from joulepoint.tenancy.models import Application, Membership, Organization
 from joulepoint.tenancy.services import all_scopes, api_credential_create
 
@@ -175,6 +177,8 @@ def demo_ensure(*, state_path: Path | None = None) -> dict:
         ],
     }
     by_kind = {meter.kind: meter for meter in meters}
+    # The depot's energy graph (energy.topology is part of this app, so no extension needed).
+    data["topology"] = topology_demo_ensure(site=site, meters=by_kind)
     for name, extend in _extensions.items():
         extra = extend(organization=organization, user=user, site=site, meters=by_kind)
         if extra is not None:
