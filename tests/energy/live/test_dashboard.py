@@ -90,3 +90,16 @@ def test_dashboard_script_draws_annotations():
     with open(finders.find("dashboard/dashboard.js"), encoding="utf-8") as script:
         body = script.read()
     assert "annotation.created" in body and "snap.annotations" in body
+
+
+def test_the_topology_page_is_linked_from_the_site_and_scoped(logged_in, client, site):
+    page = logged_in.get(f"/dashboard/sites/{site.pk}/")
+    assert f'href="/dashboard/sites/{site.pk}/topology/"' in page.text
+    topology = logged_in.get(f"/dashboard/sites/{site.pk}/topology/")
+    assert topology.status_code == 200
+    assert f'data-site="{site.pk}"' in topology.text
+    assert "vendor/3d-force-graph/3d-force-graph.min.js" in topology.text
+    assert "vendor/force-graph/force-graph.min.js" in topology.text  # the 2D fallback
+    foreign = factories.SiteFactory(name="Foreign depot")
+    assert logged_in.get(f"/dashboard/sites/{foreign.pk}/topology/").status_code == 404
+    assert Client().get(f"/dashboard/sites/{site.pk}/topology/").status_code == 302
