@@ -78,7 +78,7 @@ class Structure:
 
 
 def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 3)
+    return value if value is None else round(value, 3)
 
 
 class _Walk:

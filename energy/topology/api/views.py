@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
+import orjson
+
 from django.db import IntegrityError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from energy.ingest.validation import parse_timestamp
@@ -59,6 +62,14 @@ def _at_param(raw: str | None):
         raise ValidationError({"at": [str(exc)]}) from None
 
 
+class GraphRenderer(JSONRenderer):
+    """orjson for the graph document: thousands of nodes, where the stdlib encoder was a large
+    share of the request (bench/topology.py)."""
+
+    def render(self, data, accepted_media_type=None, renderer_context=None) -> bytes:
+        return orjson.dumps(data)
+
+
 class NodeViewSet(OrganizationModelViewSet):
     """Nodes of the sites' energy graphs; a node may carry one meter of its site."""
 
@@ -99,7 +110,14 @@ class NodeViewSet(OrganizationModelViewSet):
         description="Nodes and edges of one site with each node's latest power, stale flag and losses, per-edge "
         "losses and site totals; `at` replays the graph from the latest readings at or before it (docs/topology.md).",
     )
-    @action(detail=False, methods=["get"], url_path="graph", filterset_class=None, pagination_class=None)
+    @action(
+        detail=False,
+        methods=["get"],
+        url_path="graph",
+        filterset_class=None,
+        pagination_class=None,
+        renderer_classes=[GraphRenderer],
+    )
     def graph(self, request):
         site_id = _site_param(request.query_params.get("site"))
         at = _at_param(request.query_params.get("at"))
