@@ -10,7 +10,6 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 import orjson
-
 from django.db import IntegrityError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
