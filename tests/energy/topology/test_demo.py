@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 from django.utils import timezone
 
 from energy.demo import demo_ensure
@@ -49,3 +51,11 @@ def test_the_simulators_readings_give_power_and_cable_losses(tmp_path):
     assert nodes["Grid connection"]["unmetered_w"] == pytest.approx(0.0, abs=0.5)
     assert graph["totals"]["edge_losses_w"] > 0  # I²R on the metered cables
     assert graph["totals"]["stale_nodes"] == 0
+
+
+def test_demo_setup_prints_where_the_topology_is(tmp_path):
+    out = StringIO()
+    call_command("demo_setup", "--state", str(tmp_path / "demo.json"), stdout=out)
+    site_id = Site.objects.get(name="Demo Depot").pk
+    assert f"http://127.0.0.1:8000/dashboard/sites/{site_id}/topology/" in out.getvalue()
+    assert f"/api/energy/topology/nodes/graph?site={site_id}" in out.getvalue()
