@@ -51,6 +51,29 @@
     return parts.join(" · ");
   }
 
+  // Levels top-down by depth in the DAG (the longest path from a root), pinned on the vertical
+  // axis: links are oriented by flow (below), so the library's own dagMode, which follows link
+  // direction, would lift a PV feeding back above its switchboard.
+  function levels() {
+    const depth = new Map();
+    const visit = (n, seen) => {
+      if (depth.has(n.id)) return depth.get(n.id);
+      if (seen.has(n.id)) return 0; // a cycle cannot be stored; guard anyway
+      seen.add(n.id);
+      const parents = (n.parents || []).map((id) => nodes.get(id)).filter(Boolean);
+      const d = parents.length ? 1 + Math.max(...parents.map((p) => visit(p, seen))) : 0;
+      depth.set(n.id, d);
+      return d;
+    };
+    const step = mode === "3d" ? -70 : 70; // three.js y points up, the 2D canvas's down
+    for (const n of nodes.values()) visit(n, new Set());
+    const middle = Math.max(0, ...depth.values()) / 2; // centred, where the camera looks
+    for (const n of nodes.values()) {
+      if (n.position) continue; // a stored position wins
+      n.fy = (depth.get(n.id) - middle) * step;
+    }
+  }
+
   // Particles run source → target, so a link is oriented by its flow: a PV feeding back has its
   // particles travelling up the graph.
   function oriented(l) {
@@ -73,21 +96,32 @@
       .width(el.clientWidth)
       .height(el.clientHeight)
       .backgroundColor("#17212c")
-      .dagMode("td")
-      .dagLevelDistance(70)
       .nodeId("id")
       .nodeLabel(nodeLabel)
       .linkLabel(linkLabel)
       .linkDirectionalParticleWidth(mode === "3d" ? 2.5 : 3)
       .cooldownTicks(200);
+    graph.d3Force("charge").strength(-160); // spread siblings apart on their level
     let fitted = false;
     graph.onEngineStop(() => {
       if (!fitted) graph.zoomToFit(400, 40); // frame the whole graph once its layout settles
       fitted = true;
     });
-    if (mode === "2d") graph.nodeRelSize(5);
+    if (mode === "2d") {
+      // Names under the nodes (the 3D view shows them on hover only).
+      graph.nodeRelSize(5).nodeCanvasObjectMode(() => "after").nodeCanvasObject((n, ctx, scale) => {
+        ctx.font = `${11 / scale}px system-ui, sans-serif`;
+        ctx.textAlign = "center";
+        ctx.textBaseline = "top";
+        ctx.fillStyle = dim(n) ? "#8b9bab" : "#e6edf3";
+        ctx.fillText(n.name, n.x, n.y + 5 * Math.sqrt(nodeVal(n)) + 2 / scale);
+      });
+    }
     style();
+    levels();
     graph.graphData({ nodes: [...nodes.values()], links: [...links.values()].map(oriented) });
+    const drawn = graph;
+    setTimeout(() => drawn === graph && drawn.zoomToFit(400, 60), 700); // frame it early too
   }
 
   function style() {
