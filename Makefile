@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv run demo demo-setup simulate test lint
+.PHONY: venv lock upgrade run demo demo-setup simulate test lint
 
 # `make run` serves on HOST:PORT with SERVER (swap it: make run SERVER='$(BIN)/daphne -b ...').
 HOST ?= 127.0.0.1
@@ -13,13 +13,31 @@ SERVER ?= $(BIN)/uvicorn joulepoint.asgi:application --host $(HOST) --port $(POR
 SIM_INTERVAL ?= 5
 MANAGE := $(BIN)/python manage.py
 
-$(BIN)/activate: requirements.txt requirements-dev.txt
+# The ranges we accept live in requirements*.txt; requirements.lock pins the versions CI tested
+# (every platform, Python 3.11+), so a fresh clone installs exactly those.
+$(BIN)/activate: requirements.txt requirements-dev.txt requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -r requirements-dev.txt
+	$(BIN)/pip install -q -r requirements-dev.txt -c requirements.lock
 	touch $(BIN)/activate
 
 venv: $(BIN)/activate
+
+# requirements.lock from the ranges (uv's resolver; one version per package where it can):
+# `make lock` keeps existing pins and adds what requirements*.txt gained; `make upgrade` moves
+# everything to the newest allowed. Both install the result; then run the suite on PostgreSQL +
+# Redis before committing it (README, "Upgrading dependencies").
+LOCK_FLAGS ?=
+lock:
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q uv
+	$(BIN)/uv pip compile requirements-dev.txt --universal --fork-strategy fewest --python-version 3.11 \
+	  --custom-compile-command "make lock" -q $(LOCK_FLAGS) -o requirements.lock
+	$(BIN)/pip install -q -r requirements-dev.txt -c requirements.lock
+	touch $(BIN)/activate
+
+upgrade:
+	$(MAKE) lock LOCK_FLAGS=--upgrade
 
 test: venv
 	$(BIN)/pytest

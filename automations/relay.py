@@ -11,6 +11,7 @@ from django.utils import timezone
 from automations.models import RelayCommand
 from energy.downlink import services as downlink
 from joulepoint.tenancy.models import Membership
+from joulepoint.tenancy.selectors import user_has_role
 
 
 class NotAllowed(Exception):
@@ -24,7 +25,7 @@ def relay_command_may_decide(*, command: RelayCommand, user, scopes: set[str]) -
     if user is None:
         return False
     roles = {command.approver_role, Membership.Role.ADMIN}
-    return Membership.objects.filter(organization_id=command.organization_id, user=user, role__in=roles).exists()
+    return user_has_role(user=user, organization_id=command.organization_id, roles=roles)
 
 
 @transaction.atomic

@@ -10,6 +10,14 @@ class BillingConfig(AppConfig):
     verbose_name = "Billing"
 
     def ready(self) -> None:
+        # Billing plugs into energy's registries; energy never imports billing.
+        import billing.tasks  # noqa: F401 - services queue tasks by name; the names must be registered
+        from billing.demo import billing_demo_extend
+        from billing.subjects import account_subject
+        from energy.analytics.subjects import subject_resolver_register
+        from energy.demo import demo_extension_register
         from joulepoint.events.keys import event_key_register
 
         event_key_register(WALLET_LOW_BALANCE)
+        subject_resolver_register("account", account_subject)
+        demo_extension_register("billing", billing_demo_extend)

@@ -101,6 +101,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL")
+# Must exceed channels_redis's 5 s blocking receive (RedisChannelLayer.brpop_timeout).
+CHANNEL_LAYER_SOCKET_TIMEOUT = envfloat("CHANNEL_LAYER_SOCKET_TIMEOUT", 15.0)
+if CHANNEL_LAYER_SOCKET_TIMEOUT <= 5:
+    raise ImproperlyConfigured("CHANNEL_LAYER_SOCKET_TIMEOUT must exceed the channel layer's 5 s blocking receive")
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "joulepoint.platform.cache.PooledClientRedisCache", "LOCATION": REDIS_URL}}
     # capacity: messages a channel may hold before sends to it are dropped (a relay channel carries
@@ -108,7 +112,15 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000},
+            "CONFIG": {
+                # redis-py 8 reads with a 5 s socket timeout by default, the same 5 s that
+                # channels_redis blocks in BZPOPMIN/BRPOP for a message: an idle socket's receive
+                # then fails with TimeoutError and the consumer is closed (channels_redis #422,
+                # redis-py #4091). A read timeout longer than the blocking pop keeps idle receives
+                # normal and still notices a dead connection (None would wait forever).
+                "hosts": [{"address": REDIS_URL, "socket_timeout": CHANNEL_LAYER_SOCKET_TIMEOUT}],
+                "capacity": 1000,
+            },
         }
     }
 else:
@@ -170,7 +182,10 @@ REST_FRAMEWORK = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Joulepoint Edge API",
-    "DESCRIPTION": "Telemetry ingest, analytics, power quality, automations, MLOps and billing.",
+    # What is served today; an app adds itself here when its routes land.
+    "DESCRIPTION": "Telemetry ingest, live streams, analytics, power quality and automations. Integrators "
+    "authenticate with OAuth2 (`/o/token/`); devices with their key in X-Device-Key, optionally signing the "
+    "body in X-Signature.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -188,6 +203,7 @@ SPECTACULAR_SETTINGS = {
         "TopologyNodeKindEnum": "energy.topology.models.Node.Kind",
         "AutomationActionTypeEnum": "automations.models.ActionType",
         "AlertSeverityEnum": "automations.models.Severity",
+        "WalletTransactionKindEnum": "billing.models.WalletTransaction.Kind",
     },
 }
 
@@ -215,6 +231,11 @@ INGEST_MAX_BODY_BYTES = envint("INGEST_MAX_BODY_BYTES", 4 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_BODY_BYTES
 INGEST_MAX_BATCH = envint("INGEST_MAX_BATCH", 5000)
 INGEST_MAX_FUTURE_SECONDS = envint("INGEST_MAX_FUTURE_SECONDS", 300)
+# Readings stamped before 1 January of this year are refused (a device clock never set).
+INGEST_EARLIEST_YEAR = envint("INGEST_EARLIEST_YEAR", 2000)
+# A register increase across a longer silence is reported as gap energy, never poured into the
+# interval of the reading that ends the gap (docs/analytics.md, KPI definitions, "Gaps").
+ANALYTICS_MAX_GAP_SECONDS = envint("ANALYTICS_MAX_GAP_SECONDS", 3600)
 DEVICE_RATE_LIMIT_PER_MINUTE = envint("DEVICE_RATE_LIMIT_PER_MINUTE", 600)
 # Power quality and protection detection in the ingest path (docs/power-quality.md). On by
 # default; off only to measure its cost (bench/pq.py) or to shed load in an emergency.
@@ -230,6 +251,9 @@ WS_AUTH_TIMEOUT_SECONDS = envint("WS_AUTH_TIMEOUT_SECONDS", 10)
 WS_LIVE_MAX_SUBSCRIPTIONS = envint("WS_LIVE_MAX_SUBSCRIPTIONS", 500)
 DEVICE_COMMAND_TTL_SECONDS = envint("DEVICE_COMMAND_TTL_SECONDS", 300)
 CELERY_BEAT_SCHEDULE["device-commands-expire"] = {"task": "energy.tasks.device_commands_expire", "schedule": 30.0}
+# Billing (docs/billing.md): prepaid debits of completed 15-minute intervals, statements at cycle end.
+CELERY_BEAT_SCHEDULE["billing-prepaid-debits"] = {"task": "billing.tasks.prepaid_debits", "schedule": 60.0}
+CELERY_BEAT_SCHEDULE["billing-statements"] = {"task": "billing.tasks.statements_due", "schedule": 900.0}
 
 # Analytics (docs/analytics.md). Retention defaults apply to organizations without their own
 # settings row; 0 keeps data forever.

@@ -15,6 +15,7 @@ urlpatterns = [
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
     re_path(r"^api/docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/energy/", include("energy.api.urls")),
+    path("api/energy/", include("billing.api.urls")),
     path("dashboard/", include("energy.live.dashboard")),
     path("api/automations/", include("automations.api.urls")),
 ]

@@ -9,9 +9,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 from datetime import timedelta
+from pathlib import Path
 
 import orjson
 import pytest
+from django.conf import settings
 from django.utils import timezone
 from oauth2_provider.models import AccessToken
 from rest_framework.test import APIClient
@@ -19,6 +21,22 @@ from rest_framework.test import APIClient
 from joulepoint.events.listeners import listeners_changed
 from joulepoint.tenancy.services import all_scopes, api_credential_create
 from tests import factories
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Leave no `var/test.sqlite3-wal`/`-shm` behind. pytest-django has removed the test database
+    by now, but Django's SQLite teardown deletes the main file only, and the WAL sidecars stay
+    while any connection is open: ones that threads (asgiref's executor, group commit) opened and
+    that only the interpreter's exit drops. With the main file gone they are orphans; a kept
+    database (--reuse-db) keeps them."""
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] != "django.db.backends.sqlite3":
+        return
+    name = str((database.get("TEST") or {}).get("NAME") or "")
+    if not name or name == ":memory:" or name.startswith("file:") or Path(name).exists():
+        return
+    for suffix in ("-wal", "-shm", "-journal"):
+        Path(name + suffix).unlink(missing_ok=True)
 
 
 @pytest.fixture(autouse=True)

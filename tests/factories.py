@@ -207,3 +207,58 @@ class AnnotationFactory(factory.django.DjangoModelFactory):
     ts = factory.LazyFunction(timezone.now)
     text = factory.Sequence(lambda n: f"Note {n}")
     source = "user"
+
+
+# --- billing -------------------------------------------------------------------------------------
+
+TWO_RATE_PERIODS = [
+    {"name": "weekday", "months": [1, 12], "day_types": ["weekday"], "start": "00:00", "end": "24:00", "rate": "0.30"},
+    {"name": "weekend", "months": [1, 12], "day_types": ["weekend"], "start": "00:00", "end": "24:00", "rate": "0.20"},
+]
+
+
+class TariffFactory(factory.django.DjangoModelFactory):
+    """A tariff with one version from 2020-01-01 (weekday 0.30, weekend 0.20 per kWh) unless
+    `versions=[{...TariffVersion fields}]` is given."""
+
+    class Meta:
+        model = "billing.Tariff"
+        skip_postgeneration_save = True
+
+    organization = factory.SubFactory(OrganizationFactory)
+    name = factory.Sequence(lambda n: f"Tariff {n}")
+    currency = "EUR"
+
+    @factory.post_generation
+    def versions(obj, create, extracted, **kwargs):
+        if not create:
+            return
+        from billing.models import TariffVersion
+
+        for values in extracted or [{"valid_from": datetime(2020, 1, 1).date(), "periods": TWO_RATE_PERIODS}]:
+            TariffVersion.objects.create(tariff=obj, **values)
+
+
+class WalletFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "billing.Wallet"
+
+    organization = factory.SubFactory(OrganizationFactory)
+    name = factory.Sequence(lambda n: f"Wallet {n}")
+    currency = "EUR"
+
+
+class AccountFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "billing.Account"
+        skip_postgeneration_save = True
+
+    site = factory.SubFactory(SiteFactory)
+    organization = factory.SelfAttribute("site.organization")
+    name = factory.Sequence(lambda n: f"Account {n}")
+    tariff = factory.SubFactory(TariffFactory, organization=factory.SelfAttribute("..organization"))
+
+    @factory.post_generation
+    def meters(obj, create, extracted, **kwargs):
+        if create and extracted:
+            obj.meters.set(extracted)

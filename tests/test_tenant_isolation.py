@@ -8,6 +8,7 @@ and asks to be taught here, rather than being skipped.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from django.urls import URLPattern, reverse
@@ -15,6 +16,8 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from automations.models import Action, Alert, Annotation, Delivery, RelayCommand, Rule
+from billing.models import Account, Statement, Tariff, TariffVersion, Wallet, WalletTransaction
+from billing.services import statement_generate, wallet_move
 from energy.analytics.models import AnalyticsSettings
 from energy.api.analytics import AnalyticsView
 from energy.api.authentication import DeviceKeyAuthentication
@@ -101,7 +104,25 @@ def _rows(org, marker: str) -> dict:
         DeviceCommand: command,
         AnalyticsSettings: analytics_settings,
         **_automation_rows(org, marker, meter),
+        **_billing_rows(org, marker, site, meter),
     }
+
+
+def _billing_rows(org, marker: str, site, meter) -> dict:
+    wallet = factories.WalletFactory(organization=org, name=f"{marker} wallet")
+    tariff = factories.TariffFactory(organization=org, name=f"{marker} tariff")
+    account = factories.AccountFactory(
+        organization=org, site=site, tariff=tariff, name=f"{marker} account", meters=[meter], wallet=wallet
+    )
+    movement = wallet_move(
+        organization_id=org.pk, wallet_id=wallet.pk, kind="credit", amount=Decimal("42.00"), currency="EUR",
+        idempotency_key=f"{marker}-credit", reference=f"{marker} reference",
+    ).transaction  # fmt: skip
+    statement, _ = statement_generate(account=account, start=T0 - timedelta(days=1), end=T0)
+    return {
+        Tariff: tariff, TariffVersion: tariff.versions.get(), Account: account, Wallet: wallet,
+        WalletTransaction: movement, Statement: statement,
+    }  # fmt: skip
 
 
 def _automation_rows(org, marker: str, meter) -> dict:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django.db.models import Count, F, Max, Min, Q, Sum, Value
 
 from energy.analytics import selectors
@@ -79,12 +80,19 @@ def kpi_compute(*, organization, subject: Subject, time_range: TimeRange, tz: Zo
             "imported_kwh": _round(selectors.sum_or_none(*(row.get("imported") for row in meters))),
             "exported_kwh": _round(selectors.sum_or_none(*(row.get("exported") for row in meters))),
             "method": selectors.energy_method(registers, subject.meter_ids),
+            # Register increases across silences longer than max_gap_seconds: energy of some
+            # unknown time in the gap, so in neither the figures above nor peak demand.
+            "gap_imported_kwh": _round(selectors.sum_or_none(*(row.get("gap_imported") for row in meters))),
+            "gap_exported_kwh": _round(selectors.sum_or_none(*(row.get("gap_exported") for row in meters))),
+            "max_gap_seconds": settings.ANALYTICS_MAX_GAP_SECONDS,
             "meters": [
                 {
                     "meter_id": meter_id,
                     "method": "register" if meter_id in registers else "integrated_power",
                     "imported_kwh": _round(row.get("imported")),
                     "exported_kwh": _round(row.get("exported")),
+                    "gap_imported_kwh": _round(row.get("gap_imported")),
+                    "gap_exported_kwh": _round(row.get("gap_exported")),
                 }
                 for meter_id, row in zip(subject.meter_ids, meters, strict=True)
             ],
@@ -123,6 +131,8 @@ PER_METER = {
     "powers": Count("total_power_avg"),
     "register_imported": Sum("total_energy_inc"),
     "register_exported": Sum("export_energy_inc"),
+    "gap_imported": Sum("total_energy_gap"),
+    "gap_exported": Sum("export_energy_gap"),
     "pf_weighted": Sum(F("power_factor_avg") * F("n")),
     "pf_readings": Sum("n", filter=~Q(power_factor_avg__isnull=True)),
     **{f"v{phase}_min": Min(f"voltage_{phase}_min") for phase in PHASES},

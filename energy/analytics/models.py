@@ -33,6 +33,11 @@ def _rollup_attrs() -> dict:
         attrs[f"{name}_inc"] = models.FloatField(
             null=True, blank=True, help_text="kWh counted by the bucket's readings (resets handled)"
         )
+        attrs[f"{name}_gap"] = models.FloatField(
+            null=True,
+            blank=True,
+            help_text="kWh the register moved across gaps longer than ANALYTICS_MAX_GAP_SECONDS ending here",
+        )
     return attrs
 
 
@@ -43,6 +48,9 @@ For each reading field: avg, min, max and last (the value of the bucket's last r
 carries the field). For the registers, `<field>_inc` is the energy attributed to the bucket's
 readings: the increase since the previous reading that carried the register (in this bucket
 or before), with a counter reset (a decrease) counting the new value as energy since zero.
+An increase across a gap longer than `ANALYTICS_MAX_GAP_SECONDS` is not the bucket's energy
+(it happened at some unknown time in the gap): it goes to `<field>_gap` instead, on the bucket
+of the reading that ends the gap.
 Tenant scope: through the meter's organization.
 """
 

@@ -25,6 +25,10 @@ from energy.models import READING_FIELDS
 # Intervals the API accepts, in seconds ("1d" is a local calendar day, not 86,400 s).
 INTERVALS: dict[str, int] = {"1min": 60, "5min": 300, "15min": 900, "1h": 3600, "1d": 86400}
 BIGINT_MAX = 2**63 - 1
+# Query instants outside these bounds are refused: ranges, local days and forecast horizons are
+# computed from them, and near year 1 or 9999 that arithmetic overflows. Readings start in 2000.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 class AnalyticsParamError(exceptions.APIException):
@@ -88,9 +92,12 @@ def parse_instant(value: str, param: str, tz: ZoneInfo) -> datetime:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=tz)
     try:
-        return parsed.astimezone(UTC)
+        instant = parsed.astimezone(UTC)
     except OverflowError:
         raise AnalyticsParamError(param, f"{param} is out of range.") from None
+    if not EARLIEST <= instant <= LATEST:
+        raise AnalyticsParamError(param, f"{param} must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}.")
+    return instant
 
 
 def parse_range(

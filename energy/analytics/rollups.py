@@ -43,6 +43,7 @@ ROLLUP_COLUMNS = (
     "n",
     *(f"{name}_{agg}" for name in READING_FIELDS for agg in ROLLUP_AGGREGATES),
     *(f"{name}_inc" for name in REGISTER_FIELDS),
+    *(f"{name}_gap" for name in REGISTER_FIELDS),
 )
 _EPOCH = pd.Timestamp(0, tz="UTC")
 
@@ -183,30 +184,44 @@ def rollups_refresh(*, meter_id: int, start: datetime, end: datetime) -> None:
             _refresh_chunk(meter_id, hour, hour + timedelta(hours=1))
 
 
-def _previous_register(meter_id: int, before: datetime, name: str) -> float | None:
+def max_gap() -> timedelta:
+    """The longest silence across which a register increase is still the next reading's energy."""
+    return timedelta(seconds=settings.ANALYTICS_MAX_GAP_SECONDS)
+
+
+def _previous_register(meter_id: int, before: datetime, name: str) -> tuple[datetime, float] | None:
+    """(ts, value) of the meter's last reading carrying the register before `before`."""
     return (
         Reading.objects.filter(meter_id=meter_id, ts__lt=before, **{f"{name}__isnull": False})
         .order_by("-ts")
-        .values_list(name, flat=True)
+        .values_list("ts", name)
         .first()
     )
 
 
-def register_increments(values: pd.Series, previous: float | None) -> pd.Series:
-    """Energy attributed to each reading of a cumulative register (kWh).
+def register_increments(
+    values: pd.Series, times: pd.Series, previous: tuple[datetime, float] | None, gap: timedelta
+) -> tuple[pd.Series, pd.Series]:
+    """Energy attributed to each reading of a cumulative register (kWh), and gap energy.
 
-    The increase since the previous reading carrying the register, however long the gap; a
-    decrease is a counter reset (meter replaced or rolled over), so the new value is the energy
-    since zero. The very first reading of a meter has no predecessor and counts nothing.
-    Readings without the register get NaN.
+    The increase since the previous reading carrying the register; a decrease is a counter reset
+    (meter replaced or rolled over), so the new value is the energy since zero. When that
+    previous reading is more than `gap` older, the increase happened at some unknown time in the
+    silence: it is the reading's gap energy, not its increment. The very first reading of a meter
+    has no predecessor and counts nothing. Readings without the register get NaN in both.
     """
     present = values.dropna()
-    before = present.shift(1)
+    at = times.loc[present.index]
+    before, before_at = present.shift(1), at.shift(1)
     if len(present):
-        before.iloc[0] = np.nan if previous is None else previous
+        before.iloc[0] = np.nan if previous is None else previous[1]
+        before_at.iloc[0] = pd.NaT if previous is None else pd.Timestamp(previous[0])
     delta = present - before
-    increments = delta.where(delta >= 0, present).where(before.notna())
-    return increments.reindex(values.index)
+    moved = delta.where(delta >= 0, present).where(before.notna())
+    across_gap = (at - before_at) > pd.Timedelta(gap)
+    increments = moved.where(~across_gap)
+    gaps = moved.where(across_gap)
+    return increments.reindex(values.index), gaps.reindex(values.index)
 
 
 def readings_frame(meter_id: int, start: datetime, end: datetime) -> pd.DataFrame:
@@ -223,7 +238,7 @@ def readings_frame(meter_id: int, start: datetime, end: datetime) -> pd.DataFram
     for name in REGISTER_FIELDS:
         # No predecessor lookup for a register the chunk lacks (it would scan the whole history).
         previous = _previous_register(meter_id, start, name) if frame[name].notna().any() else None
-        frame[f"{name}_inc"] = register_increments(frame[name], previous)
+        frame[f"{name}_inc"], frame[f"{name}_gap"] = register_increments(frame[name], frame["ts"], previous, max_gap())
     return frame
 
 
@@ -245,6 +260,8 @@ def aggregate_frame(frame: pd.DataFrame, seconds: int) -> pd.DataFrame:
         parts[f"{name}_last"] = lasts[name]
     for name in REGISTER_FIELDS:
         parts[f"{name}_inc"] = grouped[f"{name}_inc"].sum(min_count=1)
+    for name in REGISTER_FIELDS:
+        parts[f"{name}_gap"] = grouped[f"{name}_gap"].sum(min_count=1)
     return pd.DataFrame(parts)[list(ROLLUP_COLUMNS)]
 
 
@@ -273,15 +290,21 @@ def _write(model, meter_id: int, rows: pd.DataFrame) -> None:
 
 
 def _increments_cte(name: str, table: str) -> str:
-    """Register increments of one meter's readings carrying `name`, the predecessor included."""
+    """Register increments of one meter's readings carrying `name`, the predecessor included;
+    an increase across a gap longer than the `gap` parameter is the reading's gap energy instead."""
     return f"""{name}_i AS (
-        SELECT ts, CASE WHEN prev IS NULL THEN NULL WHEN v >= prev THEN v - prev ELSE v END AS inc
+        SELECT ts, CASE WHEN ts - prev_ts > %(gap)s THEN NULL ELSE moved END AS inc,
+               CASE WHEN ts - prev_ts > %(gap)s THEN moved END AS gap
         FROM (
-            SELECT ts, {name} AS v, lag({name}) OVER (ORDER BY ts) AS prev FROM {table}
+            SELECT ts, prev_ts, CASE WHEN prev IS NULL THEN NULL WHEN v >= prev THEN v - prev ELSE v END AS moved
+            FROM (
+            SELECT ts, {name} AS v, lag({name}) OVER (ORDER BY ts) AS prev, lag(ts) OVER (ORDER BY ts) AS prev_ts
+            FROM {table}
             WHERE meter_id = %(meter)s AND {name} IS NOT NULL AND ts < %(end)s AND ts >= COALESCE(
                 (SELECT max(ts) FROM {table} WHERE meter_id = %(meter)s AND ts < %(start)s AND {name} IS NOT NULL),
                 %(start)s)
-        ) steps WHERE ts >= %(start)s
+            ) steps
+        ) moves WHERE ts >= %(start)s
     )"""  # noqa: S608
 
 
@@ -291,7 +314,7 @@ def _refresh_chunk_sql(meter_id: int, start: datetime, end: datetime) -> None:
     non-empty value, increments skip readings without the register."""
     table = Reading._meta.db_table
     fields = list(READING_FIELDS)
-    params = {"meter": meter_id, "start": start, "end": end}
+    params = {"meter": meter_id, "start": start, "end": end, "gap": max_gap()}
     with connection.cursor() as cursor:
         # Meters send a subset of the fields: aggregate only those present in the chunk.
         cursor.execute(
@@ -316,6 +339,7 @@ def _refresh_chunk_sql(meter_id: int, start: datetime, end: datetime) -> None:
     # the meter never sends would scan its whole history.
     registers = [name for name in REGISTER_FIELDS if name in present]
     aggregates += [f"sum({name}_i.inc)" if name in present else "NULL" for name in REGISTER_FIELDS]
+    aggregates += [f"sum({name}_i.gap)" if name in present else "NULL" for name in REGISTER_FIELDS]
     joins = " ".join(f"LEFT JOIN {name}_i ON {name}_i.ts = r.ts" for name in registers)
     ctes = ("WITH " + ", ".join(_increments_cte(name, table) for name in registers)) if registers else ""
     with connection.cursor() as cursor:

@@ -141,11 +141,15 @@ def _reading_input_fields() -> dict[str, serializers.Field]:
         "meter_id": serializers.IntegerField(required=False, help_text="Gateways: the meter this reading is for"),
         "meter_serial": serializers.CharField(required=False, help_text="Gateways: or the meter's serial"),
     }
-    for name, (unit, _lower) in READING_FIELDS.items():
-        fields[name] = serializers.FloatField(required=False, allow_null=True, help_text=unit or None)
+    for name, (unit, low, high) in READING_FIELDS.items():
+        fields[name] = serializers.FloatField(
+            required=False, allow_null=True, min_value=low, max_value=high, help_text=unit or None
+        )
     # Kept in `extra`, read by power quality and protection (docs/power-quality.md).
-    for name, (unit, _lower) in KNOWN_EXTRA_NUMERIC.items():
-        fields[name] = serializers.FloatField(required=False, allow_null=True, help_text=f"{unit}, stored in extra")
+    for name, (unit, low, high) in KNOWN_EXTRA_NUMERIC.items():
+        fields[name] = serializers.FloatField(
+            required=False, allow_null=True, min_value=low, max_value=high, help_text=f"{unit}, stored in extra"
+        )
     fields[BREAKER_STATE] = serializers.ChoiceField(
         choices=sorted(BREAKER_STATES), required=False, allow_null=True, help_text="Breaker position, stored in extra"
     )

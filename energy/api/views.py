@@ -124,7 +124,6 @@ class ReadingViewSet(DeviceWritesMixin, mixins.ListModelMixin, OrganizationViewS
     @extend_schema(
         request=serializers.ReadingInSerializer,
         responses={201: serializers.StoredReadingSerializer, 200: serializers.StoredReadingSerializer, **INGEST_ERRORS},
-        auth=[{"deviceKey": []}],
         summary="Ingest one reading (device key)",
     )
     def create(self, request, *args, **kwargs):
@@ -140,7 +139,6 @@ class ReadingViewSet(DeviceWritesMixin, mixins.ListModelMixin, OrganizationViewS
     @extend_schema(
         request=serializers.ReadingInSerializer(many=True),
         responses={201: serializers.BulkResultSerializer, 200: serializers.BulkResultSerializer, **INGEST_ERRORS},
-        auth=[{"deviceKey": []}],
         summary="Ingest up to 5,000 readings, all or nothing (device key)",
     )
     def bulk(self, request, *args, **kwargs):
@@ -211,7 +209,6 @@ class DeviceCommandPollView(viewsets.ViewSet):
 
     @extend_schema(
         responses={200: serializers.DeviceCommandMessageSerializer(many=True)},
-        auth=[{"deviceKey": []}],
         summary="Open commands for this device (device key); pending ones become delivered",
     )
     def list(self, request):
@@ -225,7 +222,6 @@ class DeviceCommandPollView(viewsets.ViewSet):
             404: OpenApiResponse(description="Not a command of this device"),
             409: OpenApiResponse(description="Already final (expired, or answered differently)"),
         },
-        auth=[{"deviceKey": []}],
         summary="Acknowledge (or report failure of) a command (device key)",
     )
     def ack(self, request, pk=None):

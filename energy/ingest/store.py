@@ -231,7 +231,12 @@ def readings_prepare(*, device: Meter | Gateway, items: list, now: datetime | No
 
     Invalid items reject the whole batch: ReadingsInvalid lists every bad index and field."""
     now = now or timezone.now()
-    readings = readings_parse(items, now=now, max_future=timedelta(seconds=settings.INGEST_MAX_FUTURE_SECONDS))
+    readings = readings_parse(
+        items,
+        now=now,
+        max_future=timedelta(seconds=settings.INGEST_MAX_FUTURE_SECONDS),
+        earliest=datetime(settings.INGEST_EARLIEST_YEAR, 1, 1, tzinfo=UTC),
+    )
     meter_ids = _bind_meters(device, readings)
     keys: list[tuple[int, datetime]] = []
     by_key: dict[tuple[int, datetime], ReadingInput] = {}

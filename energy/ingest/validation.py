@@ -21,15 +21,17 @@ METER_SERIAL = "meter_serial"
 RESERVED = frozenset({TIMESTAMP, METER_ID, METER_SERIAL})
 MAX_EXTRA_FIELDS = 64
 MAX_EXTRA_NAME = 64
+# Readings stamped earlier are a device clock that was never set (year 1, 1970, 1900), not history.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 
 # Fields without a typed column that the platform still understands (power quality and
 # protection, docs/power-quality.md). They are stored in `extra` under the same name, so the
 # readings table keeps one shape; these bounds are checked like a typed column's.
-KNOWN_EXTRA_NUMERIC: dict[str, tuple[str, float | None]] = {
-    "voltage_ab": ("V", 0.0),  # line-line voltages: imbalance uses NEMA's LVUR when all three are sent
-    "voltage_bc": ("V", 0.0),
-    "voltage_ca": ("V", 0.0),
-    "earth_leakage_ma": ("mA", 0.0),  # residual (earth leakage) current
+KNOWN_EXTRA_NUMERIC: dict[str, tuple[str, float, float]] = {
+    "voltage_ab": ("V", 0.0, 1e6),  # line-line voltages: imbalance uses NEMA's LVUR when all three are sent
+    "voltage_bc": ("V", 0.0, 1e6),
+    "voltage_ca": ("V", 0.0, 1e6),
+    "earth_leakage_ma": ("mA", 0.0, 1e6),  # residual (earth leakage) current
 }
 # The one non-numeric reading field: the breaker position the meter reports. "tripped" is an
 # open breaker that protection opened (a trip), as distinct from an operator opening it.
@@ -67,6 +69,13 @@ class ReadingsInvalid(Exception):
         self.errors = errors
 
 
+def _out_of_bounds(spec: tuple[str, float, float]) -> str:
+    unit, low, high = spec
+    if low == -1.0 and high == 1.0:
+        return "must be between -1 and 1"
+    return f"must be between {low:g} and {high:g}{' ' + unit if unit else ''}"
+
+
 def _number(value: object) -> float | None:
     # bool is an int subclass in Python but never a measurement.
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -90,7 +99,9 @@ def parse_timestamp(value: object) -> datetime:
         raise ValueError(f"{value!r} is out of range in UTC") from None
 
 
-def reading_parse(item: object, *, index: int, now: datetime, max_future: timedelta) -> ReadingInput:
+def reading_parse(
+    item: object, *, index: int, now: datetime, max_future: timedelta, earliest: datetime = EARLIEST
+) -> ReadingInput:
     """Validate one reading; raises ReadingsInvalid listing each bad field of it."""
     if not isinstance(item, dict):
         raise ReadingsInvalid([FieldError(index, "", "each reading must be a JSON object")])
@@ -110,6 +121,8 @@ def reading_parse(item: object, *, index: int, now: datetime, max_future: timede
                 errors.append(
                     FieldError(index, TIMESTAMP, f"is more than {int(max_future.total_seconds())} s in the future")
                 )
+            elif ts < earliest:
+                errors.append(FieldError(index, TIMESTAMP, f"is before {earliest:%Y-%m-%d} (INGEST_EARLIEST_YEAR)"))
     meter_id = item.get(METER_ID)
     if meter_id is not None and (isinstance(meter_id, bool) or not isinstance(meter_id, int)):
         errors.append(FieldError(index, METER_ID, "must be an integer meter id"))
@@ -126,10 +139,8 @@ def reading_parse(item: object, *, index: int, now: datetime, max_future: timede
             number = raw if type(raw) is float and math.isfinite(raw) else _number(raw)
             if number is None:
                 errors.append(FieldError(index, name, "must be a finite number"))
-            elif spec[1] is not None and number < spec[1]:
-                errors.append(FieldError(index, name, f"must be at least {spec[1]:g}"))
-            elif name == "power_factor" and number > 1.0:
-                errors.append(FieldError(index, name, "must be between -1 and 1"))
+            elif not spec[1] <= number <= spec[2]:
+                errors.append(FieldError(index, name, _out_of_bounds(spec)))
             else:
                 values[name] = number
             continue
@@ -147,8 +158,8 @@ def reading_parse(item: object, *, index: int, now: datetime, max_future: timede
             errors.append(FieldError(index, name, "must be a finite number"))
             continue
         known = KNOWN_EXTRA_NUMERIC.get(name)
-        if known is not None and known[1] is not None and number < known[1]:
-            errors.append(FieldError(index, name, f"must be at least {known[1]:g}"))
+        if known is not None and not known[1] <= number <= known[2]:
+            errors.append(FieldError(index, name, _out_of_bounds(known)))
             continue
         if len(name) > MAX_EXTRA_NAME:
             errors.append(FieldError(index, name, f"field names are at most {MAX_EXTRA_NAME} characters"))
@@ -163,13 +174,15 @@ def reading_parse(item: object, *, index: int, now: datetime, max_future: timede
     return ReadingInput(index=index, ts=ts, values=values, extra=extra, meter_id=meter_id, meter_serial=meter_serial)
 
 
-def readings_parse(items: list, *, now: datetime, max_future: timedelta) -> list[ReadingInput]:
+def readings_parse(
+    items: list, *, now: datetime, max_future: timedelta, earliest: datetime = EARLIEST
+) -> list[ReadingInput]:
     """Validate a batch; raises ReadingsInvalid with the errors of every bad item."""
     parsed: list[ReadingInput] = []
     errors: list[FieldError] = []
     for index, item in enumerate(items):
         try:
-            parsed.append(reading_parse(item, index=index, now=now, max_future=max_future))
+            parsed.append(reading_parse(item, index=index, now=now, max_future=max_future, earliest=earliest))
         except ReadingsInvalid as exc:
             errors.extend(exc.errors)
     if errors:

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from collections import defaultdict
 
 from channels.layers import get_channel_layer
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from energy.live import fanout
 
@@ -27,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 LOCAL_QUEUE_SIZE = 500
 RENEW_SECONDS = 3600.0  # channels_redis forgets group members after group_expiry (1 day)
+RETRY_SECONDS = 1.0  # between receives while the channel layer is down
 
 
 class Relay:
@@ -63,15 +66,33 @@ class Relay:
             await fanout.group_leave(self.layer, group, self.channel)
 
     async def _run(self) -> None:
+        outage_since: float | None = None
         while True:
             try:
                 message = await self.layer.receive(self.channel)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.exception("live relay receive failed; retrying")
-                await asyncio.sleep(1)
+            except (TimeoutError, RedisTimeoutError):
+                # Nothing arrived within a read timeout: an idle relay, not a failure (the
+                # settings make the layer's read timeout outlast its blocking pop; this covers a
+                # deployment that configures a shorter one). Receive again, quietly.
                 continue
+            except Exception as error:
+                # A real outage (Redis down, connection refused): one warning when it starts and
+                # one when it ends, not a traceback per retry.
+                if outage_since is None:
+                    outage_since = time.monotonic()
+                    logger.warning(
+                        "live relay lost the channel layer (%s: %s); retrying every %s s",
+                        type(error).__name__,
+                        error,
+                        RETRY_SECONDS,
+                    )
+                await asyncio.sleep(RETRY_SECONDS)
+                continue
+            if outage_since is not None:
+                logger.warning("live relay receiving again after %.0f s", time.monotonic() - outage_since)
+                outage_since = None
             for member in list(self.members.get(message.get("group", ""), ())):
                 member.relay_deliver(message)
 

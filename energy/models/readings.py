@@ -7,23 +7,26 @@ from django.db import models
 from energy.models.devices import Meter
 from joulepoint.tenancy.models import TenantModel
 
-# Typed reading columns: name -> (unit, lower bound or None). The ingest validator and the
-# bulk writer both read this list, so adding a column is one line here plus a migration.
-READING_FIELDS: dict[str, tuple[str, float | None]] = {
-    "total_power": ("W", None),
-    "reactive_power": ("var", None),
-    "total_energy": ("kWh", 0.0),
-    "export_energy": ("kWh", 0.0),
-    "voltage_a": ("V", 0.0),
-    "voltage_b": ("V", 0.0),
-    "voltage_c": ("V", 0.0),
-    "current_a": ("A", None),
-    "current_b": ("A", None),
-    "current_c": ("A", None),
-    "frequency": ("Hz", 0.0),
-    "power_factor": ("", -1.0),
-    "thd_v_pct": ("%", 0.0),
-    "thd_i_pct": ("%", 0.0),
+# Typed reading columns: name -> (unit, lowest, highest plausible value). The ingest validator,
+# the bulk writer and the OpenAPI schema read this list, so adding a column is one line here plus
+# a migration. The bounds are physical, not a meter's rating: they refuse what no installation
+# can measure (a finite 1e308 W included), so no stored value can overflow an aggregate
+# (docs/design.md, Units). GW-scale power, MV-scale voltage and a TWh-scale register pass.
+READING_FIELDS: dict[str, tuple[str, float, float]] = {
+    "total_power": ("W", -1e10, 1e10),  # ±10 GW
+    "reactive_power": ("var", -1e10, 1e10),
+    "total_energy": ("kWh", 0.0, 1e12),
+    "export_energy": ("kWh", 0.0, 1e12),
+    "voltage_a": ("V", 0.0, 1e6),  # up to 1,000 kV
+    "voltage_b": ("V", 0.0, 1e6),
+    "voltage_c": ("V", 0.0, 1e6),
+    "current_a": ("A", -1e6, 1e6),
+    "current_b": ("A", -1e6, 1e6),
+    "current_c": ("A", -1e6, 1e6),
+    "frequency": ("Hz", 0.0, 1000.0),
+    "power_factor": ("", -1.0, 1.0),
+    "thd_v_pct": ("%", 0.0, 1000.0),
+    "thd_i_pct": ("%", 0.0, 1000.0),
 }
 
 

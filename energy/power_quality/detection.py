@@ -1,5 +1,5 @@
-"""Power quality and protection: configuration, detection in the ingest path, device-posted
-protection events, and the `pq.event` / `protection.event` announcements.
+"""Power quality and protection detection in the ingest path (the rules are in `rules`, their
+thresholds in `config`, reading-derived protection in `protection`, announcements in `events`).
 
 Detection runs inside `reading_batch_ingest`'s transaction on the readings that call stored,
 holding each affected meter's row lock (SELECT … FOR UPDATE, taken in meter-id order so

@@ -8,15 +8,30 @@ row that was rolled back. In the embedded default (no broker) `delay` runs it in
 
 from __future__ import annotations
 
+from celery import Task
+from celery.exceptions import NotRegistered
 from django.db import transaction
 
 from joulepoint.celery import app
 
 
+def registered_task(task_name: str) -> Task:
+    """The task registered under `task_name`.
+
+    A worker imports every tasks module when it starts; a web process, the MQTT bridge or a
+    management command imports one only when something asks for it. So on a miss the modules a
+    worker would import (CELERY_IMPORTS and each app's tasks module) are imported, once."""
+    try:
+        return app.tasks[task_name]
+    except NotRegistered:
+        app.loader.import_default_modules()
+        return app.tasks[task_name]
+
+
 def enqueue(task_name: str, *args, countdown: float | None = None) -> None:
     """Send the task now (the caller has nothing to commit first), to run after `countdown`
     seconds if given."""
-    task = app.tasks[task_name]
+    task = registered_task(task_name)
     if countdown is None:
         task.delay(*args)
     else:

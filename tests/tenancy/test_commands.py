@@ -138,3 +138,22 @@ def test_duplicate_name_is_a_command_error(tenant):
     with pytest.raises(CommandError):
         create_tenant("Northwind Utilities")
     assert Organization.objects.filter(name="Northwind Utilities").count() == 1
+
+
+def test_the_readmes_token_without_scope_carries_every_scope_of_the_credential(tenant):
+    """README, "Integrators: OAuth2": no `scope` → the credential's scopes, so the newcomer's
+    token reads energy and automations alike (issue 16 item 6: asking for energy only got 403s)."""
+    response = token_request(tenant["client_id"], tenant["client_secret"])
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert set(body["scope"].split()) == set(all_scopes())
+    bearer = {"HTTP_AUTHORIZATION": f"Bearer {body['access_token']}"}
+    for path in ("/api/energy/meters/", "/api/automations/rules/", "/api/automations/alerts/"):
+        assert Client().get(path, **bearer).status_code == 200, path
+
+
+def test_a_token_narrowed_to_energy_is_refused_automations(tenant):
+    token = token_request(tenant["client_id"], tenant["client_secret"], "energy:read").json()["access_token"]
+    bearer = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+    assert Client().get("/api/energy/meters/", **bearer).status_code == 200
+    assert Client().get("/api/automations/rules/", **bearer).status_code == 403

@@ -115,7 +115,6 @@ class ProtectionEventViewSet(DeviceWritesMixin, mixins.ListModelMixin, mixins.Re
             415: OpenApiResponse(description="Content-Type is not application/json"),
             429: OpenApiResponse(description="Device rate limit; see Retry-After"),
         },
-        auth=[{"deviceKey": []}],
         summary="Record a protection event (device key); a re-sent one is a 200 duplicate",
     )
     def create(self, request, *args, **kwargs):

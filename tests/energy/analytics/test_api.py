@@ -97,7 +97,6 @@ def test_bad_parameters_are_400_with_a_clear_message(api, meter, route, params, 
         ({"meter": 1, "group": 2}, "exactly one subject"),
         ({"meter": "abc"}, "positive integer"),
         ({"meter": str(2**64)}, "positive integer"),
-        ({"account": 7}, "billing accounts are not available yet"),
     ],
 )
 def test_bad_subjects_are_400(api, params, message):
@@ -355,3 +354,19 @@ def test_whole_hour_offsets_looks_at_every_day_of_the_range(zone, whole):
     # Lord Howe is +11:00 in January and December but +10:30 in between.
     year = TimeRange(datetime(2026, 1, 10, tzinfo=UTC), datetime(2026, 12, 10, tzinfo=UTC))
     assert whole_hour_offsets(ZoneInfo(zone), year) is whole
+
+
+@pytest.mark.parametrize("route", [route for route in ROUTES if route != "live_trail"])  # live_trail: minutes=
+@pytest.mark.parametrize(
+    "window",
+    [
+        {"start": "0001-01-01T00:00:00Z"},
+        {"start": "0001-01-01T00:00:00Z", "end": "0001-01-02T00:00:00Z"},
+        {"start": "9999-12-30T00:00:00Z", "end": "9999-12-31T00:00:00Z"},
+        {"end": "0001-01-03T00:00:00Z"},
+    ],
+)
+def test_dates_at_the_edge_of_the_calendar_are_a_400_naming_the_parameter(api, meter, route, window):
+    response = api.get(f"{BASE}{route}", {"meter": meter.pk, **window})
+    assert response.status_code == 400, response.content
+    assert response.json()["param"] in {"start", "end"}

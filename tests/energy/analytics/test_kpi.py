@@ -229,3 +229,40 @@ def test_range_not_on_whole_hours_reads_the_edge_quarters_too(api, org, site):
     assert data["peak_demand"]["method"] == "register"
     assert data["peak_demand"]["kw"] == pytest.approx(2 * 6.0)
     assert data["demand_intervals"] == 6
+
+
+def test_a_register_move_across_a_long_gap_is_gap_energy_not_the_intervals(api, meter, settings):
+    settings.ANALYTICS_MAX_GAP_SECONDS = 1800
+    before = factories.reading_series(T0, MINUTE, 10, total_energy=lambda i: 10 + i, total_power=1000.0)
+    after = factories.reading_series(T0 + 40 * MINUTE, MINUTE, 20, total_energy=lambda i: 50 + i, total_power=1000.0)
+    factories.readings_create(meter, before + after)
+    data = kpi(api, meter=meter.pk, start="2026-06-10T10:00:00Z", end="2026-06-10T11:00:00Z")
+    # 10 → 19 before the 31-minute silence, 50 → 69 after it; 19 → 50 happened somewhere inside.
+    assert data["energy"]["imported_kwh"] == pytest.approx(28.0)
+    assert data["energy"]["gap_imported_kwh"] == pytest.approx(31.0)
+    assert data["energy"]["gap_exported_kwh"] is None
+    assert data["energy"]["max_gap_seconds"] == 1800
+    assert data["energy"]["meters"][0]["gap_imported_kwh"] == pytest.approx(31.0)
+
+
+def test_the_readmes_old_reading_on_a_live_meter_leaves_its_last_24_hours_alone(api, meter, device_client):
+    """Issue 16 item 3: the README's ingest example (one reading of 2025-10-16 with a 1,500 kWh
+    register) posted to a demo meter made the KPI of its last 24 h report 453,148.91 kWh: the
+    register difference across 14 months was poured into the interval of the next reading."""
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    start = now - timedelta(hours=1)
+    # An hour of the demo meter at 3.6 kW: +0.06 kWh a minute from 454,648.91 kWh.
+    live = factories.reading_series(
+        start, MINUTE, 60, total_power=3600.0, total_energy=lambda i: round(454_648.91 + 0.06 * i, 2)
+    )
+    factories.readings_create(meter, live)
+    window = {"meter": meter.pk, "start": (now - timedelta(hours=24)).isoformat(), "end": now.isoformat()}
+    assert kpi(api, **window)["energy"]["imported_kwh"] == pytest.approx(3.54)
+
+    body = {"total_power": 3600.0, "total_energy": 1500.0, "voltage_a": 230.1, "timestamp": "2025-10-16T10:00:00Z"}
+    assert device_client(meter).post("/api/energy/energy-data/", body).status_code == 201
+
+    data = kpi(api, **window)
+    assert data["energy"]["imported_kwh"] == pytest.approx(3.54)  # not 453,152.45
+    assert data["energy"]["gap_imported_kwh"] == pytest.approx(453_148.91)
+    assert data["peak_demand"]["kw"] == pytest.approx(3.6)  # nor a 1.8 GW quarter hour

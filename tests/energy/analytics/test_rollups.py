@@ -7,6 +7,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.conf import settings as django_settings
 from django.utils import timezone
 
 from energy.analytics.models import AnalyticsSettings, ReadingRollup1h, ReadingRollup1m, ReadingRollup15m, RollupDirty
@@ -28,20 +29,23 @@ T0 = datetime(2026, 6, 10, 10, 0, tzinfo=UTC)
 
 
 def raw_aggregates(meter, seconds: int) -> dict:
-    """Hand-rolled expectation from the raw rows: per bucket n, avg/min/max/last, register increments."""
+    """Hand-rolled expectation from the raw rows: per bucket n, avg/min/max/last, register
+    increments, and register moves across gaps longer than ANALYTICS_MAX_GAP_SECONDS."""
     readings = list(Reading.objects.filter(meter=meter).order_by("ts"))
     buckets: dict = defaultdict(list)
     previous: dict = {"total_energy": None, "export_energy": None}
+    max_gap = timedelta(seconds=django_settings.ANALYTICS_MAX_GAP_SECONDS)
     for reading in readings:
         increments = {}
-        for name in previous:
+        for name in list(previous):
             value = getattr(reading, name)
             if value is None:
                 continue
-            before = previous[name]
-            if before is not None:
-                increments[name] = value - before if value >= before else value
-            previous[name] = value
+            if previous[name] is not None:
+                before, before_ts = previous[name]
+                moved = value - before if value >= before else value
+                increments[f"{name}_gap" if reading.ts - before_ts > max_gap else name] = moved
+            previous[name] = (value, reading.ts)
         epoch = int(reading.ts.timestamp())
         buckets[epoch - epoch % seconds].append((reading, increments))
     expected = {}
@@ -56,6 +60,8 @@ def raw_aggregates(meter, seconds: int) -> dict:
         for name in ("total_energy", "export_energy"):
             increments = [inc[name] for _, inc in items if name in inc]
             row[f"{name}_inc"] = sum(increments) if increments else None
+            gaps = [inc[f"{name}_gap"] for _, inc in items if f"{name}_gap" in inc]
+            row[f"{name}_gap"] = sum(gaps) if gaps else None
         expected[datetime.fromtimestamp(epoch, tz=UTC)] = row
     return expected
 
@@ -65,7 +71,7 @@ def test_rollups_match_raw_aggregates(meter):
     register = 1000.0
     rows = []
     for i in range(400):
-        ts = T0 + timedelta(seconds=20 * i + rng.randint(0, 15))
+        ts = T0 + timedelta(seconds=20 * i + rng.randint(0, 15)) + (timedelta(hours=2) if i >= 300 else timedelta())
         register = 3.0 if i == 200 else register + rng.random()  # a reset half way
         rows.append(
             {
@@ -78,6 +84,8 @@ def test_rollups_match_raw_aggregates(meter):
             }
         )
     factories.readings_create(meter, rows)
+    # A two-hour silence before reading 300: its register moves are gap energy, not increments.
+    assert ReadingRollup1h.objects.filter(meter=meter, total_energy_gap__gt=0).count() == 1
     for model in (ReadingRollup1m, ReadingRollup15m, ReadingRollup1h):
         expected = raw_aggregates(meter, model.bucket_seconds)
         stored = {row.ts: row for row in model.objects.filter(meter=meter)}
@@ -114,7 +122,8 @@ def test_ingest_marks_windows_and_queries_see_fresh_data(
     assert ReadingRollup1m.objects.get(meter=meter, ts=now).total_power_avg == 8000.0
 
 
-def test_backfill_recomputes_the_increment_of_the_next_reading(meter):
+def test_backfill_recomputes_the_increment_of_the_next_reading(meter, settings):
+    settings.ANALYTICS_MAX_GAP_SECONDS = 3 * 3600  # readings two hours apart are no gap here
     factories.readings_create(meter, factories.reading_series(T0, timedelta(hours=2), 2, total_energy=[10.0, 20.0]))
     assert ReadingRollup1h.objects.get(meter=meter, ts=T0 + timedelta(hours=2)).total_energy_inc == 10.0
     # A late reading between them: the 12:00 reading now only adds 20 - 15.

@@ -160,10 +160,57 @@ def test_valid_batch_keeps_request_order_and_indexes():
     assert [r.values["total_power"] for r in parsed] == [0.0, 1.0, 2.0, 3.0, 4.0]
 
 
-@given(st.floats(allow_nan=False, allow_infinity=False))
-def test_any_finite_float_is_accepted_as_total_power(value):
+@given(st.floats(min_value=-1e10, max_value=1e10))
+def test_any_plausible_float_is_accepted_as_total_power(value):
     reading = parse({"timestamp": "2025-10-16T10:00:00Z", "total_power": value})
     assert reading.values["total_power"] == value
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("total_power", 1.7e308),  # finite, but no installation draws it (issue 17: it broke analytics)
+        ("total_power", -2e10),
+        ("total_energy", 1.7e308),
+        ("export_energy", 2e12),
+        ("voltage_a", 2e6),
+        ("frequency", 5000.0),
+        ("current_b", -2e6),
+        ("power_factor", 1.5),
+        ("earth_leakage_ma", 1e7),
+        ("voltage_ab", 1e9),
+    ],
+)
+def test_implausible_values_are_refused_naming_the_field(field, value):
+    with pytest.raises(ReadingsInvalid) as caught:
+        parse({"timestamp": "2025-10-16T10:00:00Z", field: value})
+    assert [(error.field, "must be between" in error.message) for error in caught.value.errors] == [(field, True)]
+
+
+@given(
+    field=st.sampled_from(sorted(READING_FIELDS)),
+    value=st.floats(allow_nan=False, allow_infinity=False),
+)
+def test_every_typed_field_is_accepted_exactly_within_its_bounds(field, value):
+    _unit, low, high = READING_FIELDS[field]
+    item = {"timestamp": "2025-10-16T10:00:00Z", field: value}
+    if low <= value <= high:
+        assert parse(item).values[field] == value
+    else:
+        with pytest.raises(ReadingsInvalid):
+            parse(item)
+
+
+@pytest.mark.parametrize("stamp", ["0001-01-01T00:00:00Z", "1900-01-01T00:00:00Z", "1999-12-31T23:59:59Z"])
+def test_readings_from_a_clock_never_set_are_refused(stamp):
+    with pytest.raises(ReadingsInvalid) as caught:
+        parse({"timestamp": stamp, "total_power": 1.0})
+    assert [error.field for error in caught.value.errors] == ["timestamp"]
+    assert "2000-01-01" in caught.value.errors[0].message
+
+
+def test_the_earliest_accepted_instant_is_the_first_of_the_year():
+    assert parse({"timestamp": "2000-01-01T00:00:00Z", "total_power": 1.0}).ts == datetime(2000, 1, 1, tzinfo=UTC)
 
 
 non_numbers = st.one_of(

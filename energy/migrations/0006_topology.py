@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('energy', '0002_squashed_0004_merge_analytics'),
+        ('energy', '0005_rollup_register_gaps'),
         ('tenancy', '0001_initial'),
     ]
 
