@@ -14,6 +14,7 @@ from energy.live.selectors import site_statuses
 from energy.models import Gateway, Meter, MeterGroup, Reading, Site
 from energy.power_quality.config import CONFIG_DEFAULTS, CONFIG_FIELDS, pq_config_validate
 from energy.power_quality.models import MeterPQState, PQConfig, PQEvent, ProtectionEvent
+from energy.topology import admin as topology_admin  # noqa: F401  (registers the site topology pages)
 from joulepoint.tenancy.admin import MemberInlinePermissions, OrganizationScopedAdmin, ReadOnlyScopedAdmin
 from joulepoint.tenancy.models import Organization
 from joulepoint.tenancy.selectors import user_organization_ids

@@ -2,8 +2,9 @@
 
 `demo_ensure` is idempotent: it finds or creates the "Joulepoint Demo" organization, its admin
 user, the "Demo Depot" site, one meter of each kind (grid, load, PV, battery, EV charger), two
-meter groups ("All loads", "Generation and storage") and an OAuth2 client, and writes
-everything the simulator needs to `var/demo.json`. The month of history is energy.demo_history.
+meter groups ("All loads", "Generation and storage"), the depot's topology graph
+(energy.topology.demo) and an OAuth2 client, and writes everything the simulator needs to
+`var/demo.json`. The month of history is energy.demo_history.
 
 The OAuth2 client secret exists in clear only when it is created (django-oauth-toolkit keeps a
 hash), so it is kept in `var/demo.json` (mode 0600) and reused on later runs while it still
@@ -24,6 +25,7 @@ from django.contrib.auth.hashers import check_password
 from django.db import transaction
 
 from energy.models import Meter, MeterGroup, Site
+from energy.topology.demo import topology_demo_ensure
 from joulepoint.tenancy.models import Application, Membership, Organization
 from joulepoint.tenancy.services import all_scopes, api_credential_create
 
@@ -190,6 +192,8 @@ def demo_ensure(*, state_path: Path | None = None) -> dict:
             for meter in meters
         ],
     }
+    # The depot's energy graph (energy.topology is part of this app, so no extension needed).
+    data["topology"] = topology_demo_ensure(site=site, meters=by_kind)
     for name, extend in _extensions.items():
         extra = extend(organization=organization, user=user, site=site, meters=by_kind)
         if extra is not None:

@@ -204,6 +204,7 @@ SPECTACULAR_SETTINGS = {
         "MeterKindEnum": "energy.models.Meter.Kind",
         "PQEventKindEnum": "energy.power_quality.models.PQEvent.Kind",
         "ProtectionEventKindEnum": "energy.power_quality.models.ProtectionEvent.Kind",
+        "TopologyNodeKindEnum": "energy.topology.models.Node.Kind",
         "AutomationActionTypeEnum": "automations.models.ActionType",
         "AlertSeverityEnum": "automations.models.Severity",
         "WalletTransactionKindEnum": "billing.models.WalletTransaction.Kind",

@@ -9,7 +9,7 @@ import factory
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from energy.models import Gateway, Meter, MeterGroup, Reading, Site
+from energy.models import Edge, Gateway, Meter, MeterGroup, Node, Reading, Site
 from joulepoint.tenancy.models import Membership, Organization
 
 
@@ -123,6 +123,33 @@ def readings_create(meter: Meter, rows: Iterable[dict], *, rollup: bool = True) 
 
 
 ValueSpec = float | list | Callable[[int], float]
+
+
+# --- topology ------------------------------------------------------------------------------------
+
+
+class NodeFactory(factory.django.DjangoModelFactory):
+    """A node of a site's graph (rows straight to the table: the rules are the services' tests)."""
+
+    class Meta:
+        model = Node
+
+    site = factory.SubFactory(SiteFactory)
+    organization = factory.SelfAttribute("site.organization")
+    name = factory.Sequence(lambda n: f"Node {n}")
+    kind = Node.Kind.LOAD
+
+
+class EdgeFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Edge
+
+    parent = factory.SubFactory(NodeFactory)
+    child = factory.SubFactory(NodeFactory, site=factory.SelfAttribute("..parent.site"))
+    site = factory.SelfAttribute("parent.site")
+    organization = factory.SelfAttribute("parent.organization")
+
+
 # --- automations ---------------------------------------------------------------------------------
 
 

@@ -23,6 +23,7 @@ from energy.api.analytics import AnalyticsView
 from energy.api.authentication import DeviceKeyAuthentication
 from energy.models import DeviceCommand, Gateway, Meter, MeterGroup, Reading, Site
 from energy.power_quality.models import PQConfig, PQEvent, ProtectionEvent
+from energy.topology.models import Edge, Node
 from mlops.api.trainer import TrainerTokenAuthentication
 from mlops.models import (
     Assignment,
@@ -59,6 +60,10 @@ def is_analytics_subject_route(pattern: URLPattern) -> bool:
     return view_class is not None and issubclass(view_class, AnalyticsView)
 
 
+# Routes whose subject is a site given as `?site=` (400 without one): a foreign site is a 404.
+SITE_SUBJECT_ROUTES = {"topology-node-graph"}
+
+
 def is_device_route(pattern: URLPattern) -> bool:
     """Routes only devices call (X-Device-Key): walked with the outsider's meter key, not a token."""
     view_class = getattr(pattern.callback, "cls", None)
@@ -92,8 +97,13 @@ def _rows(org, marker: str) -> dict:
     analytics_settings = AnalyticsSettings.objects.create(
         organization=org, raw_retention_days=42, rollup_retention_days=4242, expected_interval_seconds=42
     )
+    grid = factories.NodeFactory(site=site, name=f"{marker} grid", kind="grid_connection", meter=meter)
+    board = factories.NodeFactory(site=site, name=f"{marker} board", kind="switchboard")
+    edge = factories.EdgeFactory(parent=grid, child=board)
     return {
         Site: site,
+        Node: grid,
+        Edge: edge,
         Meter: meter,
         Gateway: gateway,
         MeterGroup: group,
@@ -251,6 +261,8 @@ def test_route_walked_as_another_tenant(outsider_api, first, own, route, pattern
             _detail_is_404(outsider_api, url, method, first)
         elif method == "get" and is_analytics_subject_route(pattern):
             _analytics_subject_is_404(outsider_api, url, first, own)
+        elif method == "get" and pattern.name in SITE_SUBJECT_ROUTES:
+            _site_subject_is_404(outsider_api, url, first, own)
         elif method == "get":
             _list_has_no_foreign_rows(outsider_api, url, model, pattern, first, own)
         else:
@@ -310,6 +322,17 @@ def _analytics_subject_is_404(client, url: str, first: dict, own: dict) -> None:
         mine = client.get(url, {name: own[model].pk, **window})
         assert mine.status_code in (200, 400), (url, name, mine.status_code, mine.content[:300])
         assert_no_leak(mine, first)
+
+
+def _site_subject_is_404(client, url: str, first: dict, own: dict) -> None:
+    response = client.get(url, {"site": first[Site].pk})
+    assert response.status_code == 404, (url, response.status_code, response.content[:300])
+    assert_no_leak(response, first)
+    # The outsider's own site answers, so the 404 above means something.
+    mine = client.get(url, {"site": own[Site].pk})
+    assert mine.status_code == 200, (url, mine.status_code, mine.content[:300])
+    assert own[Node].pk in [node["id"] for node in mine.json()["nodes"]]
+    assert_no_leak(mine, first)
 
 
 def _list_has_no_foreign_rows(client, url: str, model, pattern: URLPattern, first: dict, own: dict) -> None:

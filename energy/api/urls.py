@@ -6,6 +6,7 @@ from django.urls import re_path
 
 from energy.api import analytics, views
 from energy.power_quality.api import views as power_quality
+from energy.topology.api import views as topology
 from joulepoint.platform.api import OptionalSlashRouter
 
 router = OptionalSlashRouter()
@@ -19,6 +20,9 @@ router.register("pq/events", power_quality.PQEventViewSet, basename="pq-event")
 router.register("protection/events", power_quality.ProtectionEventViewSet, basename="protection-event")
 router.register("protection/breakers", power_quality.BreakerStateViewSet, basename="protection-breaker")
 router.register("commands", views.DeviceCommandViewSet, basename="devicecommand")
+# Topology (docs/topology.md).
+router.register("topology/nodes", topology.NodeViewSet, basename="topology-node")
+router.register("topology/edges", topology.EdgeViewSet, basename="topology-edge")
 
 readings = views.ReadingViewSet.as_view({"get": "list", "post": "create"})
 readings_bulk = views.ReadingViewSet.as_view({"post": "bulk"})

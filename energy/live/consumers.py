@@ -12,6 +12,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.http.request import validate_host
+from django.utils import timezone
 
 from energy.ingest.frames import FrameError, frame_loads
 from energy.live import fanout, relay, selectors
@@ -23,7 +24,13 @@ from energy.sockets import (
     json_text,
     scope_header,
 )
+from energy.topology.overlay import TopologyOverlay, topology_overlay_load
+from energy.topology.services import TOPOLOGY_CHANGED
 from joulepoint.tenancy.selectors import organization_for_token, user_organization_ids
+
+# A watched topology is recomputed and pushed at most this often per site and socket: readings
+# of a busy site arrive many times a second, and the view cannot show more.
+TOPOLOGY_PUSH_INTERVAL_SECONDS = 0.25
 
 
 class LiveConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
@@ -36,6 +43,9 @@ class LiveConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         self.sites: dict[int, set[int] | None] = {}
+        self.topology: dict[int, TopologyOverlay] = {}
+        self.topology_pending: set[int] = set()
+        self.topology_pushed: dict[int, float] = {}
         self.groups: set[str] = set()
         # Messages from this process's relay, written by one task in order; bounded so a slow
         # browser cannot hold the server's memory (it is closed with 4503 instead).
@@ -114,9 +124,13 @@ class LiveConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
             message = await self.outbox.get()
             kind = message["type"]
             if kind == "live.readings":
+                self.topology_readings(message)
                 await self.live_readings(message)
             elif kind == "live.event":
+                await self.topology_changed(message)
                 await self.live_event(message)
+            elif kind == "topology.flush":
+                await self.topology_flush(message["site_id"])
             elif kind == "live.too_slow":
                 await self.refuse(CLOSE_TOO_SLOW, "too_slow", "This socket fell behind; reconnect and reload.")
                 return
@@ -150,6 +164,10 @@ class LiveConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
             await self.reply({"type": "error", "code": "unknown_type", "detail": f"Unknown message type {kind!r}."})
 
     async def subscribe(self, data: dict) -> None:
+        if data.get("topology") is not None:
+            await self.subscribe_topology(data["topology"])
+            if not any(data.get(name) for name in ("sites", "meters", "groups")):
+                return
         try:
             targets = await database_sync_to_async(selectors.live_targets_resolve)(
                 organization_ids=self.organization_ids,
@@ -177,7 +195,79 @@ class LiveConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
             await self.join(fanout.site_group(org_id, site_id))
         await self.reply({"type": "subscribed", **self.describe()})
 
+    async def subscribe_topology(self, site_ids: object) -> None:
+        """Watch sites' graphs: a `topology` frame now, `topology.update` frames as readings
+        arrive (at most one per TOPOLOGY_PUSH_INTERVAL_SECONDS), a new `topology` frame when the
+        structure changes. All or nothing, like every subscription."""
+        if not isinstance(site_ids, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in site_ids):
+            await self.reply({"type": "error", "code": "bad_subscription", "detail": "topology is a list of site ids"})
+            return
+        watched = sum(len(m) if m is not None else 1 for m in self.sites.values()) + len(self.topology)
+        if watched + len(site_ids) > settings.WS_LIVE_MAX_SUBSCRIPTIONS:
+            await self.reply({"type": "error", "code": "too_many_subscriptions", "detail": "Subscription limit."})
+            return
+        loaded = {}
+        for site_id in dict.fromkeys(site_ids):
+            loaded[site_id] = await database_sync_to_async(topology_overlay_load)(
+                organization_ids=self.organization_ids, site_id=site_id
+            )
+        missing = sorted(site_id for site_id, overlay in loaded.items() if overlay is None)
+        if missing:
+            await self.reply({"type": "error", "code": "not_found", "detail": "Unknown ids.", "topology": missing})
+            return
+        for site_id, overlay in loaded.items():
+            self.topology[site_id] = overlay
+            await self.join(fanout.site_group(overlay.organization_id, site_id))
+        await self.reply({"type": "subscribed", **self.describe()})
+        for overlay in loaded.values():
+            await self.topology_send(overlay)
+
+    async def topology_send(self, overlay: TopologyOverlay) -> None:
+        document = overlay.document(now=timezone.now())
+        await self.reply({"type": "topology", "site_id": overlay.site_id, "graph": document})
+
+    def topology_readings(self, message: dict) -> None:
+        """Advance a watched graph with a readings frame and schedule its push (throttled)."""
+        overlay = self.topology.get(message["site_id"])
+        if overlay is None or overlay.meter_ids.isdisjoint(message["meter_ids"]):
+            return
+        if not overlay.apply(orjson.loads(message["frame"])["readings"]):
+            return
+        site_id = overlay.site_id
+        if site_id in self.topology_pending:
+            return
+        self.topology_pending.add(site_id)
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, self.topology_pushed.get(site_id, 0.0) + TOPOLOGY_PUSH_INTERVAL_SECONDS - loop.time())
+        loop.call_later(delay, self.relay_deliver, {"type": "topology.flush", "site_id": site_id})
+
+    async def topology_flush(self, site_id: int) -> None:
+        self.topology_pending.discard(site_id)
+        overlay = self.topology.get(site_id)
+        if overlay is None:
+            return
+        self.topology_pushed[site_id] = asyncio.get_running_loop().time()
+        await self.reply({"type": "topology.update", "site_id": site_id, **overlay.update(now=timezone.now())})
+
+    async def topology_changed(self, message: dict) -> None:
+        """A node or edge of a watched site changed: reload its graph and send it whole."""
+        event = message["event"]
+        site_id = (event.get("payload") or {}).get("site_id")
+        if event.get("key") != TOPOLOGY_CHANGED or site_id not in self.topology:
+            return
+        overlay = await database_sync_to_async(topology_overlay_load)(
+            organization_ids=self.organization_ids, site_id=site_id
+        )
+        if overlay is None:
+            del self.topology[site_id]
+            return
+        self.topology[site_id] = overlay
+        await self.topology_send(overlay)
+
     async def unsubscribe(self, data: dict) -> None:
+        topology = data.get("topology")
+        for site_id in topology if isinstance(topology, list) else []:
+            self.topology.pop(site_id, None)
         sites, meters = data.get("sites") or [], data.get("meters") or []
         for site_id in list(self.sites):
             if site_id in sites:
@@ -187,10 +277,13 @@ class LiveConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
         await self.reply({"type": "subscribed", **self.describe()})
 
     def describe(self) -> dict:
-        return {
+        described = {
             "sites": sorted(site for site, meters in self.sites.items() if meters is None),
             "meters": sorted(m for meters in self.sites.values() if meters is not None for m in meters),
         }
+        if self.topology:  # named only when watched, so frames of sockets that never do are unchanged
+            described["topology"] = sorted(self.topology)
+        return described
 
     async def live_readings(self, message: dict) -> None:
         site_id = message["site_id"]

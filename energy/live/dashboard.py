@@ -47,6 +47,13 @@ def site_detail(request, site_id: int):
 
 
 @login_required(login_url=LOGIN_URL)
+def site_topology(request, site_id: int):
+    """The site's energy graph in 3D (2D fallback); data arrives over /ws/live/ (docs/topology.md)."""
+    site = _site_or_404(request, site_id)
+    return render(request, "dashboard/topology.html", {"site": site})
+
+
+@login_required(login_url=LOGIN_URL)
 def site_snapshot(request, site_id: int):
     site = _site_or_404(request, site_id)
     return JsonResponse(selectors.dashboard_snapshot(site=site))
@@ -89,4 +96,5 @@ urlpatterns = [
         alert_acknowledge,
         name="dashboard-alert-acknowledge",
     ),
+    re_path(r"^sites/(?P<site_id>[0-9]{1,18})/topology/?$", site_topology, name="dashboard-topology"),
 ]

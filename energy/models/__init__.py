@@ -1,8 +1,8 @@
 """The energy app's rows, one module per kind (Django loads this package as the app's models).
 
 sites, devices (meters, gateways, groups), readings, commands here; the rollups and settings of
-energy.analytics.models and the power quality rows of energy.power_quality.models are imported
-below so they are models of this app too.
+energy.analytics.models, the power quality rows of energy.power_quality.models and the topology rows
+of energy.topology.models are imported below so they are models of this app too.
 """
 
 from energy.analytics.models import AnalyticsSettings, ReadingRollup1h, ReadingRollup1m, ReadingRollup15m, RollupDirty
@@ -11,6 +11,7 @@ from energy.models.devices import DeviceCredential, Gateway, Meter, MeterGroup, 
 from energy.models.readings import READING_FIELDS, Reading
 from energy.models.sites import Site
 from energy.power_quality.models import BreakerState, MeterPQState, PQConfig, PQEvent, ProtectionEvent
+from energy.topology.models import Edge, Node, TopologySettings
 
 __all__ = [
     "READING_FIELDS",
@@ -18,10 +19,12 @@ __all__ = [
     "BreakerState",
     "DeviceCommand",
     "DeviceCredential",
+    "Edge",
     "Gateway",
     "Meter",
     "MeterGroup",
     "MeterPQState",
+    "Node",
     "PQConfig",
     "PQEvent",
     "ProtectionEvent",
@@ -31,5 +34,6 @@ __all__ = [
     "ReadingRollup15m",
     "RollupDirty",
     "Site",
+    "TopologySettings",
     "new_device_secret",
 ]

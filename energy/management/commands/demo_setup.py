@@ -55,6 +55,8 @@ class Command(BaseCommand):
             "Joulepoint Edge demo (demo-only credentials: never use them in production)",
             f"  Platform       {url}/admin/   API docs {url}/api/docs/",
             f"  Live dashboard {url}/dashboard/  (same login; live socket ws{url[4:]}/ws/live/)",
+            f"  Topology (3D)  {url}/dashboard/sites/{data['site']['id']}/topology/   "
+            f"graph API {url}/api/energy/topology/nodes/graph?site={data['site']['id']}",
             f"  Admin login    {data['admin_username']} / {data['admin_password']}",
             f"  OAuth2 client  client_id     {data['client_id']}",
             f"                 client_secret {data['client_secret']}   ({client_note})",

@@ -162,3 +162,16 @@ def test_acknowledge_an_alert_from_the_dashboard_with_tenant_and_role_checks(log
     theirs.refresh_from_db()
     assert mine.status == "acknowledged" and mine.acknowledged_by.startswith("user:")
     assert theirs.status == "active"
+
+
+def test_the_topology_page_is_linked_from_the_site_and_scoped(logged_in, client, site):
+    page = logged_in.get(f"/dashboard/sites/{site.pk}/")
+    assert f'href="/dashboard/sites/{site.pk}/topology/"' in page.text
+    topology = logged_in.get(f"/dashboard/sites/{site.pk}/topology/")
+    assert topology.status_code == 200
+    assert f'data-site="{site.pk}"' in topology.text
+    assert "vendor/3d-force-graph/3d-force-graph.min.js" in topology.text
+    assert "vendor/force-graph/force-graph.min.js" in topology.text  # the 2D fallback
+    foreign = factories.SiteFactory(name="Foreign depot")
+    assert logged_in.get(f"/dashboard/sites/{foreign.pk}/topology/").status_code == 404
+    assert Client().get(f"/dashboard/sites/{site.pk}/topology/").status_code == 302

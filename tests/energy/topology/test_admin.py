@@ -1,0 +1,77 @@
+"""The admin's page per site: its nodes and edges edited inline, under the API's rules."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from energy.topology.models import Edge, Node
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def manager(owner) -> Client:
+    client = Client()
+    client.force_login(owner)
+    return client
+
+
+def _url(site) -> str:
+    return f"/admin/energy/sitetopology/{site.pk}/change/"
+
+
+def _post(site, *, nodes=(), edges=(), existing_nodes=()) -> dict:
+    data = {
+        "topology_settings-TOTAL_FORMS": "0",
+        "topology_settings-INITIAL_FORMS": "0",
+        "topology_nodes-TOTAL_FORMS": str(len(existing_nodes) + len(nodes)),
+        "topology_nodes-INITIAL_FORMS": str(len(existing_nodes)),
+        "topology_edges-TOTAL_FORMS": str(len(edges)),
+        "topology_edges-INITIAL_FORMS": "0",
+    }
+    rows = [{"id": node.pk, "name": node.name, "kind": node.kind} for node in existing_nodes] + list(nodes)
+    for index, row in enumerate(rows):
+        for key, value in {"sign_convention": "import_positive", "site": site.pk, **row}.items():
+            data[f"topology_nodes-{index}-{key}"] = value
+    for index, row in enumerate(edges):
+        for key, value in {"site": site.pk, **row}.items():
+            data[f"topology_edges-{index}-{key}"] = value
+    return data
+
+
+def test_a_manager_adds_nodes_and_an_edge_on_the_sites_page(manager, site, other_org):
+    factories.SiteFactory(organization=other_org, name="Hidden")
+    listing = manager.get("/admin/energy/sitetopology/")
+    assert listing.status_code == 200 and site.name in listing.text and "Hidden" not in listing.text
+    assert manager.get(_url(site)).status_code == 200
+
+    response = manager.post(
+        _url(site),
+        _post(site, nodes=[{"name": "Grid", "kind": "grid_connection"}, {"name": "Board", "kind": "switchboard"}]),
+    )
+    assert response.status_code == 302, response.content[:2000]
+    grid, board = Node.objects.filter(site=site).order_by("id")
+    assert grid.organization_id == site.organization_id
+
+    response = manager.post(
+        _url(site),
+        _post(
+            site,
+            existing_nodes=[grid, board],
+            edges=[{"parent": grid.pk, "child": board.pk, "resistance_ohm_per_phase": "0.02"}],
+        ),
+    )
+    assert response.status_code == 302
+    assert Edge.objects.get().resistance_ohm_per_phase == 0.02
+
+
+def test_an_edge_closing_a_cycle_is_a_form_error(manager, site):
+    a, b = factories.NodeFactory(site=site, name="A"), factories.NodeFactory(site=site, name="B")
+    factories.EdgeFactory(parent=a, child=b)
+    data = _post(site, existing_nodes=[a, b], edges=[{"parent": b.pk, "child": a.pk}])
+    response = manager.post(_url(site), data)
+    assert response.status_code == 200
+    assert "would close a cycle" in response.text
+    assert Edge.objects.count() == 1
