@@ -22,6 +22,8 @@ from pathlib import Path
 
 import psycopg
 
+from bench.database import readings_copy
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 DB = "jp_bench_an"
@@ -50,7 +52,6 @@ def copy_readings(meter_id: int, start: datetime, minutes: int, phase: float) ->
     """1-minute readings with a daily load shape, written by one COPY of CSV text per meter."""
     import numpy as np
     import pandas as pd
-    from django.db import connection
 
     i = np.arange(minutes)
     hour = (i % 1440) / 60
@@ -70,12 +71,7 @@ def copy_readings(meter_id: int, start: datetime, minutes: int, phase: float) ->
             "received_at": datetime.now(UTC).isoformat(),
         }
     )
-    columns = ", ".join(frame.columns)
-    with (
-        connection.cursor() as cursor,
-        cursor.cursor.copy(f"COPY energy_reading ({columns}) FROM STDIN WITH (FORMAT csv)") as copy,
-    ):
-        copy.write(frame.to_csv(header=False, index=False))
+    readings_copy(frame)
 
 
 def timed(func, repeat: int) -> float:

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import psycopg
 
+from bench.database import readings_copy
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 DB = "jp_bench_billing"
@@ -73,7 +75,6 @@ def drop_database() -> None:
 def copy_readings(meter_id: int, minutes: int, phase: float) -> None:
     import numpy as np
     import pandas as pd
-    from django.db import connection
 
     i = np.arange(minutes)
     hour = (i % 1440) / 60
@@ -88,12 +89,7 @@ def copy_readings(meter_id: int, minutes: int, phase: float) -> None:
             "received_at": datetime.now(UTC).isoformat(),
         }
     )
-    columns = ", ".join(frame.columns)
-    with (
-        connection.cursor() as cursor,
-        cursor.cursor.copy(f"COPY energy_reading ({columns}) FROM STDIN WITH (FORMAT csv)") as copy,
-    ):
-        copy.write(frame.to_csv(header=False, index=False))
+    readings_copy(frame)
 
 
 def median_seconds(func, repeat: int) -> float:

@@ -48,7 +48,7 @@ import orjson
 import psycopg
 from psycopg import sql
 
-from bench.pq import database_create, database_drop
+from bench.database import database_create, database_drop
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DB = "jp_bench_ingest"

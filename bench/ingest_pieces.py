@@ -32,8 +32,8 @@ from collections.abc import Callable
 
 import orjson
 
+from bench.database import database_create, database_drop
 from bench.ingest import DEFAULT_REDIS, Device, bulk_body, reading_json, signed_headers
-from bench.pq import database_create, database_drop
 
 DATABASE = "jp_bench_pieces"
 BULK_SIZE = 1_000

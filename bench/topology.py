@@ -29,11 +29,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import psycopg
-from psycopg import sql
+from bench.database import database_create, database_drop
 
 ROOT = Path(__file__).resolve().parent.parent
-PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_DB = "jp_bench_topology"
 TARGET_P95_MS = 200.0
 TARGET_RATIO = 3.0
@@ -46,17 +44,6 @@ CROSS JOIN LATERAL (
 ) r
 WHERE n.site_id = %s AND n.meter_id IS NOT NULL
 """
-
-
-def database_create(name: str) -> None:
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-
-def database_drop(name: str) -> None:
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def percentile(values: list[float], share: float) -> float:
