@@ -23,17 +23,14 @@ replaced by a no-op so this measures the ingest path, not the workers.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
 import sys
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-from bench.database import database_create, database_drop
+from bench.database import django_on_database
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DB = "jp_bench_pq"
 TARGET_RATIO = 0.85
 
@@ -78,26 +75,10 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = parser.parse_args()
 
-    database_create(args.database)
-    os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{args.database}"
-    os.environ.pop("REDIS_URL", None)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "joulepoint.settings")
-    sys.path.insert(0, str(ROOT))
-    try:
-        import django
-
-        django.setup()
+    with django_on_database(args.database, keep=args.keep):
         from django.conf import settings
-        from django.core.management import call_command
 
-        call_command("migrate", verbosity=0)
         return run(args, settings)
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        if not args.keep:
-            database_drop(args.database)
 
 
 def run(args, settings) -> int:

@@ -22,16 +22,12 @@ meters (how many `topology.update` frames a second one socket can compute).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-from bench.database import database_create, database_drop
+from bench.database import django_on_database
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DB = "jp_bench_topology"
 TARGET_P95_MS = 200.0
 TARGET_RATIO = 3.0
@@ -59,25 +55,8 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = parser.parse_args()
 
-    database_create(args.database)
-    os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{args.database}"
-    os.environ.pop("REDIS_URL", None)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "joulepoint.settings")
-    sys.path.insert(0, str(ROOT))
-    try:
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0)
+    with django_on_database(args.database, keep=args.keep):
         return run(args)
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        if not args.keep:
-            database_drop(args.database)
 
 
 def build(args):
