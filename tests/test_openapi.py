@@ -63,10 +63,11 @@ def test_device_endpoints_take_the_device_key_and_document_the_signature(schema)
 
 def test_the_description_names_only_apps_that_serve_routes(schema):
     description = schema["info"]["description"].lower()
-    prefixes = {path.split("/")[2] for path in schema["paths"] if path.startswith("/api/")}
-    for word, prefix in (("billing", "billing"), ("mlops", "ml"), ("automations", "automations")):
+    promises = (("billing", "/api/energy/billing/"), ("mlops", "/api/ml/"), ("automations", "/api/automations/"))
+    for word, prefix in promises:
         if word in description:
-            assert prefix in prefixes, f"the description promises {word}, which serves no route yet"
+            served = any(path.startswith(prefix) for path in schema["paths"])
+            assert served, f"the description promises {word}, which serves no route yet"
 
 
 def test_swagger_ui_is_served(client):
