@@ -73,7 +73,6 @@ class TrainerViewSet(OrganizationViewSet):
 
     @extend_schema(
         responses={(200, "application/vnd.apache.parquet"): OpenApiTypes.BINARY, 401: None, 403: None},
-        auth=[{"trainerToken": []}],
         summary="An external trainer downloads its job's dataset (download token)",
     )
     @action(detail=True, methods=["get"])
@@ -106,7 +105,6 @@ class TrainerViewSet(OrganizationViewSet):
             403: OpenApiResponse(description="Token expired or used, or the job is not waiting"),
             413: OpenApiResponse(description="The model is over MLOPS_MAX_MODEL_BYTES"),
         },
-        auth=[{"trainerToken": []}],
         summary="An external trainer completes its job with an ONNX model (single-use token)",
     )
     @action(detail=True, methods=["post"], parser_classes=[MultiPartParser])
