@@ -24,6 +24,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import check_password
 from django.db import transaction
 
+from energy.demo_history import demo_history_backfill
 from energy.models import Meter, MeterGroup, Site
 from energy.topology.demo import topology_demo_ensure
 from joulepoint.tenancy.models import Application, Membership, Organization
@@ -64,17 +65,31 @@ DEMO_METERS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-# Other apps add their part of the demo (a tariff and wallet, a model, a topology, …) from their
-# AppConfig.ready(): energy imports none of them. Each extension is called inside demo_ensure's
-# transaction with keyword arguments organization, user, site and meters (kind → Meter), must
-# be idempotent like demo_ensure, and returns what it wants written under its name in
-# var/demo.json (JSON-serializable) or None.
+# Other apps add their part of the demo (a tariff and wallet, a model, rules, …) from their
+# AppConfig.ready(): energy imports none of them. Each extension is called in a transaction with
+# keyword arguments organization, user, site and meters (kind → Meter), must be idempotent like
+# demo_ensure, and returns what it wants written under its name in var/demo.json
+# (JSON-serializable) or None. Extensions run before the month of history is stored (rules then
+# fire on its events), or, registered with `after_history`, once it is (a model trains on it).
 DemoExtension = Callable[..., dict | None]
 _extensions: dict[str, DemoExtension] = {}
+_after_history: set[str] = set()
 
 
-def demo_extension_register(name: str, extend: DemoExtension) -> None:
+def demo_extension_register(name: str, extend: DemoExtension, *, after_history: bool = False) -> None:
     _extensions[name] = extend
+    if after_history:
+        _after_history.add(name)
+    else:
+        _after_history.discard(name)
+
+
+def _extensions_apply(data: dict, context: dict, *, after_history: bool) -> None:
+    for name, extend in _extensions.items():
+        if (name in _after_history) == after_history:
+            extra = extend(**context)
+            if extra is not None:
+                data[name] = extra
 
 
 def demo_state_path() -> Path:
@@ -115,15 +130,31 @@ def _demo_credential(*, organization: Organization, user, previous: dict) -> tup
     return credential.application, credential.client_secret, True
 
 
-@transaction.atomic
-def demo_ensure(*, state_path: Path | None = None) -> dict:
-    """Find or create the demo tenant, write `state_path` (default var/demo.json), return its content.
+def demo_ensure(*, state_path: Path | None = None, history_days: int = 0, simulator_state: Path | None = None) -> dict:
+    """Find or create the demo tenant, store `history_days` of simulated history before its first
+    reading (energy.demo_history), write `state_path` (default var/demo.json), return its content.
 
     The returned dict has the admin login, the OAuth2 client id and secret, the site and one
-    entry per meter with its device key and secret (what the simulator posts with).
+    entry per meter with its device key and secret (what the simulator posts with), and what
+    the history stored (`history`).
     """
     path = Path(state_path) if state_path is not None else demo_state_path()
-    previous = _read_state(path)
+    data, context = _demo_tenant_ensure(_read_state(path))
+    if history_days > 0:
+        result = demo_history_backfill(
+            site=context["site"], meters=context["meters"], days=history_days, state_path=simulator_state
+        )
+        data["history"] = {"days": history_days, "stored": result.stored, "seconds": round(result.seconds, 1)}
+    with transaction.atomic():
+        _extensions_apply(data, context, after_history=True)
+    _write_state(path, data)
+    return data
+
+
+@transaction.atomic
+def _demo_tenant_ensure(previous: dict) -> tuple[dict, dict]:
+    """The tenant, its site, meters, groups, credential and topology, and the extensions that run
+    before the history: (what var/demo.json says, the extensions' keyword arguments)."""
 
     organization, _ = Organization.objects.get_or_create(name=DEMO_ORG_NAME, defaults={"slug": DEMO_ORG_SLUG})
     user, _ = get_user_model().objects.get_or_create(username=DEMO_USERNAME, defaults={"is_staff": True})
@@ -194,9 +225,6 @@ def demo_ensure(*, state_path: Path | None = None) -> dict:
     }
     # The depot's energy graph (energy.topology is part of this app, so no extension needed).
     data["topology"] = topology_demo_ensure(site=site, meters=by_kind)
-    for name, extend in _extensions.items():
-        extra = extend(organization=organization, user=user, site=site, meters=by_kind)
-        if extra is not None:
-            data[name] = extra
-    _write_state(path, data)
-    return data
+    context = {"organization": organization, "user": user, "site": site, "meters": by_kind}
+    _extensions_apply(data, context, after_history=False)
+    return data, context

@@ -25,4 +25,5 @@ class MlopsConfig(AppConfig):
         # GET /api/energy/analytics/forecast?method=model serves the subject's production model.
         forecast_provider_register("model", model_forecast)
         # make run's demo: an anomaly model on the depot's grid meter, in production.
-        demo_extension_register("mlops", demo_extend)
+        # After the month of history: the demo model trains on it.
+        demo_extension_register("mlops", demo_extend, after_history=True)

@@ -258,6 +258,11 @@ class AccountFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"Account {n}")
     tariff = factory.SubFactory(TariffFactory, organization=factory.SelfAttribute("..organization"))
 
+    @factory.post_generation
+    def meters(obj, create, extracted, **kwargs):
+        if create and extracted:
+            obj.meters.set(extracted)
+
 
 # --- mlops -----------------------------------------------------------------------------------------
 

@@ -6,8 +6,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand
 
 from energy.demo import demo_ensure, demo_state_path
-from energy.demo_history import HISTORY_DAYS, demo_history_backfill
-from energy.models import Meter, Site
+from energy.demo_history import HISTORY_DAYS
 
 
 class Command(BaseCommand):
@@ -30,20 +29,17 @@ class Command(BaseCommand):
 
     def handle(self, *args, url: str, state: str | None, as_json: bool, history_days: int, **options):
         path = state or demo_state_path()
-        data = demo_ensure(state_path=path)
-        history = "none asked for"
-        if history_days > 0:
-            site = Site.objects.get(pk=data["site"]["id"])
-            meters = {meter.kind: meter for meter in Meter.objects.filter(pk__in=[m["id"] for m in data["meters"]])}
-            sim_state = options.get("sim_state")
-            result = demo_history_backfill(
-                site=site, meters=meters, days=history_days, state_path=Path(sim_state) if sim_state else None
-            )
-            history = (
-                f"{result.stored} readings of {history_days} days stored in {result.seconds:.1f} s"
-                if result.stored
-                else "already stored (kept)"
-            )
+        sim_state = options.get("sim_state")
+        data = demo_ensure(
+            state_path=path, history_days=history_days, simulator_state=Path(sim_state) if sim_state else None
+        )
+        stored = data.get("history")
+        if stored is None:
+            history = "none asked for"
+        elif stored["stored"]:
+            history = f"{stored['stored']} readings of {stored['days']} days stored in {stored['seconds']:.1f} s"
+        else:
+            history = "already stored (kept)"
         if as_json:
             self.stdout.write(json.dumps(data, indent=2))
             return
