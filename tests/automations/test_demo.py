@@ -56,7 +56,7 @@ def test_the_demo_has_rules_with_an_alert_an_annotation_and_a_webhook(tmp_path, 
     assert data["automations"]["webhook_url"] == f"http://127.0.0.1:{settings.DEMO_WEBHOOK_PORT}/joulepoint"
 
 
-def test_a_sag_and_a_trip_fire_the_demo_rules_up_to_the_receiver(tmp_path, receiver):
+def test_a_sag_and_a_trip_fire_the_demo_rules_up_to_the_receiver(tmp_path, receiver, eager_tasks):
     data = demo_ensure(state_path=tmp_path / "demo.json")
     meters = {m.kind: m for m in Meter.objects.filter(organization_id=data["organization_id"])}
     start = timezone.now() - timedelta(minutes=5)
