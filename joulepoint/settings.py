@@ -105,10 +105,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL")
-# Must exceed channels_redis's 5 s blocking receive (RedisChannelLayer.brpop_timeout).
-CHANNEL_LAYER_SOCKET_TIMEOUT = envfloat("CHANNEL_LAYER_SOCKET_TIMEOUT", 15.0)
-if CHANNEL_LAYER_SOCKET_TIMEOUT <= 5:
-    raise ImproperlyConfigured("CHANNEL_LAYER_SOCKET_TIMEOUT must exceed the channel layer's 5 s blocking receive")
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "joulepoint.platform.cache.PooledClientRedisCache", "LOCATION": REDIS_URL}}
     # capacity: messages a channel may hold before sends to it are dropped (a relay channel carries
@@ -120,9 +116,11 @@ if REDIS_URL:
                 # redis-py 8 reads with a 5 s socket timeout by default, the same 5 s that
                 # channels_redis blocks in BZPOPMIN/BRPOP for a message: an idle socket's receive
                 # then fails with TimeoutError and the consumer is closed (channels_redis #422,
-                # redis-py #4091). A read timeout longer than the blocking pop keeps idle receives
-                # normal and still notices a dead connection (None would wait forever).
-                "hosts": [{"address": REDIS_URL, "socket_timeout": CHANNEL_LAYER_SOCKET_TIMEOUT}],
+                # redis-py #4091). No read timeout (the pop itself bounds an idle wait) with TCP
+                # keepalive to notice a dead connection. A finite read timeout longer than the pop
+                # was tried: a consumer's pending receive then sometimes never finished cancelling
+                # (a test's event loop hung at teardown).
+                "hosts": [{"address": REDIS_URL, "socket_timeout": None, "socket_keepalive": True}],
                 "capacity": 1000,
             },
         }
