@@ -196,7 +196,7 @@ def test_the_procfile_deployment_passes_the_smoke_script(deployment):
         assert [(r["meter_id"], r["total_power"]) for r in frame["readings"]] == [(meter.pk, 6400.0)]
 
         # 4. The rule's webhook, delivered by the Celery worker.
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # a loaded 2-core CI machine runs every process of the deployment at once
         while not Delivery.objects.filter(status="succeeded").exists():
             assert time.monotonic() < deadline, f"no delivery; processes:\n{deployment['deployment'].output()}"
             time.sleep(0.3)
