@@ -2,8 +2,10 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularSwaggerView
 from oauth2_provider import urls as oauth2_urls
+
+from joulepoint.platform.schema import SchemaView
 
 # The admin is the facility managers' back office: our name on it, and "View site" opens the dashboard.
 admin.site.site_header = "Joulepoint Edge"
@@ -18,7 +20,7 @@ handler500 = "joulepoint.platform.api.json_server_error"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("o/", include(oauth2_urls)),
-    re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
+    re_path(r"^api/schema/?$", SchemaView.as_view(), name="schema"),
     re_path(r"^api/docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/energy/", include("energy.api.urls")),
     path("api/energy/", include("billing.api.urls")),
