@@ -275,6 +275,35 @@ def test_route_walked_as_another_tenant(outsider_api, first, own, route, pattern
     assert references_into(first, from_org=own[Site].organization) == [], f"{route} linked to foreign rows"
 
 
+WRITE_METHODS = {"post", "put", "patch", "delete"}
+WRITE_ROUTES = [
+    (route, pattern)
+    for route, pattern in ROUTES
+    if not pattern.pattern.regex.groupindex and set(route_methods(pattern)) & WRITE_METHODS
+]
+
+
+@pytest.mark.parametrize("route,pattern", WRITE_ROUTES, ids=[route for route, _ in WRITE_ROUTES])
+def test_write_route_walked_with_another_tenants_device_key(first, own, route, pattern):
+    """Ingest doors take a device key on their writes even where reads take a token (readings,
+    bulk, protection events): the outsider's meter and gateway name the first tenant's meter by
+    id and by serial, singly and in a batch, and nothing of the first tenant changes."""
+    url = reverse(pattern.name)
+    before = snapshot(first)
+    counts = {m: m.objects.for_org(first[Site].organization).count() for m in first}
+    naming = {**_payload_naming(first), "meter_serial": first[Meter].serial}
+    for device in (own[Meter], own[Gateway]):
+        client = APIClient()
+        client.credentials(HTTP_X_DEVICE_KEY=str(device.device_key))
+        for method in sorted(set(route_methods(pattern)) & WRITE_METHODS):
+            for body in (naming, [naming], {"readings": [naming]}):
+                response = getattr(client, method)(url, body, format="json")
+                assert response.status_code < 500, (method, url, response.content[:300])
+                assert_no_leak(response, first)
+    assert snapshot(first) == before, f"{route} changed the first tenant's rows"
+    assert {m: m.objects.for_org(first[Site].organization).count() for m in first} == counts
+
+
 def references_into(first: dict, *, from_org) -> list[str]:
     """The outsider's rows that point at one of the first tenant's rows (by foreign key or M2M)."""
     found = []
