@@ -8,8 +8,8 @@ Otherwise, if the grid meter has no history yet, a week of the depot simulator's
 then a dataset is built, the built-in anomaly trainer trains on it, and the version is assigned
 to the grid meter and promoted to production, all through the same services as the API. The
 grid meter sees EV sessions and battery peaks, so the dashboard's feed shows `anomaly.detected`
-within minutes of the simulator starting. The PV meter's model (pvlib clear sky at the site ×
-what the array made that week) serves `GET /api/energy/analytics/forecast?meter=<pv>&method=model`.
+within minutes of the simulator starting. The PV meter's model (pvlib clear sky at the site scaled
+to what the array made that week) serves `GET /api/energy/analytics/forecast?meter=<pv>&method=model`.
 """
 
 from __future__ import annotations

@@ -70,6 +70,13 @@ def labels_read(
     return found
 
 
+def _joiner(separator: str):
+    """Kinds read best sorted and once each (`sag,swell`); annotation texts in time order."""
+    if separator == ",":
+        return lambda texts: separator.join(sorted(set(texts)))
+    return lambda texts: separator.join(dict.fromkeys(texts))
+
+
 def label_columns(frame: pd.DataFrame, found: dict[str, list[tuple[int, pd.Timestamp, str]]]) -> pd.DataFrame:
     """`frame` (meter_id, ts, …) with each label's flag and text columns (0 and "" where none)."""
     frame = frame.copy()
@@ -79,11 +86,7 @@ def label_columns(frame: pd.DataFrame, found: dict[str, list[tuple[int, pd.Times
             marks = pd.DataFrame(rows, columns=["meter_id", "ts", text])
             marks["meter_id"] = marks["meter_id"].astype(frame["meter_id"].dtype)
             marks["ts"] = pd.to_datetime(marks["ts"], utc=True).astype(frame["ts"].dtype)
-            joined = (
-                marks.groupby(["meter_id", "ts"])[text]
-                .agg(lambda texts: separator.join(dict.fromkeys(sorted(texts) if separator == "," else texts)))
-                .reset_index()
-            )
+            joined = marks.groupby(["meter_id", "ts"])[text].agg(_joiner(separator)).reset_index()
             joined[flag] = 1
             frame = frame.merge(joined, on=["meter_id", "ts"], how="left")
             frame[text] = frame[text].fillna("").astype(str)

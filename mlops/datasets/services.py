@@ -20,8 +20,8 @@ from energy.models import Meter, MeterGroup, Site
 from energy.models.readings import READING_FIELDS
 from joulepoint.platform.enqueue import enqueue_on_commit
 from mlops import artifacts, taskqueue
-from mlops.errors import MlopsConflict, MlopsInvalid
 from mlops.datasets.labels import LABELS, label_columns, labels_read
+from mlops.errors import MlopsConflict, MlopsInvalid
 from mlops.features import FEATURES, STEP_SECONDS, feature_frame, holiday_countries
 from mlops.models import Dataset, DatasetVersion, TrainingJob
 

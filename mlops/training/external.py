@@ -36,9 +36,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from automations import signing
+from joulepoint.platform.timefmt import isoz
 from mlops.errors import MlopsInvalid
 from mlops.models import TrainingJob
-from joulepoint.platform.timefmt import isoz
 from mlops.registry.services import model_version_register
 
 MAX_PROGRESS_MESSAGE = 500
@@ -224,7 +224,6 @@ def training_jobs_expire(*, now=None) -> int:
             job.save(update_fields=["status", "error", "finished_at", "logs"])
             expired += 1
     return expired
-
 
 
 def _expiry_reason(job: TrainingJob) -> str:

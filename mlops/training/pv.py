@@ -73,7 +73,11 @@ def pv_train(frame: pd.DataFrame, params: dict, *, latitude: float, longitude: f
         if len(history) < steps_per_day or future.empty:
             continue
         forecast = predict(
-            history.to_numpy(), method="seasonal_naive_daily", horizon=len(future), steps_per_day=steps_per_day, window=1
+            history.to_numpy(),
+            method="seasonal_naive_daily",
+            horizon=len(future),
+            steps_per_day=steps_per_day,
+            window=1,
         )
         naive_errors.append(np.abs(forecast - future.to_numpy()))
     naive_mae = float(np.concatenate(naive_errors).mean()) if naive_errors else None

@@ -17,10 +17,10 @@ from django.utils import timezone
 
 from joulepoint.platform.enqueue import enqueue_on_commit
 from mlops import artifacts, taskqueue
+from mlops.datasets.services import dataset_meters
 from mlops.errors import MlopsConflict, MlopsInvalid
 from mlops.models import DatasetVersion, Purpose, RegisteredModel, TrainingJob
 from mlops.registry.services import model_version_register
-from mlops.datasets.services import dataset_meters
 from mlops.training import anomaly, forecaster, pv
 from mlops.training.external import external_job_dispatch
 

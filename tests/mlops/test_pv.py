@@ -52,7 +52,7 @@ def test_the_pv_forecaster_learns_the_arrays_ratio_and_beats_yesterday_repeated(
     assert version["features"] == ["clearsky_ghi", "clearsky_dni", "clearsky_dhi"]
     metrics = version["metrics"]
     assert metrics["location"] == {"latitude": 52.52, "longitude": 13.405}
-    # The week's average sky is 92 % of the clear one: the learnt ratio sits near 20 × 0.92.
+    # The week's average sky is 92 % of the clear one: the learnt ratio sits near 20 x 0.92.
     assert 0.85 * W_PER_W_M2 < metrics["performance_ratio_w_per_w_m2"] < W_PER_W_M2
     backtest = metrics["backtest"]
     assert backtest["baseline"] == "seasonal_naive_daily" and backtest["horizon_hours"] == 24
@@ -60,9 +60,11 @@ def test_the_pv_forecaster_learns_the_arrays_ratio_and_beats_yesterday_repeated(
 
 
 def test_the_pv_meter_forecasts_with_its_production_model(api, org, pv_meter, eager_tasks):
-    model, job = pv_trained(api, pv_meter)
+    model, _job = pv_trained(api, pv_meter)
     model_version = ModelVersion.objects.get(model_id=model["id"])
-    assignment = Assignment.objects.create(organization=org, model_id=model["id"], purpose="pv_forecast", meter=pv_meter)
+    assignment = Assignment.objects.create(
+        organization=org, model_id=model["id"], purpose="pv_forecast", meter=pv_meter
+    )
     promotion_create(organization=org, assignment=assignment, alias="production", version=model_version)
 
     query = {"meter": pv_meter.pk, "method": "model", "end": "2025-10-13T00:00:00Z", "history_days": 7, "horizon": 24}
