@@ -107,10 +107,12 @@ class TrainerViewSet(OrganizationViewSet):
     )
     @action(detail=True, methods=["post"], parser_classes=[JSONParser])
     def progress(self, request, pk=None):
-        body = request.data if isinstance(request.data, dict) else {}
-        try:  # the token first: a stranger learns nothing about the body it sent
+        token = bearer(request)
+        try:
+            external_token_check(job_id=int(pk), token=token)  # before the body is parsed: 401 first
+            body = request.data if isinstance(request.data, dict) else {}
             job = external_job_progress(
-                job_id=int(pk), token=bearer(request), percent=body.get("percent"), message=body.get("message", "")
+                job_id=int(pk), token=token, percent=body.get("percent"), message=body.get("message", "")
             )
         except TokenRefused as exc:
             raise _refused(exc) from None
