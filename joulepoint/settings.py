@@ -310,3 +310,10 @@ MLOPS_EXTERNAL_TRAINER_SECRET = env("MLOPS_EXTERNAL_TRAINER_SECRET")
 MLOPS_PUBLIC_URL = env("MLOPS_PUBLIC_URL", "http://127.0.0.1:8000")
 MLOPS_EXTERNAL_TOKEN_TTL_SECONDS = envint("MLOPS_EXTERNAL_TOKEN_TTL_SECONDS", 3600)
 MLOPS_MAX_MODEL_BYTES = envint("MLOPS_MAX_MODEL_BYTES", 50 * 1024 * 1024)
+# Running training jobs whose trainer stopped reporting become `expired` (docs/mlops.md). Beat
+# sends by name, so the entry names the `ml` queue itself.
+CELERY_BEAT_SCHEDULE["mlops-training-jobs-expire"] = {
+    "task": "mlops.training_jobs_expire",
+    "schedule": 60.0,
+    "options": {"queue": "ml"},
+}

@@ -50,7 +50,7 @@ class DatasetVersionAdmin(ReadOnlyScopedAdmin):
 
 @admin.register(TrainingJob)
 class TrainingJobAdmin(ReadOnlyScopedAdmin):
-    list_display = ["id", "model", "trainer", "dataset_version", "status", "created_at", "finished_at"]
+    list_display = ["id", "model", "trainer", "dataset_version", "status", "progress", "created_at", "finished_at"]
     list_filter = ["status", "trainer"]
     actions = ["run"]
 
@@ -61,6 +61,13 @@ class TrainingJobAdmin(ReadOnlyScopedAdmin):
                 training_job_run(job=job)
             except MlopsInvalid as exc:
                 self.message_user(request, f"Job {job.pk}: {exc.message}", level=messages.WARNING)
+
+    @admin.display(description="progress")
+    def progress(self, job: TrainingJob) -> str:
+        """What an external trainer last reported (empty for built-in trainers)."""
+        if job.progress_percent is None:
+            return ""
+        return f"{job.progress_percent:g}%" + (f" · {job.progress_message}" if job.progress_message else "")
 
 
 @admin.register(RegisteredModel)

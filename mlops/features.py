@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 import holidays
 import numpy as np
 import pandas as pd
+import pvlib
 
 # name → what it adds (per field for rolling means and lags)
 FEATURES = {
@@ -33,6 +34,9 @@ ROLLING = {"rolling_mean_1h": 3600, "rolling_mean_24h": 86400}
 LAGS = {"lag_1d": 86400, "lag_1w": 7 * 86400}
 STEP_SECONDS = {"15min": 900, "1h": 3600}
 POINT_FEATURES = ("local_hour_sin", "local_hour_cos")
+# Clear-sky irradiance at the site (W/m², pvlib's Ineichen model with the Linke turbidity
+# climatology): global horizontal, direct normal, diffuse horizontal. The PV forecaster's inputs.
+CLEARSKY_FEATURES = ("clearsky_ghi", "clearsky_dni", "clearsky_dhi")
 
 
 def holiday_countries() -> set[str]:
@@ -130,3 +134,15 @@ def reading_point(reading: dict, timestamp: datetime, zone: ZoneInfo, names: lis
                 return None
             row.append(float(value))
     return row
+
+
+def clearsky_matrix(stamps: pd.DatetimeIndex, *, latitude: float, longitude: float, step_seconds: int) -> np.ndarray:
+    """Clear-sky irradiance (CLEARSKY_FEATURES, in that order) for steps starting at `stamps`
+    (UTC). Each step is evaluated at its middle: a 15-minute rollup is the average over the
+    step, and at sunrise the start of the step would read zero for a step that produced."""
+    if len(stamps) == 0:
+        return np.zeros((0, len(CLEARSKY_FEATURES)), dtype=np.float32)
+    middles = pd.DatetimeIndex(stamps).tz_convert("UTC") + pd.Timedelta(seconds=step_seconds / 2)
+    location = pvlib.location.Location(latitude, longitude, tz="UTC")
+    sky = location.get_clearsky(middles, model="ineichen")
+    return sky[["ghi", "dni", "dhi"]].fillna(0.0).clip(lower=0.0).to_numpy(dtype=np.float32)

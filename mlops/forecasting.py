@@ -1,9 +1,10 @@
 """The `model` forecast method of energy's analytics: the subject's production forecasting model,
 registered with energy.analytics.forecast.forecast_provider_register in MlopsConfig.ready().
 
-The model predicts each step from calendar features and the value one day earlier (in the
+A demand model predicts each step from calendar features and the value one day earlier (in the
 dataset field's unit, W); beyond one day ahead, its own predictions stand in for the lag, day
-by day. It forecasts the series it is given (the subject's total), so a model serves best the
+by day. A PV model predicts from the clear-sky irradiance at the subject's site (pvlib), which
+is known for any step ahead. It forecasts the series it is given (the subject's total), so a model serves best the
 subject it was trained on (a dataset of that meter, or of the group's meters).
 Tenant scope: the subject's organization.
 """
@@ -18,8 +19,9 @@ import pandas as pd
 
 from energy.analytics.params import AnalyticsParamError
 from energy.analytics.subjects import Subject
+from energy.models import Site
 from mlops import selectors
-from mlops.features import holiday_flags, hour_circle
+from mlops.features import CLEARSKY_FEATURES, clearsky_matrix, holiday_flags, hour_circle
 from mlops.inference.sessions import serving_observe, session_for
 from mlops.models import Purpose
 
@@ -51,11 +53,15 @@ def model_forecast(
     future = pd.DatetimeIndex(future)
     step = (future[1] - future[0]) if len(future) > 1 else pd.Timedelta(hours=1)
     per_day = max(1, int(timedelta(days=1) / step))
+    sky = None
+    if set(CLEARSKY_FEATURES) & set(version.features):
+        sky = _clear_sky(subject, future, int(step.total_seconds()))
     predictions: list[np.ndarray] = []
     for start in range(0, len(future), per_day):
         chunk = future[start : start + per_day]
         lag = known.reindex(chunk - pd.Timedelta(days=1)).ffill().fillna(known.iloc[-1] if len(known) else 0.0)
-        matrix = _inputs(version.features, chunk, zone, country, lag.to_numpy())
+        chunk_sky = sky[start : start + per_day] if sky is not None else None
+        matrix = _inputs(version.features, chunk, zone, country, lag.to_numpy(), chunk_sky)
         predicted = np.asarray(session.run(None, {input_name: matrix})[0], dtype="float64").ravel()
         if purpose == Purpose.PV_FORECAST:
             predicted = np.clip(predicted, 0, None)
@@ -67,7 +73,25 @@ def model_forecast(
     return forecast, info
 
 
-def _inputs(names: list[str], stamps: pd.DatetimeIndex, zone: ZoneInfo, country: str, lag: np.ndarray) -> np.ndarray:
+def _clear_sky(subject: Subject, future: pd.DatetimeIndex, step_seconds: int) -> np.ndarray:
+    """The clear sky over the subject's site for each future step (a PV model's inputs)."""
+    site_ids = {meter.site_id for meter in subject.meters}
+    site = Site.objects.filter(pk__in=site_ids).first() if len(site_ids) == 1 else None
+    if site is None or site.latitude is None or site.longitude is None:
+        raise AnalyticsParamError(
+            "method", "The served PV model needs the latitude and longitude of the one site its meters are on."
+        )
+    return clearsky_matrix(future, latitude=site.latitude, longitude=site.longitude, step_seconds=step_seconds)
+
+
+def _inputs(
+    names: list[str],
+    stamps: pd.DatetimeIndex,
+    zone: ZoneInfo,
+    country: str,
+    lag: np.ndarray,
+    sky: np.ndarray | None = None,
+) -> np.ndarray:
     local = stamps.tz_convert(zone)
     sin, cos = hour_circle(local.hour + local.minute / 60.0)
     columns = []
@@ -82,6 +106,8 @@ def _inputs(names: list[str], stamps: pd.DatetimeIndex, zone: ZoneInfo, country:
             columns.append(holiday_flags(local, country).astype("float64"))
         elif name.endswith("_lag_1d"):
             columns.append(lag)
+        elif name in CLEARSKY_FEATURES and sky is not None:
+            columns.append(sky[:, CLEARSKY_FEATURES.index(name)].astype("float64"))
         else:
             raise AnalyticsParamError("method", f"The served model needs {name!r}, which forecasts cannot provide.")
     return np.column_stack(columns).astype(np.float32)

@@ -43,6 +43,9 @@ class Dataset(TenantModel):
     end = models.DateTimeField()
     interval = models.CharField(max_length=8, choices=Interval.choices, default=Interval.MIN15)
     holiday_country = models.CharField(max_length=8, blank=True, default="", help_text="ISO 3166 code for `holiday`")
+    labels = models.JSONField(
+        default=list, blank=True, help_text="Label columns from events: pq_events, protection_events, annotations"
+    )
     created_by = models.CharField(max_length=200, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -113,10 +116,12 @@ class TrainingJob(TenantModel):
         SUCCEEDED = "succeeded"
         FAILED = "failed"
         CANCELLED = "cancelled"
+        EXPIRED = "expired"  # an external trainer never completed before its tokens expired
 
     class Trainer(models.TextChoices):
         ANOMALY = "anomaly_isolation_forest", "Anomaly: IsolationForest + robust z-score baseline"
         DEMAND = "demand_forecaster", "Demand forecaster: gradient boosting on calendar and lag features"
+        PV = "pv_forecaster", "PV forecaster: pvlib clear-sky irradiance scaled to the meter's history"
         EXTERNAL = "external", "External trainer (signed job spec; completes by uploading ONNX)"
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
@@ -137,6 +142,10 @@ class TrainingJob(TenantModel):
     download_token_hash = models.CharField(max_length=64, blank=True, default="")
     completion_token_hash = models.CharField(max_length=64, blank=True, default="")
     tokens_expire_at = models.DateTimeField(null=True, blank=True)
+    # External trainers' progress reports (POST …/progress with the completion token).
+    progress_percent = models.FloatField(null=True, blank=True, help_text="0-100, as the trainer last reported")
+    progress_message = models.CharField(max_length=500, blank=True, default="")
+    progress_at = models.DateTimeField(null=True, blank=True, help_text="When the trainer last reported")
 
     class Meta:
         ordering = ["-created_at", "-id"]

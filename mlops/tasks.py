@@ -8,6 +8,7 @@ from celery import shared_task
 from mlops import taskqueue
 from mlops.datasets.services import dataset_version_build
 from mlops.inference.scoring import batch_score, event_from_message
+from mlops.training.external import training_jobs_expire
 from mlops.training.services import training_job_execute
 
 
@@ -24,3 +25,8 @@ def training_job_execute_task(job_id: int) -> None:
 @shared_task(name=taskqueue.BATCH_SCORE, queue=taskqueue.QUEUE, acks_late=True)
 def batch_score_task(message: dict) -> None:
     batch_score(event=event_from_message(message))
+
+
+@shared_task(name=taskqueue.TRAINING_JOBS_EXPIRE, queue=taskqueue.QUEUE, ignore_result=True)
+def training_jobs_expire_task() -> int:
+    return training_jobs_expire()

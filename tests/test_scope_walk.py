@@ -56,6 +56,7 @@ DEVICE_METHODS = {
 TRAINER_METHODS = {
     ("ml-training-job-trainer-dataset", "get"): "an external trainer downloads its job's dataset",
     ("ml-training-job-trainer-complete", "post"): "an external trainer completes its job, once",
+    ("ml-training-job-trainer-progress", "post"): "an external trainer reports progress (token not spent)",
 }
 
 ROUTES = api_routes()

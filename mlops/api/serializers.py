@@ -8,6 +8,7 @@ from rest_framework import serializers
 from energy.models import Meter, MeterGroup, Site
 from energy.models.readings import READING_FIELDS
 from joulepoint.tenancy.viewsets import TenantRelatedField
+from mlops.datasets.labels import LABELS
 from mlops.features import FEATURES
 from mlops.models import (
     Assignment,
@@ -38,13 +39,18 @@ class DatasetSerializer(serializers.ModelSerializer):
     site = TenantRelatedField(queryset=Site.objects.all(), required=False, allow_null=True)
     fields = serializers.ListField(child=serializers.ChoiceField(choices=list(READING_FIELDS)), min_length=1)
     features = serializers.ListField(child=serializers.ChoiceField(choices=list(FEATURES)), required=False)
+    labels = serializers.ListField(
+        child=serializers.ChoiceField(choices=list(LABELS)),
+        required=False,
+        help_text="Label columns: pq_events, protection_events, annotations (docs/mlops.md)",
+    )
     latest_version = serializers.SerializerMethodField()
 
     class Meta:
         model = Dataset
         fields = [
             "id", "name", "meters", "group", "site", "fields", "features", "start", "end", "interval",
-            "holiday_country", "created_by", "created_at", "latest_version",
+            "holiday_country", "labels", "created_by", "created_at", "latest_version",
         ]  # fmt: skip
         read_only_fields = ["created_by", "created_at"]
 
@@ -80,10 +86,14 @@ class TrainingJobSerializer(serializers.ModelSerializer):
         model = TrainingJob
         fields = [
             "id", "model", "dataset_version", "trainer", "params", "timeout_seconds", "status", "logs", "metrics",
-            "error", "created_by", "created_at", "started_at", "finished_at",
+            "error", "progress_percent", "progress_message", "progress_at", "created_by", "created_at", "started_at",
+            "finished_at",
         ]  # fmt: skip
         read_only_fields = [
             "status",
+            "progress_percent",
+            "progress_message",
+            "progress_at",
             "logs",
             "metrics",
             "error",

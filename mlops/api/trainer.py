@@ -3,6 +3,8 @@
 organization, only what the signed job spec gave it (mlops.training.external).
 
 - GET  /api/ml/training-jobs/{id}/dataset   the job's dataset version (Parquet, streamed)
+- POST /api/ml/training-jobs/{id}/progress  JSON {"percent": 0-100, "message": "…"} (completion
+  token, not spent; renews the tokens' lifetime)
 - POST /api/ml/training-jobs/{id}/complete  multipart: `model` (ONNX), `metrics` (JSON object),
   optional `features` (JSON list) and `threshold` (number)
 """
@@ -18,7 +20,7 @@ from rest_framework import serializers, status
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.decorators import action
 from rest_framework.exceptions import AuthenticationFailed, PermissionDenied, ValidationError
-from rest_framework.parsers import MultiPartParser
+from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
@@ -33,6 +35,7 @@ from mlops.training.external import (
     TokenRefused,
     external_dataset_artifact,
     external_job_complete,
+    external_job_progress,
     external_token_check,
 )
 
@@ -85,6 +88,37 @@ class TrainerViewSet(OrganizationViewSet):
             artifact_open(path), as_attachment=True, filename=f"job-{job.pk}.parquet",
             content_type="application/vnd.apache.parquet",
         )  # fmt: skip
+
+    @extend_schema(
+        request=inline_serializer(
+            "TrainingJobProgress",
+            {
+                "percent": serializers.FloatField(min_value=0, max_value=100),
+                "message": serializers.CharField(required=False, allow_blank=True, max_length=500),
+            },
+        ),
+        responses={
+            200: TrainingJobSerializer,
+            400: OpenApiResponse(description="percent not in 0-100, or message too long; nothing changed"),
+            401: OpenApiResponse(description="Not this job's completion token"),
+            403: OpenApiResponse(description="Token expired or used, or the job is not waiting"),
+        },
+        summary="An external trainer reports progress (completion token, not spent)",
+    )
+    @action(detail=True, methods=["post"], parser_classes=[JSONParser])
+    def progress(self, request, pk=None):
+        token = bearer(request)
+        try:
+            external_token_check(job_id=int(pk), token=token)  # before the body is parsed: 401 first
+            body = request.data if isinstance(request.data, dict) else {}
+            job = external_job_progress(
+                job_id=int(pk), token=token, percent=body.get("percent"), message=body.get("message", "")
+            )
+        except TokenRefused as exc:
+            raise _refused(exc) from None
+        except MlopsInvalid as exc:
+            raise refusal(exc) from None
+        return Response(TrainingJobSerializer(job).data)
 
     @extend_schema(
         request={

@@ -20,8 +20,9 @@ from energy.models import Meter, MeterGroup, Site
 from energy.models.readings import READING_FIELDS
 from joulepoint.platform.enqueue import enqueue_on_commit
 from mlops import artifacts, taskqueue
+from mlops.datasets.labels import LABELS, label_columns, labels_read
 from mlops.errors import MlopsConflict, MlopsInvalid
-from mlops.features import FEATURES, feature_frame, holiday_countries
+from mlops.features import FEATURES, STEP_SECONDS, feature_frame, holiday_countries
 from mlops.models import Dataset, DatasetVersion, TrainingJob
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ def dataset_create(
     group: MeterGroup | None = None,
     site: Site | None = None,
     features: list[str] | None = None,
+    labels: list[str] | None = None,
     interval: str = Dataset.Interval.MIN15,
     holiday_country: str = "",
     created_by: str = "",
@@ -47,6 +49,7 @@ def dataset_create(
     """A dataset of exactly one source (meters, a group or a site) of `organization`."""
     meters = list(meters or [])
     features = list(features or [])
+    labels = list(labels or [])
     sources = [name for name, value in (("meters", meters), ("group", group), ("site", site)) if value]
     if len(sources) != 1:
         raise MlopsInvalid("meters", "Name exactly one source: meters, group or site.")
@@ -61,6 +64,9 @@ def dataset_create(
     unknown = sorted(set(features) - set(FEATURES))
     if unknown:
         raise MlopsInvalid("features", f"Unknown features: {', '.join(unknown)}; known: {', '.join(FEATURES)}.")
+    unknown = sorted(set(labels) - set(LABELS))
+    if unknown:
+        raise MlopsInvalid("labels", f"Unknown labels: {', '.join(unknown)}; known: {', '.join(LABELS)}.")
     if end <= start:
         raise MlopsInvalid("end", "Must be after start.")
     if (end - start).days > MAX_RANGE_DAYS:
@@ -76,6 +82,7 @@ def dataset_create(
         site=site,
         fields=list(dict.fromkeys(fields)),
         features=list(dict.fromkeys(features)),
+        labels=list(dict.fromkeys(labels)),
         start=start,
         end=end,
         interval=interval,
@@ -182,6 +189,16 @@ def _build_bytes(dataset: Dataset):
         zones={meter.pk: meter.site.timezone for meter in meters},
         holiday_country=dataset.holiday_country,
     )
+    if dataset.labels:
+        found = labels_read(
+            organization_id=dataset.organization_id,
+            labels=dataset.labels,
+            meter_ids=[meter.pk for meter in meters],
+            start=dataset.start,
+            end=dataset.end,
+            step_seconds=STEP_SECONDS[dataset.interval],
+        )
+        frame = label_columns(frame, found)
     buffer = io.BytesIO()
     frame.to_parquet(buffer, engine="pyarrow", index=False)
     return buffer.getvalue(), frame

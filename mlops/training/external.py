@@ -11,6 +11,12 @@ token), uploading the model as ONNX and its metrics. The upload is checked by on
 by loading it in onnxruntime (nothing is ever unpickled); over MLOPS_MAX_MODEL_BYTES it is a 413.
 A wrong token is a 401 (whether or not the job exists); an expired or used one, or a job no
 longer running, a 403; nothing changes on a refusal.
+
+While it trains, the trainer may report progress (`POST …/{id}/progress`, percent and message,
+with the same completion token, which a report does not spend). A report is also a sign of
+life: it renews the tokens for MLOPS_EXTERNAL_TOKEN_TTL_SECONDS from now. A trainer that never
+completes is found by the periodic sweep (`training_jobs_expire`) once its tokens expire: the
+job becomes `expired`, saying when it last heard from the trainer.
 Tenant scope: the job's organization; a token names one job of one organization.
 """
 
@@ -30,9 +36,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from automations import signing
+from joulepoint.platform.timefmt import isoz
 from mlops.errors import MlopsInvalid
 from mlops.models import TrainingJob
 from mlops.registry.services import model_version_register
+
+MAX_PROGRESS_MESSAGE = 500
+# A built-in job past its timeout gets this long to notice it itself before the sweep takes it.
+EXPIRY_GRACE_SECONDS = 60
 
 
 class TokenRefused(Exception):
@@ -164,3 +175,63 @@ def external_job_complete(
     job.logs += f"completed by the external trainer ({len(data)} bytes of ONNX)\nsucceeded\n"
     job.save()
     return job
+
+
+@transaction.atomic
+def external_job_progress(*, job_id: int, token: str, percent: float, message: str = "") -> TrainingJob:
+    """Record the trainer's progress on its running job (completion token, not spent) and renew
+    its tokens' lifetime: a trainer that reports is alive. Refusals (TokenRefused,
+    MlopsInvalid) change nothing."""
+    job = _job_for(job_id=job_id, token=token, field="completion_token_hash")
+    if not isinstance(percent, int | float) or isinstance(percent, bool) or not 0 <= percent <= 100:
+        raise MlopsInvalid("percent", "A number from 0 to 100.")
+    if not isinstance(message, str) or len(message) > MAX_PROGRESS_MESSAGE:
+        raise MlopsInvalid("message", f"Text of at most {MAX_PROGRESS_MESSAGE} characters.")
+    now = timezone.now()
+    job.progress_percent = float(percent)
+    job.progress_message = message
+    job.progress_at = now
+    job.tokens_expire_at = max(job.tokens_expire_at, now + timedelta(seconds=settings.MLOPS_EXTERNAL_TOKEN_TTL_SECONDS))
+    job.logs += f"progress {percent:g}%" + (f": {message}" if message else "") + "\n"
+    job.save(update_fields=["progress_percent", "progress_message", "progress_at", "tokens_expire_at", "logs"])
+    return job
+
+
+def training_jobs_expire(*, now=None) -> int:
+    """The periodic sweep (Celery beat): a running job whose trainer stopped reporting becomes
+    `expired` and will register nothing: an external job once its tokens expired (no completion
+    and no progress within their lifetime), a built-in one once it ran past its timeout (its
+    worker died: a live one checks the timeout itself, between stages). Returns how many."""
+    now = now or timezone.now()
+    running = TrainingJob.objects.filter(status=TrainingJob.Status.RUNNING)
+    candidates = list(
+        running.filter(trainer=TrainingJob.Trainer.EXTERNAL, tokens_expire_at__lte=now).values_list("pk", flat=True)
+    )
+    for job in running.exclude(trainer=TrainingJob.Trainer.EXTERNAL).only("pk", "started_at", "timeout_seconds"):
+        if job.started_at and job.started_at + timedelta(seconds=job.timeout_seconds + EXPIRY_GRACE_SECONDS) <= now:
+            candidates.append(job.pk)
+    expired = 0
+    for pk in candidates:
+        with transaction.atomic():
+            job = TrainingJob.objects.select_for_update().get(pk=pk)
+            if job.status != TrainingJob.Status.RUNNING:
+                continue  # completed or cancelled meanwhile
+            job.status = TrainingJob.Status.EXPIRED
+            job.error = _expiry_reason(job)
+            job.finished_at = now
+            job.logs += f"expired: {job.error}\n"
+            # The token hashes stay: a late trainer is told its token expired, not "unknown".
+            job.save(update_fields=["status", "error", "finished_at", "logs"])
+            expired += 1
+    return expired
+
+
+def _expiry_reason(job: TrainingJob) -> str:
+    if job.trainer != TrainingJob.Trainer.EXTERNAL:
+        return f"The worker stopped before the job finished (it ran past its timeout of {job.timeout_seconds} s)."
+    heard = (
+        f"last progress {job.progress_percent:g}% at {isoz(job.progress_at)}"
+        if job.progress_at
+        else "no progress was ever reported"
+    )
+    return f"The external trainer did not complete before its tokens expired at {isoz(job.tokens_expire_at)} ({heard})."

@@ -17,16 +17,18 @@ from django.utils import timezone
 
 from joulepoint.platform.enqueue import enqueue_on_commit
 from mlops import artifacts, taskqueue
+from mlops.datasets.services import dataset_meters
 from mlops.errors import MlopsConflict, MlopsInvalid
 from mlops.models import DatasetVersion, Purpose, RegisteredModel, TrainingJob
 from mlops.registry.services import model_version_register
-from mlops.training import anomaly, forecaster
+from mlops.training import anomaly, forecaster, pv
 from mlops.training.external import external_job_dispatch
 
 logger = logging.getLogger(__name__)
 TRAINERS = {
     TrainingJob.Trainer.ANOMALY: (Purpose.ANOMALY, anomaly.params_clean, anomaly.anomaly_train),
     TrainingJob.Trainer.DEMAND: (Purpose.DEMAND_FORECAST, forecaster.params_clean, forecaster.demand_train),
+    TrainingJob.Trainer.PV: (Purpose.PV_FORECAST, pv.params_clean, pv.pv_train),
     # Any purpose; its parameters are the trainer's business (passed in the spec as they are).
     TrainingJob.Trainer.EXTERNAL: (None, lambda params: params, None),
 }
@@ -63,6 +65,8 @@ def training_job_create(
     if purpose is not None and model.purpose != purpose:
         raise MlopsInvalid("trainer", f"{trainer} trains {purpose} models; the model is for {model.purpose}.")
     clean(params)
+    if trainer == TrainingJob.Trainer.PV:
+        dataset_location(dataset=dataset_version.dataset)  # refuse now, not in the worker
     if not 1 <= timeout_seconds <= MAX_TIMEOUT_SECONDS:
         raise MlopsInvalid("timeout_seconds", f"From 1 to {MAX_TIMEOUT_SECONDS}.")
     return TrainingJob.objects.create(
@@ -74,6 +78,20 @@ def training_job_create(
         timeout_seconds=timeout_seconds,
         created_by=created_by,
     )
+
+
+def dataset_location(*, dataset) -> dict[str, float]:
+    """{latitude, longitude} of the one site a PV dataset's meters are on (the clear sky is the
+    site's), or MlopsInvalid naming what is missing."""
+    sites = {meter.site for meter in dataset_meters(dataset=dataset)}
+    if len(sites) != 1:
+        raise MlopsInvalid("dataset_version", "The PV forecaster needs a dataset of meters on one site.")
+    site = sites.pop()
+    if site.latitude is None or site.longitude is None:
+        raise MlopsInvalid(
+            "dataset_version", f"The PV forecaster needs the site's latitude and longitude; {site.name} has none."
+        )
+    return {"latitude": site.latitude, "longitude": site.longitude}
 
 
 @transaction.atomic
@@ -140,7 +158,8 @@ def training_job_execute(*, job_id: int) -> TrainingJob | None:
         with artifacts.artifact_open(version.artifact) as handle:
             frame = pd.read_parquet(handle, engine="pyarrow")
         stage("training")
-        trained = train(frame, job.params)
+        context = dataset_location(dataset=version.dataset) if job.trainer == TrainingJob.Trainer.PV else {}
+        trained = train(frame, job.params, **context)
         stage(f"trained; exported ONNX of {len(trained.onnx)} bytes")
     except (MlopsInvalid, JobTimedOut) as exc:
         return _job_finish(job, log, error=getattr(exc, "message", str(exc)))

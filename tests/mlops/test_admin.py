@@ -41,3 +41,11 @@ def test_promote_to_production_from_the_versions_page(browser, org, meter):
     alias = ModelAlias.objects.get(assignment=assignment, alias="production")
     assert alias.version == version
     assert alias.version.promotions.get().actor.startswith("user:")
+
+
+def test_the_job_list_shows_what_an_external_trainer_last_reported(browser, org):
+    factories.TrainingJobFactory(
+        organization=org, trainer="external", status="running", progress_percent=40, progress_message="fold 2 of 5"
+    )
+    listed = browser.get("/admin/mlops/trainingjob/").content.decode()
+    assert "40% · fold 2 of 5" in listed

@@ -1,5 +1,5 @@
-"""make run's demo: the demo tenant gets an anomaly model in production on its grid meter,
-trained on a week of simulated history, once."""
+"""make run's demo: the demo tenant gets an anomaly model in production on its grid meter and a
+PV forecaster in production on its PV meter, trained on a week of simulated history, once."""
 
 from __future__ import annotations
 
@@ -22,6 +22,12 @@ def test_the_demo_trains_and_promotes_an_anomaly_model_once(tmp_path):
     alias = ModelAlias.objects.get(assignment__meter=grid, alias="production")
     assert alias.version.model == model and alias.version.threshold is not None
 
+    pv_model = RegisteredModel.objects.get(pk=data["mlops"]["pv_model_id"])
+    pv = Meter.objects.get(organization=model.organization, kind="pv")
+    pv_alias = ModelAlias.objects.get(assignment__meter=pv, assignment__purpose="pv_forecast", alias="production")
+    assert pv_alias.version.model == pv_model and pv_alias.version.trainer == "pv_forecaster"
+    assert pv_alias.version.metrics["performance_ratio_w_per_w_m2"] > 0
+
     again = demo_ensure(state_path=tmp_path / "demo.json")
-    assert again["mlops"]["anomaly_model_id"] == model.pk
-    assert RegisteredModel.objects.count() == 1 and Reading.objects.filter(meter=grid).count() == 7 * 96
+    assert again["mlops"]["anomaly_model_id"] == model.pk and again["mlops"]["pv_model_id"] == pv_model.pk
+    assert RegisteredModel.objects.count() == 2 and Reading.objects.filter(meter=grid).count() == 7 * 96

@@ -161,3 +161,75 @@ def test_the_reference_trainer_completes_a_job_against_a_real_server(api, histor
     assert job["status"] == "succeeded" and job["metrics"]["trainer"] == "trainer_example"
     [registered] = api.get(f"/api/ml/models/{model['id']}/versions").json()
     assert registered["features"] == ["total_power"] and registered["threshold"] > 0
+
+
+def progress_url(spec) -> str:
+    return spec["callback"]["url"].replace("/complete", "/progress")
+
+
+def test_progress_is_recorded_visible_and_renews_the_tokens(spec, api):
+    before = TrainingJob.objects.get(pk=spec["job_id"]).tokens_expire_at
+    trainer = as_trainer(spec["callback"]["token"])
+    response = trainer.post(progress_url(spec), {"percent": 40, "message": "fold 2 of 5"}, format="json")
+    assert response.status_code == 200, response.content
+    job = api.get(f"/api/ml/training-jobs/{spec['job_id']}").json()
+    assert job["status"] == "running" and job["progress_percent"] == 40
+    assert job["progress_message"] == "fold 2 of 5" and job["progress_at"] is not None
+    assert "progress 40%: fold 2 of 5" in job["logs"]
+    assert TrainingJob.objects.get(pk=spec["job_id"]).tokens_expire_at > before
+    # The completion token is not spent by a report: the trainer still completes with it.
+    assert complete(spec, onnx_model(download(spec).getvalue())).status_code == 200
+
+
+def test_bad_progress_reports_are_refused_and_change_nothing(spec):
+    url = progress_url(spec)
+    assert as_trainer(spec["dataset"]["token"]).post(url, {"percent": 10}, format="json").status_code == 401
+    trainer = as_trainer(spec["callback"]["token"])
+    for body in ({"percent": 101}, {"percent": "half"}, {"percent": True}, {"message": "no percent"},
+                 {"percent": 5, "message": "x" * 501}):  # fmt: skip
+        response = trainer.post(url, body, format="json")
+        assert response.status_code == 400, body
+    job = TrainingJob.objects.get(pk=spec["job_id"])
+    assert job.progress_percent is None and job.progress_at is None
+
+
+def test_the_sweep_expires_a_job_whose_trainer_never_came_back(spec, api):
+    from mlops.training.external import training_jobs_expire
+
+    trainer = as_trainer(spec["callback"]["token"])
+    assert trainer.post(progress_url(spec), {"percent": 10}, format="json").status_code == 200
+    model_bytes = onnx_model(download(spec).getvalue())  # trained, but never uploaded in time
+    assert training_jobs_expire() == 0  # its tokens are still valid: nothing to sweep
+    later = TrainingJob.objects.get(pk=spec["job_id"]).tokens_expire_at + timedelta(seconds=1)
+    assert training_jobs_expire(now=later) == 1
+    job = api.get(f"/api/ml/training-jobs/{spec['job_id']}").json()
+    assert job["status"] == "expired" and job["finished_at"] is not None
+    assert "did not complete before its tokens expired" in job["error"] and "last progress 10%" in job["error"]
+    assert training_jobs_expire(now=later) == 0  # once
+    # A late trainer is refused and registers nothing.
+    TrainingJob.objects.filter(pk=spec["job_id"]).update(tokens_expire_at=timezone.now() + timedelta(hours=1))
+    assert download(spec).status_code == 403 and complete(spec, model_bytes).status_code == 403
+    assert not ModelVersion.objects.filter(job_id=spec["job_id"]).exists()
+    # An expired job may run again (a new spec, new tokens).
+    assert api.post(f"/api/ml/training-jobs/{spec['job_id']}/run").status_code == 202
+
+
+def test_the_sweep_runs_from_beat_on_the_ml_queue(settings):
+    from joulepoint.events.management.commands.periodic_tasks import beat_schedule, periodic_task_run
+
+    entry = settings.CELERY_BEAT_SCHEDULE["mlops-training-jobs-expire"]
+    assert entry["options"] == {"queue": "ml"}
+    assert beat_schedule()["mlops-training-jobs-expire"][0] == "mlops.training_jobs_expire"
+    assert periodic_task_run("mlops.training_jobs_expire")
+
+
+def test_the_sweep_expires_a_built_in_job_whose_worker_died(api, trained):
+    _model, job, _version = trained
+    started = timezone.now() - timedelta(seconds=700)
+    TrainingJob.objects.filter(pk=job["id"]).update(status="running", started_at=started, timeout_seconds=600)
+    from mlops.training.external import training_jobs_expire
+
+    assert training_jobs_expire(now=started + timedelta(seconds=600)) == 0  # within its timeout + grace
+    assert training_jobs_expire() == 1
+    job = TrainingJob.objects.get(pk=job["id"])
+    assert job.status == "expired" and "worker stopped" in job.error
