@@ -17,10 +17,12 @@ class EnergyConfig(AppConfig):
 
         from django.db.models.signals import post_delete, post_save
 
-        from energy.devices.services import device_changed
+        from energy.devices.services import device_changed, device_mqtt_login_changed
         from energy.models import Gateway, Meter
 
         # A changed or deleted device must not stay authenticated from the shared cache.
         for model in (Meter, Gateway):
             post_save.connect(device_changed, sender=model, dispatch_uid=f"forget-device-{model.__name__}")
             post_delete.connect(device_changed, sender=model, dispatch_uid=f"forget-device-del-{model.__name__}")
+            post_save.connect(device_mqtt_login_changed, sender=model, dispatch_uid=f"mqtt-login-{model.__name__}")
+            post_delete.connect(device_mqtt_login_changed, sender=model, dispatch_uid=f"mqtt-login-del-{model.__name__}")
