@@ -24,5 +24,7 @@ class EnergyConfig(AppConfig):
         for model in (Meter, Gateway):
             post_save.connect(device_changed, sender=model, dispatch_uid=f"forget-device-{model.__name__}")
             post_delete.connect(device_changed, sender=model, dispatch_uid=f"forget-device-del-{model.__name__}")
-            post_save.connect(device_mqtt_login_changed, sender=model, dispatch_uid=f"mqtt-login-{model.__name__}")
-            post_delete.connect(device_mqtt_login_changed, sender=model, dispatch_uid=f"mqtt-login-del-{model.__name__}")
+            # And, when the platform manages the broker's logins, their files are rewritten.
+            uid = f"mqtt-login-{model.__name__}"
+            post_save.connect(device_mqtt_login_changed, sender=model, dispatch_uid=uid)
+            post_delete.connect(device_mqtt_login_changed, sender=model, dispatch_uid=f"{uid}-del")

@@ -7,7 +7,9 @@ from celery import shared_task
 from energy.devices import mqtt_auth, services
 
 
-@shared_task(name=services.MQTT_AUTH_SYNC_TASK, acks_late=True, autoretry_for=(OSError,), retry_backoff=2, max_retries=5)
+@shared_task(
+    name=services.MQTT_AUTH_SYNC_TASK, acks_late=True, autoretry_for=(OSError,), retry_backoff=2, max_retries=5
+)
 def mqtt_broker_auth_sync() -> int | None:
     files = mqtt_auth.mqtt_broker_auth_sync()
     return files.devices if files else None
