@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from energy.devices import mqtt_auth
+from energy.downlink import mqtt as topics
 
 
 class Command(BaseCommand):
@@ -17,7 +18,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--dir", default=settings.MQTT_AUTH_DIR or None, help="default: MQTT_AUTH_DIR")
-        parser.add_argument("--listen", default=None, help="host:port: also write mosquitto.conf for a broker there")
+        parser.add_argument(
+            "--listen", default=None, help="host:port or mqtt://host:port: also write mosquitto.conf for a broker there"
+        )
         parser.add_argument("--reload", action="store_true", help="SIGHUP the broker of the pid file afterwards")
         parser.add_argument("--print-url", action="store_true", help="print only the bridge's mqtt:// URL")
 
@@ -30,11 +33,12 @@ class Command(BaseCommand):
         except mqtt_auth.MosquittoMissing as exc:
             raise CommandError(str(exc)) from exc
         host, port = "127.0.0.1", 1883
-        if options["listen"]:
-            host, _, port_text = options["listen"].rpartition(":")
-            if not port_text.isdigit():
-                raise CommandError("--listen takes host:port, e.g. 127.0.0.1:1884")
-            host, port = host or "127.0.0.1", int(port_text)
+        if listen := options["listen"]:
+            try:
+                address = topics.broker_address(listen if "://" in listen else f"mqtt://{listen}")
+            except ValueError as exc:
+                raise CommandError(f"--listen: {exc}") from exc
+            host, port = address.host, address.port
             mqtt_auth.mosquitto_config(directory=directory, host=host, port=port)
         if options["reload"]:
             mqtt_auth.mqtt_broker_reload(pid_file=Path(settings.MQTT_BROKER_PID_FILE or directory / mqtt_auth.PID_FILE))

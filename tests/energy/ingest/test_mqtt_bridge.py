@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import queue
 import shutil
 import socket
@@ -64,6 +66,25 @@ def test_messages_ingest_batches_per_device_and_isolates_bad_messages(meter):
     assert answers[5]["code"] == answers[6]["code"] == answers[7]["code"] == "unauthenticated"
     assert Reading.objects.count() == 3
     assert Reading.objects.get(meter=meter).total_power == 1.0  # first write wins
+
+
+@pytest.mark.django_db
+def test_messages_ingest_refuses_duplicate_keys_and_readings_without_measurement(meter):
+    duplicate = f'{{"timestamp": "{ts(40)}", "total_power": 1.0, "total_power": 2.0}}'.encode()
+    signed_body = duplicate.decode()
+    signature = hmac.new(meter.device_secret.encode(), duplicate, hashlib.sha256).hexdigest()
+    answers = messages_ingest(
+        [
+            msg(meter, duplicate),
+            msg(meter, {"id": "e", "body": signed_body, "signature": signature}),
+            msg(meter, {"id": "n", "readings": [{"timestamp": ts(41), "total_power": None}]}),
+        ]
+    )
+    assert answers[0].frame["code"] == "duplicate_key" and "'total_power'" in answers[0].frame["detail"]
+    assert (answers[1].frame["code"], answers[1].frame["id"]) == ("duplicate_key", "e")  # in a signed body too
+    assert answers[2].frame["code"] == "invalid_readings"
+    assert "no measurement" in answers[2].frame["errors"][0]["message"]
+    assert Reading.objects.count() == 0
 
 
 @pytest.mark.django_db
