@@ -28,3 +28,10 @@ class EnergyConfig(AppConfig):
             uid = f"mqtt-login-{model.__name__}"
             post_save.connect(device_mqtt_login_changed, sender=model, dispatch_uid=uid)
             post_delete.connect(device_mqtt_login_changed, sender=model, dispatch_uid=f"{uid}-del")
+
+        from oauth2_provider.models import get_access_token_model
+
+        from energy.live.fanout import access_token_revoked
+
+        # A revoked token closes the dashboard sockets it opened (docs/live.md, close codes).
+        post_delete.connect(access_token_revoked, sender=get_access_token_model(), dispatch_uid="live-token-revoked")

@@ -260,6 +260,9 @@ WS_INGEST_FRAMES_PER_SECOND = envint("WS_INGEST_FRAMES_PER_SECOND", 20)
 WS_INGEST_BURST = envint("WS_INGEST_BURST", 40)
 WS_AUTH_TIMEOUT_SECONDS = envint("WS_AUTH_TIMEOUT_SECONDS", 10)
 WS_LIVE_MAX_SUBSCRIPTIONS = envint("WS_LIVE_MAX_SUBSCRIPTIONS", 500)
+# A dashboard socket opened with a token checks it again this often (expiry, lost scope); a
+# revocation closes it at once (docs/live.md).
+WS_LIVE_TOKEN_RECHECK_SECONDS = envfloat("WS_LIVE_TOKEN_RECHECK_SECONDS", 30.0)
 DEVICE_COMMAND_TTL_SECONDS = envint("DEVICE_COMMAND_TTL_SECONDS", 300)
 CELERY_BEAT_SCHEDULE["device-commands-expire"] = {"task": "energy.tasks.device_commands_expire", "schedule": 30.0}
 # Billing (docs/billing.md): prepaid debits of completed 15-minute intervals, statements at cycle end.
