@@ -65,7 +65,7 @@ async def test_revoke_token_closes_the_socket_at_once(settings):
 
 async def test_another_tokens_revocation_leaves_the_socket_open(settings):
     settings.WS_LIVE_TOKEN_RECHECK_SECONDS = 3600
-    _credential, basic, token = await credential_with_token(["energy:read"])
+    _credential, _basic, token = await credential_with_token(["energy:read"])
     _other, other_basic, other_token = await credential_with_token(["energy:read"])
     ws = await open_live(token)
     await database_sync_to_async(Client().post)(
