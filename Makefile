@@ -69,7 +69,7 @@ simulate: venv
 # retries, rollups, retention, command expiry; log in var/periodic.log) and the server in the
 # foreground; stopping the server stops the others.
 # With MQTT_URL set (e.g. make run MQTT_URL=mqtt://127.0.0.1:1884) make run starts its own
-# Mosquitto there (log var/mosquitto.log), configured by manage.py mqtt_broker_auth in var/mqtt:
+# Mosquitto there (log var/mosquitto.log), configured by manage.py mosquitto_auth in var/mqtt:
 # no anonymous clients, each device logs in as meter-<id>/gateway-<id> with its key and may use
 # only its own topics, the bridge has its own account; device changes rewrite and reload it.
 # The MQTT bridge runs beside them (log in var/mqtt-bridge.log; docs/live.md, "MQTT identity").
@@ -88,7 +88,7 @@ run: venv
 	if [ -n "$(MQTT_URL)" ]; then \
 	  command -v mosquitto >/dev/null || { echo "MQTT_URL needs Mosquitto (apt-get install mosquitto)"; exit 1; }; \
 	  export MQTT_AUTH_DIR="$$PWD/var/mqtt"; \
-	  bridge_url=$$($(MANAGE) mqtt_broker_auth --dir "$$MQTT_AUTH_DIR" --listen "$(MQTT_URL)" --print-url) || exit 1; \
+	  bridge_url=$$($(MANAGE) mosquitto_auth --dir "$$MQTT_AUTH_DIR" --listen "$(MQTT_URL)" --print-url) || exit 1; \
 	  mosquitto -c "$$MQTT_AUTH_DIR/mosquitto.conf" > var/mosquitto.log 2>&1 & broker=$$!; \
 	  export MQTT_URL="$$bridge_url"; \
 	  echo "Mosquitto running (pid $$broker, log var/mosquitto.log, logins and ACL in var/mqtt) on $(MQTT_URL)"; \

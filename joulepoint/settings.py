@@ -249,7 +249,7 @@ MQTT_URL = env("MQTT_URL")  # e.g. mqtt://127.0.0.1:1883; unset = no MQTT bridge
 MQTT_TOPIC_PREFIX = env("MQTT_TOPIC_PREFIX", "joulepoint")
 # Deprecated, removed in the next release: also accept and serve `<prefix>/<device_key>/…` topics.
 MQTT_LEGACY_KEY_TOPICS = envbool("MQTT_LEGACY_KEY_TOPICS", False)
-# Where the platform keeps Mosquitto's password and ACL files (`manage.py mqtt_broker_auth`);
+# Where the platform keeps Mosquitto's password and ACL files (`manage.py mosquitto_auth`);
 # set, every device created, changed, rotated or deleted rewrites them and reloads the broker
 # whose pid is in MQTT_BROKER_PID_FILE (default <dir>/mosquitto.pid). Unset: not managed here.
 MQTT_AUTH_DIR = env("MQTT_AUTH_DIR")

@@ -76,7 +76,7 @@ def broker_acl(*, bridge_username: str, legacy_keys: list[tuple[str, str]] = ())
     MQTT_LEGACY_KEY_TOPICS is on."""
     prefix = settings.MQTT_TOPIC_PREFIX
     lines = [
-        "# Written by joulepoint (manage.py mqtt_broker_auth) from the database; edits are overwritten.",
+        "# Written by joulepoint (manage.py mosquitto_auth) from the database; edits are overwritten.",
         f"user {bridge_username}",
         f"topic read {prefix}/+/readings",
         f"topic write {prefix}/+/ack",
@@ -146,7 +146,7 @@ def mosquitto_config(*, directory: Path, host: str, port: int) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / CONFIG_FILE
     path.write_text(
-        f"# Written by manage.py mqtt_broker_auth --listen {host}:{port}\n"
+        f"# Written by manage.py mosquitto_auth --listen {host}:{port}\n"
         f"listener {port} {host}\n"
         "allow_anonymous false\n"
         f"password_file {(directory / PASSWORD_FILE).resolve()}\n"

@@ -79,13 +79,13 @@ def test_a_device_change_queues_the_broker_files_rewrite_when_managed(settings, 
 
 
 class SecuredBroker:
-    """A private Mosquitto on a free port, configured by `manage.py mqtt_broker_auth --listen`."""
+    """A private Mosquitto on a free port, configured by `manage.py mosquitto_auth --listen`."""
 
     def __init__(self, directory: Path):
         self.directory = directory
         self.port = free_port()
         # In process, so the command reads this test's database.
-        call_command("mqtt_broker_auth", "--dir", str(directory), "--listen", f"127.0.0.1:{self.port}")
+        call_command("mosquitto_auth", "--dir", str(directory), "--listen", f"127.0.0.1:{self.port}")
         self.process = subprocess.Popen(
             [shutil.which("mosquitto"), "-c", str(directory / mqtt_auth.CONFIG_FILE)], stderr=subprocess.PIPE
         )

@@ -1,4 +1,4 @@
-"""`python manage.py mqtt_broker_auth --dir DIR`: Mosquitto's password and ACL files from the
+"""`python manage.py mosquitto_auth --dir DIR`: Mosquitto's password and ACL files from the
 database (docs/live.md, "MQTT identity"); `--listen` also writes a mosquitto.conf using them."""
 
 from __future__ import annotations
