@@ -52,12 +52,16 @@ def device_changed(sender, instance, **kwargs) -> None:
 
 
 MQTT_AUTH_SYNC_TASK = "energy.tasks.mqtt_broker_auth_sync"
+MQTT_LOGIN_FIELDS = frozenset({"device_key", "is_active"})
 
 
 def device_mqtt_login_changed(sender, instance, **kwargs) -> None:
     """post_save/post_delete receiver of Meter and Gateway (connected in energy.apps): when the
     platform manages the broker's logins (MQTT_AUTH_DIR), a device created, rotated, disabled or
     deleted rewrites them once the change commits."""
+    update_fields = kwargs.get("update_fields")
+    if update_fields is not None and not MQTT_LOGIN_FIELDS & set(update_fields):
+        return  # a save that touched neither the key nor whether the device may log in
     if settings.MQTT_AUTH_DIR:
         enqueue_on_commit(MQTT_AUTH_SYNC_TASK)
 

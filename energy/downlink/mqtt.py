@@ -53,7 +53,7 @@ DEVICE_KINDS = ("meter", "gateway")
 def device_mqtt_id(device) -> str:
     """A meter's or gateway's MQTT id and username: `meter-<pk>` / `gateway-<pk>` (the two
     tables number their rows independently, so the kind is part of the id)."""
-    return f"{device._meta.model_name}-{device.pk}"
+    return device.mqtt_username
 
 
 def mqtt_id_parse(segment: str) -> tuple[str, int] | None:

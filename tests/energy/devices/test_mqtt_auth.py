@@ -76,6 +76,12 @@ def test_a_device_change_queues_the_broker_files_rewrite_when_managed(settings, 
     meter = factories.MeterFactory(site=site)
     device_credential_rotate(device=meter)
     assert queued == [MQTT_AUTH_SYNC_TASK, MQTT_AUTH_SYNC_TASK]
+    meter.name = "renamed"
+    meter.save(update_fields=["name"])  # nothing the broker knows changed
+    assert len(queued) == 2
+    meter.is_active = False
+    meter.save(update_fields=["is_active"])
+    assert len(queued) == 3
 
 
 class SecuredBroker:

@@ -226,7 +226,9 @@ def test_bridge_stores_then_acks_and_survives_bad_payloads(meter, prefix):
         device.publish({"id": 5, "readings": [{"timestamp": ts(1), "voltage_a": -3}]})
         answer = device.answer()
         assert answer["code"] == "invalid_readings" and answer["id"] == 5
-        device.publish({"id": 6, "readings": [{"timestamp": ts(2), "total_power": 1}, {"timestamp": ts()}]})
+        device.publish(
+            {"id": 6, "readings": [{"timestamp": ts(2), "total_power": 1}, {"timestamp": ts(), "total_power": 2}]}
+        )
         assert device.answer() == {"type": "ack", "id": 6, "stored": 1, "duplicates": 1}
         assert Reading.objects.filter(meter=meter).count() == 2
     finally:
