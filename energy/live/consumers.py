@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
@@ -28,6 +29,8 @@ from energy.sockets import (
 from energy.topology.overlay import TopologyOverlay, topology_overlay_load
 from energy.topology.services import TOPOLOGY_CHANGED
 from joulepoint.tenancy.selectors import organization_for_token, user_organization_ids
+
+logger = logging.getLogger(__name__)
 
 # A watched topology is recomputed and pushed at most this often per site and socket: readings
 # of a busy site arrive many times a second, and the view cannot show more.
@@ -96,7 +99,12 @@ class LiveConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
     async def _token_recheck_loop(self, token: str) -> None:
         while True:
             await asyncio.sleep(settings.WS_LIVE_TOKEN_RECHECK_SECONDS)
-            org_id, why = await database_sync_to_async(organization_for_token)(token=token, scopes=["energy:read"])
+            try:
+                org_id, why = await database_sync_to_async(organization_for_token)(token=token, scopes=["energy:read"])
+            except Exception:
+                # The database is unreachable: a dashboard is not closed for that; check again later.
+                logger.warning("live socket could not re-check its token", exc_info=True)
+                continue
             if org_id not in (self.organization_ids or ()):
                 await self.token_lost(why or "invalid_token")
                 return

@@ -42,11 +42,13 @@ async def open_live(token: str) -> WebsocketCommunicator:
 
 
 async def closed_with(ws: WebsocketCommunicator, timeout: float = 5) -> tuple[int, dict | None]:
-    """The close code, and the error frame sent just before it."""
+    """The close code, and the error frame sent just before it; then the client side goes too
+    (the consumer leaves its groups, as after a browser's close, before this test's loop ends)."""
     frame = None
     while True:
         output = await ws.receive_output(timeout=timeout)
         if output["type"] == "websocket.close":
+            await ws.disconnect()
             return output["code"], frame
         frame = orjson.loads(output["text"])
 
