@@ -68,25 +68,37 @@ simulate: venv
 # var/simulator.log), the periodic tasks a deployment's celery beat runs (outbox sweep, delivery
 # retries, rollups, retention, command expiry; log in var/periodic.log) and the server in the
 # foreground; stopping the server stops the others.
-# With MQTT_URL set (e.g. make run MQTT_URL=mqtt://127.0.0.1:1883) the MQTT bridge runs beside
-# them (log in var/mqtt-bridge.log; docs/live.md). The webhook receiver starts before the demo
+# With MQTT_URL set (e.g. make run MQTT_URL=mqtt://127.0.0.1:1884) make run starts its own
+# Mosquitto there (log var/mosquitto.log), configured by manage.py mosquitto_auth in var/mqtt:
+# no anonymous clients, each device logs in as meter-<id>/gateway-<id> with its key and may use
+# only its own topics, the bridge has its own account; device changes rewrite and reload it.
+# The MQTT bridge runs beside them (log in var/mqtt-bridge.log; docs/live.md, "MQTT identity").
+# Pick a port nothing listens on (a system Mosquitto often holds 1883). The webhook receiver starts before the demo
 # setup (its history's webhooks find it), so demo-setup's steps are repeated here rather than
 # called as $(MAKE) demo-setup: a recipe naming $(MAKE) runs even under `make -n`.
 MQTT_URL ?=
 run: venv
 	@mkdir -p var; \
 	$(MANAGE) demo_webhook_receiver --port $(WEBHOOK_PORT) > var/webhook-receiver.log 2>&1 & \
-	receiver=$$!; sim=; periodic=; bridge=; \
-	trap 'kill $$receiver $$sim $$periodic $$bridge 2>/dev/null; wait $$receiver $$sim $$periodic $$bridge 2>/dev/null' EXIT; \
+	receiver=$$!; sim=; periodic=; bridge=; broker=; \
+	trap 'kill $$receiver $$sim $$periodic $$bridge $$broker 2>/dev/null; wait $$receiver $$sim $$periodic $$bridge $$broker 2>/dev/null' EXIT; \
 	trap 'exit 130' INT; trap 'exit 143' TERM; \
 	$(MANAGE) migrate --noinput -v 0 && $(MANAGE) collectstatic --noinput -v 0 && \
 	  $(MANAGE) demo_setup --url $(URL) || exit 1; \
+	if [ -n "$(MQTT_URL)" ]; then \
+	  command -v mosquitto >/dev/null || { echo "MQTT_URL needs Mosquitto (apt-get install mosquitto)"; exit 1; }; \
+	  export MQTT_AUTH_DIR="$$PWD/var/mqtt"; \
+	  bridge_url=$$($(MANAGE) mosquitto_auth --dir "$$MQTT_AUTH_DIR" --listen "$(MQTT_URL)" --print-url) || exit 1; \
+	  mosquitto -c "$$MQTT_AUTH_DIR/mosquitto.conf" > var/mosquitto.log 2>&1 & broker=$$!; \
+	  export MQTT_URL="$$bridge_url"; \
+	  echo "Mosquitto running (pid $$broker, log var/mosquitto.log, logins and ACL in var/mqtt) on $(MQTT_URL)"; \
+	fi; \
 	$(MANAGE) simulate --url $(URL) --interval $(SIM_INTERVAL) --stop-with-parent > var/simulator.log 2>&1 & \
 	sim=$$!; \
 	$(MANAGE) periodic_tasks --stop-with-parent > var/periodic.log 2>&1 & \
 	periodic=$$!; \
 	if [ -n "$(MQTT_URL)" ]; then \
-	  MQTT_URL="$(MQTT_URL)" $(MANAGE) mqtt_bridge > var/mqtt-bridge.log 2>&1 & bridge=$$!; \
+	  $(MANAGE) mqtt_bridge > var/mqtt-bridge.log 2>&1 & bridge=$$!; \
 	  echo "MQTT bridge running (pid $$bridge, log var/mqtt-bridge.log) on $(MQTT_URL)"; \
 	fi; \
 	echo "Simulator running (pid $$sim, log var/simulator.log), periodic tasks (pid $$periodic, log var/periodic.log), webhook receiver (pid $$receiver, deliveries in var/webhooks.log); serving $(URL) — Ctrl-C stops all."; \

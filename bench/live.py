@@ -399,7 +399,7 @@ def mqtt_bridge(total: int, meters, gateway=None, processes: int = 1) -> tuple[f
         listener.on_message = warm.on_answer
         deadline = time.monotonic() + 30
         while warm.answered == 0 and time.monotonic() < deadline:
-            device.publish(f"{MQTT_PREFIX}/{meters[0].device_key}/readings",
+            device.publish(f"{MQTT_PREFIX}/meter-{meters[0].pk}/readings",
                            orjson.dumps({"timestamp": base.isoformat(), "total_power": 0}), qos=1)  # fmt: skip
             time.sleep(0.5)
         time.sleep(1)  # let warm-up repeats drain
@@ -412,14 +412,14 @@ def mqtt_bridge(total: int, meters, gateway=None, processes: int = 1) -> tuple[f
         if gateway is None:
 
             def topic(i: int) -> str:
-                return f"{MQTT_PREFIX}/{meters[i % METERS].device_key}/readings"
+                return f"{MQTT_PREFIX}/meter-{meters[i % METERS].pk}/readings"
 
             def payload(i: int) -> bytes:
                 return orjson.dumps({"timestamp": stamp(1 + i // METERS), "total_power": float(i)})
         else:
 
             def topic(i: int) -> str:
-                return f"{MQTT_PREFIX}/{gateway.device_key}/readings"
+                return f"{MQTT_PREFIX}/gateway-{gateway.pk}/readings"
 
             def payload(i: int) -> bytes:
                 return orjson.dumps(

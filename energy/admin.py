@@ -126,8 +126,13 @@ class DeviceCredentialAdmin(OrganizationScopedAdmin):
     """Meters and gateways take their organization from their site; the device secret is shown
     once, when the device is created (the API's rotate_key issues a new one)."""
 
-    readonly_fields = ["device_key", "key_rotated_at"]
+    readonly_fields = ["device_key", "mqtt_login", "key_rotated_at"]
     exclude = ["organization"]
+
+    @admin.display(description="MQTT login")
+    def mqtt_login(self, obj) -> str:
+        # The username this device logs in to the broker with; its password is the device key.
+        return obj.mqtt_username if obj.pk else "(after saving)"
 
     def save_model(self, request, obj, form, change):
         obj.organization_id = obj.site.organization_id

@@ -17,10 +17,21 @@ class EnergyConfig(AppConfig):
 
         from django.db.models.signals import post_delete, post_save
 
-        from energy.devices.services import device_changed
+        from energy.devices.services import device_changed, device_mqtt_login_changed
         from energy.models import Gateway, Meter
 
         # A changed or deleted device must not stay authenticated from the shared cache.
         for model in (Meter, Gateway):
             post_save.connect(device_changed, sender=model, dispatch_uid=f"forget-device-{model.__name__}")
             post_delete.connect(device_changed, sender=model, dispatch_uid=f"forget-device-del-{model.__name__}")
+            # And, when the platform manages the broker's logins, their files are rewritten.
+            uid = f"mqtt-login-{model.__name__}"
+            post_save.connect(device_mqtt_login_changed, sender=model, dispatch_uid=uid)
+            post_delete.connect(device_mqtt_login_changed, sender=model, dispatch_uid=f"{uid}-del")
+
+        from oauth2_provider.models import get_access_token_model
+
+        from energy.live.fanout import access_token_revoked
+
+        # A revoked token closes the dashboard sockets it opened (docs/live.md, close codes).
+        post_delete.connect(access_token_revoked, sender=get_access_token_model(), dispatch_uid="live-token-revoked")

@@ -147,7 +147,7 @@ CELERY_BEAT_SCHEDULE = {
     "analytics-retention": {"task": "energy.analytics.retention_enforce", "schedule": 3600.0},
     "automations-sweep": {"task": "automations.tasks.deliveries_sweep", "schedule": 5.0},
 }
-CELERY_IMPORTS = ["energy.analytics.tasks", "energy.downlink.tasks"]
+CELERY_IMPORTS = ["energy.analytics.tasks", "energy.devices.tasks", "energy.downlink.tasks"]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -176,7 +176,7 @@ REST_FRAMEWORK = {
         "rest_framework.filters.OrderingFilter",
     ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["joulepoint.platform.parsers.StrictJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "joulepoint.platform.api.exception_handler",
     "UNAUTHENTICATED_USER": None,
@@ -247,11 +247,22 @@ PQ_DETECTION_ENABLED = envbool("PQ_DETECTION_ENABLED", True)
 # Live streams (docs/live.md): WebSocket ingest and dashboards, the MQTT bridge, device downlink.
 MQTT_URL = env("MQTT_URL")  # e.g. mqtt://127.0.0.1:1883; unset = no MQTT bridge, no MQTT downlink
 MQTT_TOPIC_PREFIX = env("MQTT_TOPIC_PREFIX", "joulepoint")
+# Deprecated, removed in the next release: also accept and serve `<prefix>/<device_key>/…` topics.
+MQTT_LEGACY_KEY_TOPICS = envbool("MQTT_LEGACY_KEY_TOPICS", False)
+# Where the platform keeps Mosquitto's password and ACL files (`manage.py mosquitto_auth`);
+# set, every device created, changed, rotated or deleted rewrites them and reloads the broker
+# whose pid is in MQTT_BROKER_PID_FILE (default <dir>/mosquitto.pid). Unset: not managed here.
+MQTT_AUTH_DIR = env("MQTT_AUTH_DIR")
+MQTT_BROKER_PID_FILE = env("MQTT_BROKER_PID_FILE")
+MQTT_BRIDGE_USERNAME = env("MQTT_BRIDGE_USERNAME", "joulepoint-bridge")
 WS_MAX_FRAME_BYTES = envint("WS_MAX_FRAME_BYTES", 1024 * 1024)
 WS_INGEST_FRAMES_PER_SECOND = envint("WS_INGEST_FRAMES_PER_SECOND", 20)
 WS_INGEST_BURST = envint("WS_INGEST_BURST", 40)
 WS_AUTH_TIMEOUT_SECONDS = envint("WS_AUTH_TIMEOUT_SECONDS", 10)
 WS_LIVE_MAX_SUBSCRIPTIONS = envint("WS_LIVE_MAX_SUBSCRIPTIONS", 500)
+# A dashboard socket opened with a token checks it again this often (expiry, lost scope); a
+# revocation closes it at once (docs/live.md).
+WS_LIVE_TOKEN_RECHECK_SECONDS = envfloat("WS_LIVE_TOKEN_RECHECK_SECONDS", 30.0)
 DEVICE_COMMAND_TTL_SECONDS = envint("DEVICE_COMMAND_TTL_SECONDS", 300)
 CELERY_BEAT_SCHEDULE["device-commands-expire"] = {"task": "energy.tasks.device_commands_expire", "schedule": 30.0}
 # Billing (docs/billing.md): prepaid debits of completed 15-minute intervals, statements at cycle end.

@@ -48,9 +48,9 @@ class MeterSerializer(TenantModelSerializer):
         model = Meter
         fields = [
             "id", "site", "name", "serial", "kind", "nominal_voltage", "phases",
-            "device_key", "require_signature", "is_active", "key_rotated_at", "created_at",
+            "device_key", "mqtt_username", "require_signature", "is_active", "key_rotated_at", "created_at",
         ]  # fmt: skip
-        read_only_fields = ["id", "device_key", "key_rotated_at", "created_at"]
+        read_only_fields = ["id", "device_key", "mqtt_username", "key_rotated_at", "created_at"]
 
 
 class GatewaySerializer(TenantModelSerializer):
@@ -58,8 +58,11 @@ class GatewaySerializer(TenantModelSerializer):
 
     class Meta:
         model = Gateway
-        fields = ["id", "site", "name", "device_key", "require_signature", "is_active", "key_rotated_at", "created_at"]
-        read_only_fields = ["id", "device_key", "key_rotated_at", "created_at"]
+        fields = [
+            "id", "site", "name", "device_key", "mqtt_username", "require_signature", "is_active", "key_rotated_at",
+            "created_at",
+        ]  # fmt: skip
+        read_only_fields = ["id", "device_key", "mqtt_username", "key_rotated_at", "created_at"]
 
 
 class DeviceSecretSerializer(serializers.Serializer):

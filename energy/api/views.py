@@ -17,6 +17,7 @@ from energy.downlink import services as downlink
 from energy.ingest import group_commit, store
 from energy.ingest.validation import ReadingsInvalid
 from energy.models import DeviceCommand, Gateway, Meter, MeterGroup, Reading, Site
+from joulepoint.platform.jsonbody import DuplicateKey, charset_is_utf8, json_loads_strict
 from joulepoint.tenancy.viewsets import OrganizationModelViewSet, OrganizationViewSet
 
 
@@ -79,7 +80,7 @@ INGEST_ERRORS = {
     401: OpenApiResponse(description="Missing, malformed or unknown device key"),
     403: OpenApiResponse(description="Bad or missing signature"),
     413: OpenApiResponse(description="Body over INGEST_MAX_BODY_BYTES"),
-    415: OpenApiResponse(description="Content-Type is not application/json"),
+    415: OpenApiResponse(description="Content-Type is not application/json, or its charset is not UTF-8"),
     429: OpenApiResponse(description="Device rate limit; see Retry-After"),
 }
 
@@ -101,6 +102,10 @@ class ReadingViewSet(DeviceWritesMixin, mixins.ListModelMixin, OrganizationViewS
             raise exceptions.UnsupportedMediaType(
                 content_type or "(none)", detail="Send Content-Type: application/json."
             )
+        if not charset_is_utf8(request.content_type):
+            raise exceptions.UnsupportedMediaType(
+                request.content_type, detail="JSON bodies must be UTF-8 (charset=utf-8)."
+            )
         try:  # META, not request.headers: see DeviceKeyAuthentication
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
@@ -108,7 +113,9 @@ class ReadingViewSet(DeviceWritesMixin, mixins.ListModelMixin, OrganizationViewS
         if length > settings.INGEST_MAX_BODY_BYTES:
             raise RequestTooLarge()
         try:
-            return orjson.loads(request.body)
+            return json_loads_strict(request.body)
+        except DuplicateKey as exc:
+            raise exceptions.ParseError(str(exc)) from None
         except orjson.JSONDecodeError as exc:
             raise exceptions.ParseError(f"Malformed JSON: {exc}") from None
 

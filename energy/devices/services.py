@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from energy.models import DeviceCredential, Gateway, Meter, new_device_secret
 from joulepoint.events import listeners
+from joulepoint.platform.enqueue import enqueue_on_commit
 from joulepoint.platform.ratelimit import window_hit_and_cache_get
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,21 @@ def device_changed(sender, instance, **kwargs) -> None:
     """post_save/post_delete receiver of Meter and Gateway (connected in energy.apps): a changed
     or deleted device must not stay authenticated from the shared cache."""
     device_cache_forget(device_key=instance.device_key)
+
+
+MQTT_AUTH_SYNC_TASK = "energy.tasks.mqtt_broker_auth_sync"
+MQTT_LOGIN_FIELDS = frozenset({"device_key", "is_active"})
+
+
+def device_mqtt_login_changed(sender, instance, **kwargs) -> None:
+    """post_save/post_delete receiver of Meter and Gateway (connected in energy.apps): when the
+    platform manages the broker's logins (MQTT_AUTH_DIR), a device created, rotated, disabled or
+    deleted rewrites them once the change commits."""
+    update_fields = kwargs.get("update_fields")
+    if update_fields is not None and not MQTT_LOGIN_FIELDS & set(update_fields):
+        return  # a save that touched neither the key nor whether the device may log in
+    if settings.MQTT_AUTH_DIR:
+        enqueue_on_commit(MQTT_AUTH_SYNC_TASK)
 
 
 def device_credential_rotate(*, device: DeviceCredential) -> DeviceCredential:

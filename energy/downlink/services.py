@@ -88,7 +88,8 @@ def device_command_deliver(*, command_id: int) -> DeviceCommand | None:
     message = device_command_as_message(command)
     fanout.group_send(fanout.device_group(device.device_key), {"type": "downlink.command", "command": message})
     if settings.MQTT_URL:
-        mqtt.mqtt_publish(topic_name=mqtt.topic(device.device_key, "commands"), payload=message, qos=1)
+        for topic_name in mqtt.device_topics(device, "commands"):
+            mqtt.mqtt_publish(topic_name=topic_name, payload=message, qos=1)
         device_command_mark_delivered(command_id=command.pk, channel=DeviceCommand.Channel.MQTT)
     command.refresh_from_db()
     return command

@@ -20,6 +20,7 @@ from django.conf import settings
 
 from energy.devices.signatures import SIGNATURE_PREFIX, signature_is_valid
 from energy.models import Gateway, Meter
+from joulepoint.platform.jsonbody import DuplicateKey, json_loads_strict
 
 
 @dataclass
@@ -50,7 +51,9 @@ def frame_loads(raw: bytes | str) -> object:
     if len(raw) > settings.WS_MAX_FRAME_BYTES:
         raise FrameError("frame_too_large", f"Frames are at most {settings.WS_MAX_FRAME_BYTES} bytes; got {len(raw)}.")
     try:
-        return orjson.loads(raw)
+        return json_loads_strict(raw)
+    except DuplicateKey as exc:
+        raise FrameError("duplicate_key", str(exc)) from None
     except orjson.JSONDecodeError as exc:
         raise FrameError("malformed_json", f"Malformed JSON: {exc}") from None
 
@@ -74,7 +77,9 @@ def frame_decode(data: object, *, device: Meter | Gateway) -> Frame:
             ):
                 raise FrameError("bad_signature", "signature is not hex(HMAC-SHA256(device_secret, body)).", frame_id)
             try:
-                data = orjson.loads(body)
+                data = json_loads_strict(body)
+            except DuplicateKey as exc:
+                raise FrameError("duplicate_key", str(exc), frame_id) from None
             except orjson.JSONDecodeError as exc:
                 raise FrameError("malformed_json", f"Malformed JSON in body: {exc}", frame_id) from None
         else:

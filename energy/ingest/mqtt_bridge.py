@@ -1,4 +1,4 @@
-"""The MQTT bridge: `<prefix>/<device_key>/readings` in, the ingest service, `<prefix>/<device_key>/ack` out.
+"""The MQTT bridge: `<prefix>/<mqtt_id>/readings` in, the ingest service, `<prefix>/<mqtt_id>/ack` out.
 
 Delivery guarantee: the bridge subscribes with QoS 1 in a persistent session (MQTT 5,
 clean_start off, session kept for a day) and acknowledges each PUBLISH to the broker (PUBACK,
@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import orjson
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import connection, transaction
 
 from energy.downlink import mqtt as topics
@@ -74,49 +75,67 @@ class _DeviceFrames:
 @dataclass
 class Answer:
     incoming: Incoming
-    device_key: str | None
+    device_key: str | None  # the topic's device segment: an MQTT id (or, legacy, a key)
     frame: dict = field(default_factory=dict)
 
 
-def _devices_by_key(keys: set[str]) -> dict[str, Meter | Gateway]:
-    """Active meters and gateways for the given keys, in two queries (not one per message)."""
-    parsed = set()
-    for key in keys:
-        try:
-            parsed.add(uuid.UUID(key))
-        except ValueError:
-            continue
+def _devices_by_segment(segments: set[str]) -> dict[str, Meter | Gateway]:
+    """Active meters and gateways named by topic segments (MQTT ids, and device keys while
+    MQTT_LEGACY_KEY_TOPICS is on), in at most four queries (not one per message)."""
+    pks: dict[str, set[int]] = {kind: set() for kind in topics.DEVICE_KINDS}
+    keys: set[uuid.UUID] = set()
+    for segment in segments:
+        if parsed := topics.mqtt_id_parse(segment):
+            pks[parsed[0]].add(parsed[1])
+        elif settings.MQTT_LEGACY_KEY_TOPICS:
+            try:
+                keys.add(uuid.UUID(segment))
+            except ValueError:
+                continue
     found: dict[str, Meter | Gateway] = {}
-    for model in (Meter, Gateway):
-        for device in model.objects.select_related("organization").filter(device_key__in=parsed, is_active=True):
-            found[str(device.device_key)] = device
+    for kind, model in (("meter", Meter), ("gateway", Gateway)):
+        active = model.objects.select_related("organization").filter(is_active=True)
+        if pks[kind]:
+            for device in active.filter(pk__in=pks[kind]):
+                found[topics.device_mqtt_id(device)] = device
+        if keys:
+            for device in active.filter(device_key__in=keys):
+                found[str(device.device_key)] = device
     return found
 
 
+def _segment_canonical(segment: str) -> str:
+    """A legacy key segment in its canonical form (any UUID spelling names the same device)."""
+    if topics.mqtt_id_parse(segment) or not settings.MQTT_LEGACY_KEY_TOPICS:
+        return segment
+    try:
+        return str(uuid.UUID(segment))
+    except ValueError:
+        return segment
+
+
 def messages_ingest(messages: list[Incoming]) -> list[Answer]:
-    """Store a batch of readings messages; one answer (ack or error frame) per message, in order."""
-    answers = [Answer(incoming=m, device_key=topics.device_key_from_topic(m.topic)) for m in messages]
-    raw_keys = {a.device_key for a in answers if a.device_key}
-    canonical = {}
-    for key in raw_keys:
-        try:
-            canonical[key] = str(uuid.UUID(key))
-        except ValueError:
-            canonical[key] = None
-    devices = _devices_by_key({k for k in canonical.values() if k})
+    """Store a batch of readings messages; one answer (ack or error frame) per message, in order.
+
+    The device is the one its topic names: the broker's ACL lets a client publish only on its own
+    topics (docs/live.md, "MQTT identity"), so the topic is as good as the client's login."""
+    answers = [Answer(incoming=m, device_key=topics.device_segment_from_topic(m.topic)) for m in messages]
+    canonical = {a.device_key: _segment_canonical(a.device_key) for a in answers if a.device_key}
+    devices = _devices_by_segment(set(canonical.values()))
     by_device: dict[str, list[_Pending]] = defaultdict(list)
     for index, answer in enumerate(answers):
         key = canonical.get(answer.device_key) if answer.device_key else None
         device = devices.get(key) if key else None
         if device is None:
-            answer.frame = FrameError("unauthenticated", "Unknown or disabled device key.").as_frame()
+            answer.frame = FrameError("unauthenticated", "Unknown or disabled device.").as_frame()
             continue
         try:
             frame = frame_decode(frame_loads(answer.incoming.payload), device=device)
         except FrameError as exc:
             answer.frame = exc.as_frame()
             continue
-        by_device[key].append(_Pending(index=index, device=device, frame=frame))
+        # By the device, not the segment: its id and legacy key topics make one batch.
+        by_device[topics.device_mqtt_id(device)].append(_Pending(index=index, device=device, frame=frame))
     # Validation per device (frames with invalid readings are answered on their own), then one
     # store for every device: one INSERT, one detection pass, one commit per batch of messages.
     prepared = [ready for pending in by_device.values() if (ready := _device_frames_prepare(pending))]

@@ -20,6 +20,7 @@ METER_ID = "meter_id"
 METER_SERIAL = "meter_serial"
 RESERVED = frozenset({TIMESTAMP, METER_ID, METER_SERIAL})
 MAX_EXTRA_FIELDS = 64
+NO_MEASUREMENT = "has no measurement: send at least one non-null field besides timestamp, meter_id and meter_serial"
 MAX_EXTRA_NAME = 64
 # Readings stamped earlier are a device clock that was never set (year 1, 1970, 1900), not history.
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
@@ -169,6 +170,10 @@ def reading_parse(
         extra[name] = number
     if len(extra) > MAX_EXTRA_FIELDS:
         errors.append(FieldError(index, "", f"at most {MAX_EXTRA_FIELDS} extra numeric fields"))
+    elif not values and not extra and not errors:
+        # A timestamp alone (or with every measurement null) says nothing, yet would claim the
+        # meter's instant: the reading that follows with values would become a duplicate.
+        errors.append(FieldError(index, "", NO_MEASUREMENT))
     if errors:
         raise ReadingsInvalid(errors)
     return ReadingInput(index=index, ts=ts, values=values, extra=extra, meter_id=meter_id, meter_serial=meter_serial)

@@ -5,6 +5,8 @@ limits: docs/live.md."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import logging
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
@@ -28,6 +30,8 @@ from energy.topology.overlay import TopologyOverlay, topology_overlay_load
 from energy.topology.services import TOPOLOGY_CHANGED
 from joulepoint.tenancy.selectors import organization_for_token, user_organization_ids
 
+logger = logging.getLogger(__name__)
+
 # A watched topology is recomputed and pushed at most this often per site and socket: readings
 # of a busy site arrive many times a second, and the view cannot show more.
 TOPOLOGY_PUSH_INTERVAL_SECONDS = 0.25
@@ -40,6 +44,7 @@ class LiveConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
     energy:read, given as `?token=` or in a first message {"type": "auth", "token": "..."}."""
 
     organization_ids: list[int] | None = None
+    token_checker: asyncio.Task | None = None
 
     async def connect(self) -> None:
         self.sites: dict[int, set[int] | None] = {}
@@ -78,13 +83,37 @@ class LiveConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
         return parts.netloc == scope_header(self.scope, b"host") or validate_host(parts.hostname or "", allowed)
 
     async def authenticate_token(self, token: object) -> None:
-        org_id, why = await database_sync_to_async(organization_for_token)(token=str(token), scopes=["energy:read"])
+        token = str(token)
+        org_id, why = await database_sync_to_async(organization_for_token)(token=token, scopes=["energy:read"])
         if org_id is None:
             code = CLOSE_FORBIDDEN if why == "insufficient_scope" else CLOSE_UNAUTHENTICATED
             detail = "The token lacks energy:read." if code == CLOSE_FORBIDDEN else "Invalid or expired token."
             await self.refuse(code, why, detail)
             return
         await self.authenticated([org_id])
+        # A token can be revoked, expire or lose energy:read while the socket is open: its
+        # revocation is announced to this group, and a periodic check catches the rest.
+        await self.join(fanout.token_group(hashlib.sha256(token.encode()).hexdigest()))
+        self.token_checker = asyncio.ensure_future(self._token_recheck_loop(token))
+
+    async def _token_recheck_loop(self, token: str) -> None:
+        while True:
+            await asyncio.sleep(settings.WS_LIVE_TOKEN_RECHECK_SECONDS)
+            try:
+                org_id, why = await database_sync_to_async(organization_for_token)(token=token, scopes=["energy:read"])
+            except Exception:
+                # The database is unreachable: a dashboard is not closed for that; check again later.
+                logger.warning("live socket could not re-check its token", exc_info=True)
+                continue
+            if org_id not in (self.organization_ids or ()):
+                await self.token_lost(why or "invalid_token")
+                return
+
+    async def token_lost(self, why: str) -> None:
+        if why == "insufficient_scope":
+            await self.refuse(CLOSE_FORBIDDEN, why, "The token no longer carries energy:read.")
+        else:
+            await self.refuse(CLOSE_UNAUTHENTICATED, "token_revoked", "The token was revoked or has expired.")
 
     async def authenticated(self, org_ids: list[int]) -> None:
         if not org_ids:
@@ -108,6 +137,8 @@ class LiveConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
     async def disconnect(self, code) -> None:
         self.stop_auth_timer()
         self.writer.cancel()
+        if self.token_checker is not None:
+            self.token_checker.cancel()
         for group in self.groups:
             await relay.relay().discard(group, self)
 
@@ -131,6 +162,9 @@ class LiveConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
                 await self.live_event(message)
             elif kind == "topology.flush":
                 await self.topology_flush(message["site_id"])
+            elif kind == "live.token_revoked":
+                await self.token_lost("invalid_token")
+                return
             elif kind == "live.too_slow":
                 await self.refuse(CLOSE_TOO_SLOW, "too_slow", "This socket fell behind; reconnect and reload.")
                 return

@@ -20,6 +20,7 @@ import orjson
 import redis
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.db import transaction
 
 from energy.events import DATA_INGESTED, DEMAND_RESPONSE, PEAK_DETECTED, PQ_EVENT, PROTECTION_EVENT
 from energy.live.inbox import LoopInbox
@@ -45,6 +46,19 @@ def site_group(org_id: int, site_id: int) -> str:
 
 def org_group(org_id: int) -> str:
     return f"live.o{int(org_id)}"
+
+
+def token_group(token_checksum: str) -> str:
+    """The group a dashboard socket opened with an OAuth2 token joins, to hear of its revocation."""
+    return f"live.token.{token_checksum[:64]}"
+
+
+def access_token_revoked(sender, instance, **kwargs) -> None:
+    """post_delete receiver of DOT's AccessToken (energy.apps): revoking a token (POST
+    /o/revoke_token/, a narrowed credential, a refresh) deletes it; the sockets it opened close
+    (4401) once that commits, not at their next periodic check."""
+    group = token_group(instance.token_checksum)
+    transaction.on_commit(lambda: group_send(group, {"type": "live.token_revoked"}))
 
 
 def device_group(device_key: uuid.UUID | str) -> str:

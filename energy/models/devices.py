@@ -35,6 +35,12 @@ class DeviceCredential(TenantModel):
     class Meta:
         abstract = True
 
+    @property
+    def mqtt_username(self) -> str:
+        """The device's MQTT login and topic segment, `meter-<id>` / `gateway-<id>`: not a secret
+        (its password is the device key; docs/live.md, "MQTT identity")."""
+        return f"{self._meta.model_name}-{self.pk}"
+
 
 class Meter(DeviceCredential):
     """A metering point at a site (grid connection, load, PV, battery, EV charger)."""

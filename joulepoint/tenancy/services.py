@@ -10,8 +10,12 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils.text import slugify
 from oauth2_provider.generators import generate_client_secret
+from oauth2_provider.models import get_access_token_model, get_refresh_token_model
 
 from joulepoint.tenancy.models import Application, Membership, Organization
+
+AccessToken = get_access_token_model()
+RefreshToken = get_refresh_token_model()
 
 
 @dataclass(frozen=True)
@@ -72,3 +76,42 @@ def tenant_create(*, name: str, admin_username: str | None = None, admin_passwor
         organization=organization, name=f"{name} integration", scopes=all_scopes(), user=user
     )
     return NewTenant(organization=organization, admin_username=username, admin_password=password, credential=credential)
+
+
+@transaction.atomic
+def api_credential_tokens_revoke(*, application: Application, scopes: set[str]) -> int:
+    """Revoke every access token of `application` that holds one of `scopes`, with its refresh
+    token (which could otherwise mint it again); returns how many. Tokens holding none of them
+    keep working.
+
+    A token's scopes are fixed when it is issued and checked against the token alone on each
+    request, so narrowing a credential reaches its outstanding tokens only through this."""
+    revoked = 0
+    tokens = AccessToken.objects.filter(application=application)
+    for token in tokens:
+        if not scopes & set(token.scope.split()):
+            continue
+        refresh = RefreshToken.objects.filter(access_token=token, revoked__isnull=True).first()
+        if refresh is not None:
+            refresh.revoke()  # revokes (deletes) its access token too
+        else:
+            token.revoke()
+        revoked += 1
+    return revoked
+
+
+def application_scopes_remember(sender, instance: Application, **kwargs) -> None:
+    """pre_save receiver of Application (tenancy.apps): the scopes it had, for the post_save one."""
+    if instance.pk is None:
+        instance._scopes_before = set()
+        return
+    before = Application.objects.filter(pk=instance.pk).values_list("allowed_scopes", flat=True).first()
+    instance._scopes_before = set((before or "").split())
+
+
+def application_scopes_narrowed(sender, instance: Application, created: bool, **kwargs) -> None:
+    """post_save receiver of Application: scopes taken away (admin, shell, any save) are taken
+    from its outstanding tokens too, in the same transaction."""
+    removed = getattr(instance, "_scopes_before", set()) - set(instance.scope_list)
+    if removed and not created:
+        api_credential_tokens_revoke(application=instance, scopes=removed)

@@ -129,21 +129,21 @@ def test_b_mqtt_publish_is_stored_and_acked_by_the_bridge_process(transactional_
             assert time.monotonic() < deadline, bridge.output()
             time.sleep(0.1)
         device.connect("127.0.0.1", 1883)
-        device.subscribe(f"{prefix}/{meter.device_key}/ack", qos=1)
+        device.subscribe(f"{prefix}/meter-{meter.pk}/ack", qos=1)
         device.loop_start()
         # The bridge may still be subscribing: publish until the first answer arrives.
         body = {"id": "m1", "readings": {"timestamp": ts(), "total_power": 1500.0}}
         answer = None
         while answer is None:
             assert time.monotonic() < deadline, bridge.output()
-            device.publish(f"{prefix}/{meter.device_key}/readings", orjson.dumps(body), qos=1).wait_for_publish(5)
+            device.publish(f"{prefix}/meter-{meter.pk}/readings", orjson.dumps(body), qos=1).wait_for_publish(5)
             try:
                 answer = answers.get(timeout=1)
             except queue.Empty:
                 bridge.check_alive()
         assert answer["type"] == "ack" and answer["id"] == "m1" and answer["stored"] + answer["duplicates"] >= 1
         assert Reading.objects.filter(meter=meter, total_power=1500.0).count() == 1
-        device.publish(f"{prefix}/{meter.device_key}/readings", b"{oops", qos=1).wait_for_publish(5)
+        device.publish(f"{prefix}/meter-{meter.pk}/readings", b"{oops", qos=1).wait_for_publish(5)
         while (answer := answers.get(timeout=10)).get("id") == "m1":
             pass  # repeats of the first publish
         assert answer["code"] == "malformed_json"

@@ -137,6 +137,8 @@ def test_device_create_returns_key_and_secret_once_and_get_never_shows_the_secre
     assert body["device_secret"] == device.device_secret
     assert len(body["device_secret"]) >= 32
     uuid.UUID(body["device_key"])
+    # The MQTT login (and topic segment) names the device without its key.
+    assert body["mqtt_username"] == f"{model._meta.model_name}-{device.pk}"
 
     for response in (
         api.get(f"{collection}{device.pk}/"),

@@ -74,7 +74,10 @@ async def test_ingest_with_header_stores_and_acks_then_duplicates(make_meter):
     assert ready == {"type": "ready", "device": {"kind": "meter", "id": meter.pk, "site_id": meter.site_id}}
     await send(ws, {"timestamp": ts(), "total_power": 3600.0, "voltage_a": 230.1})
     assert await recv(ws) == {"type": "ack", "id": None, "stored": 1, "duplicates": 0}
-    await send(ws, {"id": "b2", "readings": [{"timestamp": ts(), "total_power": 1}, {"timestamp": ts(1)}]})
+    # (A reading needs a measurement: a bare timestamp is invalid, not a duplicate.)
+    await send(
+        ws, {"id": "b2", "readings": [{"timestamp": ts(), "total_power": 1}, {"timestamp": ts(1), "total_power": 2}]}
+    )
     assert await recv(ws) == {"type": "ack", "id": "b2", "stored": 1, "duplicates": 1}
     count = await database_sync_to_async(Reading.objects.filter(meter=meter).count)()
     assert count == 2

@@ -61,6 +61,8 @@ class Command(BaseCommand):
             f"  Meter          {shown['name']} (id {shown['id']}, kind {shown['kind']}, serial {shown['serial']})",
             f"                 device_key    {shown['device_key']}",
             f"                 device_secret {shown['device_secret']}",
+            f"                 MQTT login    meter-{shown['id']} / its device_key  "
+            f"(topics joulepoint/meter-{shown['id']}/readings, …/ack, …/commands; with make run MQTT_URL=…)",
             "  Read readings  curl -s -H 'Authorization: Bearer TOKEN' \\",
             f"                   '{url}/api/energy/energy-data/?meter={shown['id']}&ordering=-ts&limit=5'",
             f"  All five meters' device keys and secrets: {path}",

@@ -11,7 +11,7 @@ from energy.ingest.mqtt_bridge import MqttBridge
 
 
 class Command(BaseCommand):
-    help = "Bridge MQTT (<prefix>/<device_key>/readings) to the ingest service; acks on <prefix>/<device_key>/ack."
+    help = "Bridge MQTT (<prefix>/<mqtt_id>/readings) to the ingest service; acks on <prefix>/<mqtt_id>/ack."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--url", default=None, help="mqtt://host:port (default: MQTT_URL)")
@@ -34,7 +34,10 @@ class Command(BaseCommand):
             ack_qos=options["ack_qos"],
             shared_group=options["shared"],
         )
-        self.stdout.write(f"MQTT bridge: {url} as {options['client_id']}", ending="\n")
+        address = bridge.address  # printed without the password (it lands in logs)
+        login = f"{address.username}@" if address.username else ""
+        where = f"{'mqtts' if address.tls else 'mqtt'}://{login}{address.host}:{address.port}"
+        self.stdout.write(f"MQTT bridge: {where} as {options['client_id']}", ending="\n")
         self.stdout.flush()
         asyncio.run(bridge.run(max_seconds=options["max_seconds"], install_signals=True))
         self.stdout.write(f"MQTT bridge stopped after {bridge.processed} messages")

@@ -152,11 +152,25 @@ def test_delivery_over_mqtt_marks_delivered(meter, settings, monkeypatch):
     downlink.device_command_deliver(command_id=command.pk)
     command.refresh_from_db()
     assert (command.status, command.channel) == ("delivered", "mqtt")
-    assert sent[0]["topic_name"] == f"joulepoint/{meter.device_key}/commands"
+    # The topic names the meter by its MQTT id, never by its key (a subscriber would learn it).
+    assert sent[0]["topic_name"] == f"joulepoint/meter-{meter.pk}/commands"
+    assert str(meter.device_key) not in sent[0]["topic_name"]
     assert sent[0]["payload"]["id"] == command.pk
     # Running the task twice changes nothing.
     downlink.device_command_deliver(command_id=command.pk)
     assert len(sent) == 1
+
+
+def test_delivery_over_mqtt_on_legacy_key_topics_too_while_enabled(meter, settings, monkeypatch):
+    from energy.downlink import mqtt
+
+    sent = []
+    monkeypatch.setattr(mqtt, "mqtt_publish", lambda **kwargs: sent.append(kwargs["topic_name"]))
+    settings.MQTT_URL = "mqtt://127.0.0.1:1883"
+    settings.MQTT_LEGACY_KEY_TOPICS = True
+    command = downlink.device_command_send(device=meter, name="relay.open")
+    downlink.device_command_deliver(command_id=command.pk)
+    assert sent == [f"joulepoint/meter-{meter.pk}/commands", f"joulepoint/{meter.device_key}/commands"]
 
 
 def test_delivery_with_broker_down_keeps_it_pending(meter, settings):

@@ -180,7 +180,8 @@ def test_extra_names_with_quotes_backslashes_and_braces_come_back_as_sent(meter,
     # PostgreSQL receives each column as an array literal, where `"` and `\\` must be escaped.
     # (Control characters are refused by validation.)
     names = {'say "hi"': 1.5, "back\\slash": 2.0, "{braces}, commas": 3.0, "ünïcödé NULL": 4.0}
-    items = [reading(0, **names), reading(1, total_power=None), reading(2, voltage_a=230.5)]
+    # A null measurement is absent (item 1 keeps one other measurement: a reading with none is a 400).
+    items = [reading(0, **names), reading(1, total_power=None, frequency=50.0), reading(2, voltage_a=230.5)]
     response = device_client(meter).post(BULK, items, sign=True)
     assert response.status_code == 201, response.content
     stored = Reading.objects.filter(meter=meter).order_by("ts")
@@ -309,6 +310,48 @@ def test_wrong_content_type_is_415(meter, device_client, path, content_type):
 def test_json_content_type_with_charset_is_accepted(meter, device_client):
     response = device_client(meter).post(SINGLE, raw=SEED_BODY, content_type="application/json; charset=utf-8")
     assert response.status_code == 201, response.content
+
+
+@pytest.mark.parametrize("path", [SINGLE, BULK])
+@pytest.mark.parametrize("charset", ["utf-16", "latin-1", '"UTF-16LE"'])
+def test_json_in_another_charset_is_415(meter, device_client, path, charset):
+    payload = orjson.loads(SEED_BODY)
+    raw = orjson.dumps(payload if path == SINGLE else [payload])
+    response = device_client(meter).post(path, raw=raw, content_type=f"application/json; charset={charset}")
+    assert "UTF-8" in assert_rejected(response, 415)["detail"]
+
+
+@pytest.mark.parametrize("path", [SINGLE, BULK])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"timestamp": "2025-10-16T10:00:00Z", "total_power": 1.0, "total_power": 9e9}',
+        b'{"timestamp":"2025-10-16T10:00:00Z","total_power" : 1.0,"voltage_a":230,"total_power":2}',
+        # An escape hides nothing: "total_\u0070ower" is total_power too.
+        b'{"timestamp": "2025-10-16T10:00:00Z", "total_power": 1.0, "total_\\u0070ower": 2.0}',
+    ],
+    ids=["plain", "spaced", "escaped"],
+)
+def test_duplicate_key_is_a_400_naming_it(meter, device_client, path, raw):
+    raw = raw.replace(b"2025-10-16T10:00:00Z", ts().encode())
+    if path == BULK:
+        raw = b"[" + raw + b"]"
+    body = assert_rejected(device_client(meter).post(path, raw=raw), 400)
+    assert "Duplicate key 'total_power'" in body["detail"]
+
+
+def test_same_key_in_different_readings_is_no_duplicate(meter, device_client):
+    response = device_client(meter).post(BULK, [reading(0, note_a=1.0), reading(1, note_a=2.0)])
+    assert response.status_code == 201, response.content
+
+
+@pytest.mark.parametrize("path", [SINGLE, BULK])
+@pytest.mark.parametrize("extra", [{}, {"total_power": None}, {"total_power": None, "voltage_a": None}])
+def test_reading_without_measurement_is_a_400(meter, device_client, path, extra):
+    item = {"timestamp": ts(), **extra}
+    body = assert_rejected(device_client(meter).post(path, item if path == SINGLE else [reading(1), item]), 400)
+    assert error_fields(body) == [(0 if path == SINGLE else 1, "")]
+    assert "no measurement" in body["errors"][0]["message"]
 
 
 @pytest.mark.parametrize("path", [SINGLE, BULK])

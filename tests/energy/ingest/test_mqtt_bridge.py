@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import queue
 import shutil
 import socket
@@ -37,7 +39,7 @@ def ts(seconds: int = 0) -> str:
 
 def msg(device, payload, prefix: str = "joulepoint", mid: int = 1) -> Incoming:
     raw = payload if isinstance(payload, bytes) else orjson.dumps(payload)
-    return Incoming(topic=f"{prefix}/{device.device_key}/readings", payload=raw, mid=mid)
+    return Incoming(topic=f"{prefix}/{device._meta.model_name}-{device.pk}/readings", payload=raw, mid=mid)
 
 
 @pytest.mark.django_db
@@ -49,8 +51,10 @@ def test_messages_ingest_batches_per_device_and_isolates_bad_messages(meter):
         msg(second, [{"timestamp": ts(0), "total_power": 2.0}, {"timestamp": ts(1), "total_power": 3.0}]),
         msg(meter, {"id": "dup", "readings": {"timestamp": ts(0), "total_power": 9.0}}),
         msg(meter, b"not json"),
-        Incoming(topic=f"joulepoint/{uuid.uuid4()}/readings", payload=b"{}"),
-        Incoming(topic="joulepoint/not-a-key/readings", payload=b"{}"),
+        Incoming(topic="joulepoint/meter-999999/readings", payload=b"{}"),
+        Incoming(topic="joulepoint/not-a-device/readings", payload=b"{}"),
+        # A key is no longer a topic (unless MQTT_LEGACY_KEY_TOPICS is on).
+        Incoming(topic=f"joulepoint/{meter.device_key}/readings", payload=b"{}"),
     ]
     answers = [a.frame for a in messages_ingest(messages)]
     assert answers[0] == {"type": "ack", "id": None, "stored": 1, "duplicates": 0}
@@ -59,9 +63,40 @@ def test_messages_ingest_batches_per_device_and_isolates_bad_messages(meter):
     assert answers[2] == {"type": "ack", "id": None, "stored": 2, "duplicates": 0}
     assert answers[3] == {"type": "ack", "id": "dup", "stored": 0, "duplicates": 1}
     assert answers[4]["code"] == "malformed_json"
-    assert answers[5]["code"] == answers[6]["code"] == "unauthenticated"
+    assert answers[5]["code"] == answers[6]["code"] == answers[7]["code"] == "unauthenticated"
     assert Reading.objects.count() == 3
     assert Reading.objects.get(meter=meter).total_power == 1.0  # first write wins
+
+
+@pytest.mark.django_db
+def test_messages_ingest_refuses_duplicate_keys_and_readings_without_measurement(meter):
+    duplicate = f'{{"timestamp": "{ts(40)}", "total_power": 1.0, "total_power": 2.0}}'.encode()
+    signed_body = duplicate.decode()
+    signature = hmac.new(meter.device_secret.encode(), duplicate, hashlib.sha256).hexdigest()
+    answers = messages_ingest(
+        [
+            msg(meter, duplicate),
+            msg(meter, {"id": "e", "body": signed_body, "signature": signature}),
+            msg(meter, {"id": "n", "readings": [{"timestamp": ts(41), "total_power": None}]}),
+        ]
+    )
+    assert answers[0].frame["code"] == "duplicate_key" and "'total_power'" in answers[0].frame["detail"]
+    assert (answers[1].frame["code"], answers[1].frame["id"]) == ("duplicate_key", "e")  # in a signed body too
+    assert answers[2].frame["code"] == "invalid_readings"
+    assert "no measurement" in answers[2].frame["errors"][0]["message"]
+    assert Reading.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_messages_ingest_legacy_key_topics_while_enabled(meter, settings):
+    legacy = Incoming(topic=f"joulepoint/{str(meter.device_key).upper()}/readings", payload=b"{}")
+    settings.MQTT_LEGACY_KEY_TOPICS = False
+    assert messages_ingest([legacy])[0].frame["code"] == "unauthenticated"
+    settings.MQTT_LEGACY_KEY_TOPICS = True
+    legacy.payload = orjson.dumps({"timestamp": ts(30), "total_power": 1.0})
+    answers = messages_ingest([legacy, msg(meter, {"timestamp": ts(31), "total_power": 2.0})])
+    assert [a.frame["stored"] for a in answers] == [1, 1]
+    assert Reading.objects.filter(meter=meter).count() == 2
 
 
 @pytest.mark.django_db
@@ -122,7 +157,7 @@ class Device:
     """A test device: publishes readings with QoS 1 and collects the bridge's answers."""
 
     def __init__(self, device, prefix: str, port: int = BROKER[1]):
-        self.key = str(device.device_key)
+        self.key = f"{device._meta.model_name}-{device.pk}"  # the topic's device segment: its MQTT id
         self.prefix = prefix
         self.answers: queue.Queue = queue.Queue()
         self.commands: queue.Queue = queue.Queue()
@@ -191,7 +226,9 @@ def test_bridge_stores_then_acks_and_survives_bad_payloads(meter, prefix):
         device.publish({"id": 5, "readings": [{"timestamp": ts(1), "voltage_a": -3}]})
         answer = device.answer()
         assert answer["code"] == "invalid_readings" and answer["id"] == 5
-        device.publish({"id": 6, "readings": [{"timestamp": ts(2), "total_power": 1}, {"timestamp": ts()}]})
+        device.publish(
+            {"id": 6, "readings": [{"timestamp": ts(2), "total_power": 1}, {"timestamp": ts(), "total_power": 2}]}
+        )
         assert device.answer() == {"type": "ack", "id": 6, "stored": 1, "duplicates": 1}
         assert Reading.objects.filter(meter=meter).count() == 2
     finally:

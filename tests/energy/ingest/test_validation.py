@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from energy.ingest.validation import ReadingsInvalid, reading_parse, readings_parse
+from energy.ingest.validation import NO_MEASUREMENT, ReadingsInvalid, reading_parse, readings_parse
 from energy.models import READING_FIELDS
 
 NOW = datetime(2025, 10, 16, 10, 0, tzinfo=UTC)
@@ -54,6 +54,22 @@ def test_integers_are_accepted_as_floats():
 def test_null_measurement_is_treated_as_absent():
     reading = parse({"timestamp": "2025-10-16T10:00:00Z", "total_power": None, "voltage_a": 230.0})
     assert reading.values == {"voltage_a": 230.0}
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"timestamp": "2025-10-16T10:00:00Z"},
+        {"timestamp": "2025-10-16T10:00:00Z", "total_power": None, "earth_leakage_ma": None},
+        {"timestamp": "2025-10-16T10:00:00Z", "meter_serial": "SN-1", "meter_id": 3},
+    ],
+)
+def test_reading_without_any_measurement_is_refused(item):
+    assert errors_of(item) == [{"index": 0, "field": "", "message": NO_MEASUREMENT}]
+
+
+def test_breaker_state_alone_is_a_measurement():
+    assert parse({"timestamp": "2025-10-16T10:00:00Z", "breaker_state": "open"}).extra == {"breaker_state": "open"}
 
 
 def test_unknown_numeric_fields_go_to_extra():
