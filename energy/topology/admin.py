@@ -152,6 +152,6 @@ class SiteTopologyAdmin(OrganizationScopedAdmin):
                 else:
                     ends = {"parent": values.pop("parent"), "child": values.pop("child")}
                     services.edge_create(**ends, values=values)
-            else:
-                obj.site_id = site.pk
-                obj.save()
+            elif isinstance(obj, TopologySettings):
+                values = {name: getattr(obj, name) for name in services.SETTINGS_FIELDS}
+                services.topology_settings_set(site=site, values=values)
