@@ -21,6 +21,7 @@ from energy.live.fanout import live_notice_send
 from energy.models.devices import Meter
 from energy.models.sites import Site
 from energy.topology.models import Edge, Node, TopologySettings
+from joulepoint.platform.cache import cache_window_claim
 
 TOPOLOGY_CHANGED = "topology.changed"
 NODE_FIELDS = ("name", "kind", "meter", "sign_convention", "x", "y", "z")
@@ -314,3 +315,11 @@ def topology_settings_set(*, site: Site, values: dict[str, Any]) -> TopologySett
     settings.save()
     _changed(site_id=site.pk, organization_id=site.organization_id, change="settings.updated")
     return settings
+
+
+def topology_push_claim(*, site_id: int, interval_seconds: float) -> bool:
+    """Whether the caller computes and sends the site's next live topology update: one caller per
+    site and interval, across every server process (the claim is in Redis in production), so a
+    site's watchers cost at most one recompute per interval however many sockets and processes
+    watch it, and all of them receive that one update (energy.live.consumers)."""
+    return cache_window_claim(f"topology:push:{int(site_id)}", interval_seconds)
