@@ -274,6 +274,33 @@ def _nodes_with_several_parents(site_id: int) -> dict[int, list[int]]:
     return {child: found for child, found in sorted(parents.items()) if len(found) > 1}
 
 
+def topology_settings_check(settings: TopologySettings) -> None:
+    """The rules a site's settings must keep against its graph as stored (stale_after_seconds
+    in range; no node with several parents if they are forbidden); raises TopologyInvalid.
+    Also used by the admin's form."""
+    errors: dict[str, str] = {}
+    stale = settings.stale_after_seconds
+    if isinstance(stale, bool) or not isinstance(stale, int) or not 1 <= stale <= STALE_AFTER_MAX_SECONDS:
+        errors["stale_after_seconds"] = f"must be a whole number of seconds from 1 to {STALE_AFTER_MAX_SECONDS}"
+    if not isinstance(settings.allow_multiple_parents, bool):
+        errors["allow_multiple_parents"] = "must be true or false"
+    if errors:
+        raise TopologyInvalid(errors)
+    if not settings.allow_multiple_parents:
+        shared = _nodes_with_several_parents(settings.site_id)
+        if shared:
+            names = dict(Node.objects.filter(pk__in=shared).values_list("pk", "name"))
+            listed = "; ".join(
+                f"node {child} ({names.get(child, '?')}) has parents {', '.join(map(str, parents))}"
+                for child, parents in shared.items()
+            )
+            raise TopologyInvalid(
+                {"allow_multiple_parents": f"cannot be false while nodes have several parents: {listed}; "
+                 "remove the extra edges first"},
+                list(shared),
+            )  # fmt: skip
+
+
 @transaction.atomic
 def topology_settings_set(*, site: Site, values: dict[str, Any]) -> TopologySettings:
     """Change the site's topology settings (creating its row on first write). `values`:
@@ -289,29 +316,9 @@ def topology_settings_set(*, site: Site, values: dict[str, Any]) -> TopologySett
     settings = topology_settings_of(site_id=site.pk)
     for key, value in values.items():
         setattr(settings, key, value)
-    errors: dict[str, str] = {}
-    stale = settings.stale_after_seconds
-    if isinstance(stale, bool) or not isinstance(stale, int) or not 1 <= stale <= STALE_AFTER_MAX_SECONDS:
-        errors["stale_after_seconds"] = f"must be a whole number of seconds from 1 to {STALE_AFTER_MAX_SECONDS}"
-    if not isinstance(settings.allow_multiple_parents, bool):
-        errors["allow_multiple_parents"] = "must be true or false"
-    if errors:
-        raise TopologyInvalid(errors)
-    if not settings.allow_multiple_parents:
-        shared = _nodes_with_several_parents(site.pk)
-        if shared:
-            names = dict(Node.objects.filter(pk__in=shared).values_list("pk", "name"))
-            listed = "; ".join(
-                f"node {child} ({names.get(child, '?')}) has parents {', '.join(map(str, parents))}"
-                for child, parents in shared.items()
-            )
-            raise TopologyInvalid(
-                {"allow_multiple_parents": f"cannot be false while nodes have several parents: {listed}; "
-                 "remove the extra edges first"},
-                list(shared),
-            )  # fmt: skip
-    settings.organization_id = site.organization_id
     settings.site_id = site.pk
+    topology_settings_check(settings)
+    settings.organization_id = site.organization_id
     settings.save()
     _changed(site_id=site.pk, organization_id=site.organization_id, change="settings.updated")
     return settings
