@@ -52,7 +52,8 @@ class LiveConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
         # Per watched site: the scheduled flush (readings arrived since the last update), the
         # loop time of the last update this socket sent, and the timer that re-evaluates
         # staleness when no reading comes.
-        self.topology_pending: dict[int, asyncio.TimerHandle] = {}
+        self.topology_pending: dict[int, tuple[int, asyncio.TimerHandle]] = {}
+        self.topology_flushes = 0  # numbers the scheduled flushes (a superseded one is skipped)
         self.topology_pushed: dict[int, float] = {}
         self.topology_stale_timers: dict[int, asyncio.TimerHandle] = {}
         self.groups: set[str] = set()
@@ -117,7 +118,10 @@ class LiveConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
     async def disconnect(self, code) -> None:
         self.stop_auth_timer()
         self.writer.cancel()
-        for handle in [*self.topology_pending.values(), *self.topology_stale_timers.values()]:
+        for handle in [
+            *(handle for _n, handle in self.topology_pending.values()),
+            *self.topology_stale_timers.values(),
+        ]:
             handle.cancel()
         for group in self.groups:
             await relay.relay().discard(group, self)
@@ -141,7 +145,7 @@ class LiveConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
                 await self.topology_changed(message)
                 await self.live_event(message)
             elif kind == "topology.flush":
-                await self.topology_flush(message["site_id"])
+                await self.topology_flush(message["site_id"], message["flush"])
             elif kind == "topology.pushed":
                 await self.topology_pushed_relay(message)
             elif kind == "topology.stale":
@@ -257,9 +261,10 @@ class LiveConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
         """Flush the site's graph in `delay` seconds, unless a flush is already scheduled."""
         if site_id in self.topology_pending or site_id not in self.topology:
             return
-        self.topology_pending[site_id] = asyncio.get_running_loop().call_later(
-            delay, self.relay_deliver, {"type": "topology.flush", "site_id": site_id}
-        )
+        self.topology_flushes += 1
+        message = {"type": "topology.flush", "site_id": site_id, "flush": self.topology_flushes}
+        handle = asyncio.get_running_loop().call_later(delay, self.relay_deliver, message)
+        self.topology_pending[site_id] = (self.topology_flushes, handle)
 
     def topology_stale_arm(self, overlay: TopologyOverlay) -> None:
         """Re-evaluate the graph when its next fresh reading turns stale, if no reading comes first."""
@@ -273,12 +278,16 @@ class LiveConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
                 left + TOPOLOGY_STALE_MARGIN_SECONDS, self.relay_deliver, {"type": "topology.stale", "site_id": site_id}
             )
 
-    async def topology_flush(self, site_id: int) -> None:
+    async def topology_flush(self, site_id: int, flush: int) -> None:
         """Compute and send the site's update to every socket watching it (in every process),
         if no other socket has done so within the interval; otherwise that socket's update is
         on its way here (topology_pushed_relay). Should it have left before this socket's
         readings reached the other one, this socket tries again next interval."""
-        self.topology_pending.pop(site_id, None)
+        # Skipped when another socket's update arrived after this flush was queued: it carried
+        # what this flush was for.
+        if self.topology_pending.get(site_id, (None,))[0] != flush:
+            return
+        del self.topology_pending[site_id]
         overlay = self.topology.get(site_id)
         if overlay is None:
             return
@@ -302,7 +311,7 @@ class LiveConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
             return
         pending = self.topology_pending.pop(site_id, None)
         if pending is not None:
-            pending.cancel()
+            pending[1].cancel()
         self.topology_pushed[site_id] = asyncio.get_running_loop().time()
         await self.send(text_data=message["frame"])
         self.topology_stale_arm(overlay)
@@ -326,8 +335,9 @@ class LiveConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
         topology = data.get("topology")
         for site_id in topology if isinstance(topology, list) else []:
             self.topology.pop(site_id, None)
-            for timers in (self.topology_pending, self.topology_stale_timers):
-                handle = timers.pop(site_id, None)
+            pending = self.topology_pending.pop(site_id, None)
+            stale_timer = self.topology_stale_timers.pop(site_id, None)
+            for handle in (pending[1] if pending else None, stale_timer):
                 if handle is not None:
                     handle.cancel()
         sites, meters = data.get("sites") or [], data.get("meters") or []
