@@ -53,6 +53,7 @@ def main() -> int:
     parser.add_argument("--history", type=int, default=200, help="readings per meter")
     parser.add_argument("--database", default=DEFAULT_DB)
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument("--cold", action="store_true", help="skip the server process warm-up (gc.freeze)")
     args = parser.parse_args()
 
     with django_on_database(args.database, keep=args.keep):
@@ -120,9 +121,14 @@ def run(args) -> int:
 
     from energy.topology.overlay import topology_overlay_load
     from energy.topology.selectors import LATEST_SAMPLES_PG, latest_samples, topology_graph
+    from joulepoint.platform.warmup import server_process_warm_up
     from joulepoint.tenancy.services import api_credential_create
 
     org, site = build(args)
+    if not args.cold:
+        # As a server process does at start (joulepoint/asgi.py): without it every full collection
+        # walks all of Django, and one landing inside a request decides the p95.
+        server_process_warm_up()
     with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
         credential = api_credential_create(organization=org, name="bench", scopes=["energy:read"])
     token = AccessToken.objects.create(

@@ -23,7 +23,7 @@ from energy.api.analytics import AnalyticsView
 from energy.api.authentication import DeviceKeyAuthentication
 from energy.models import DeviceCommand, Gateway, Meter, MeterGroup, Reading, Site
 from energy.power_quality.models import PQConfig, PQEvent, ProtectionEvent
-from energy.topology.models import Edge, Node
+from energy.topology.models import Edge, Node, TopologySettings
 from mlops.api.trainer import TrainerTokenAuthentication
 from mlops.models import (
     Assignment,
@@ -100,10 +100,12 @@ def _rows(org, marker: str) -> dict:
     grid = factories.NodeFactory(site=site, name=f"{marker} grid", kind="grid_connection", meter=meter)
     board = factories.NodeFactory(site=site, name=f"{marker} board", kind="switchboard")
     edge = factories.EdgeFactory(parent=grid, child=board)
+    topology_settings = TopologySettings.objects.create(organization=org, site=site, stale_after_seconds=42)
     return {
         Site: site,
         Node: grid,
         Edge: edge,
+        TopologySettings: topology_settings,
         Meter: meter,
         Gateway: gateway,
         MeterGroup: group,
@@ -373,8 +375,9 @@ def _list_has_no_foreign_rows(client, url: str, model, pattern: URLPattern, firs
     if isinstance(rows, dict):
         return  # a summary (e.g. deliveries/metrics), not a list of rows: the leak check above is it
     if model is not None:
-        # Per-meter views (PQ configuration, breaker state) key their rows by meter_id.
-        listed = {row["id"] if "id" in row else row["meter_id"] for row in rows}
+        # Per-meter views (PQ configuration, breaker state) key their rows by meter_id, per-site
+        # ones (topology settings) by site_id.
+        listed = {row["id"] if "id" in row else row.get("meter_id", row.get("site_id")) for row in rows}
         assert first[model].pk not in listed
         assert own[model].pk in listed, "the outsider's own row is missing: the walk would prove nothing"
 

@@ -23,6 +23,7 @@ router.register("commands", views.DeviceCommandViewSet, basename="devicecommand"
 # Topology (docs/topology.md).
 router.register("topology/nodes", topology.NodeViewSet, basename="topology-node")
 router.register("topology/edges", topology.EdgeViewSet, basename="topology-edge")
+router.register("topology/settings", topology.TopologySettingsViewSet, basename="topology-settings")
 
 readings = views.ReadingViewSet.as_view({"get": "list", "post": "create"})
 readings_bulk = views.ReadingViewSet.as_view({"post": "bulk"})

@@ -10,6 +10,7 @@ import logging
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -27,14 +28,18 @@ from energy.sockets import (
     scope_header,
 )
 from energy.topology.overlay import TopologyOverlay, topology_overlay_load
-from energy.topology.services import TOPOLOGY_CHANGED
+from energy.topology.services import TOPOLOGY_CHANGED, topology_push_claim
 from joulepoint.tenancy.selectors import organization_for_token, user_organization_ids
 
 logger = logging.getLogger(__name__)
 
-# A watched topology is recomputed and pushed at most this often per site and socket: readings
-# of a busy site arrive many times a second, and the view cannot show more.
+# A watched topology is recomputed and pushed at most this often per site, across all sockets
+# and server processes (energy.topology.services.topology_push_claim): readings of a busy site
+# arrive many times a second, and the view cannot show more.
 TOPOLOGY_PUSH_INTERVAL_SECONDS = 0.25
+# A node turns stale this long after its reading's age passes stale_after_seconds, so the
+# recompute then sees it strictly past the limit.
+TOPOLOGY_STALE_MARGIN_SECONDS = 0.05
 
 
 class LiveConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
@@ -49,8 +54,13 @@ class LiveConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.sites: dict[int, set[int] | None] = {}
         self.topology: dict[int, TopologyOverlay] = {}
-        self.topology_pending: set[int] = set()
+        # Per watched site: the scheduled flush (readings arrived since the last update), the
+        # loop time of the last update this socket sent, and the timer that re-evaluates
+        # staleness when no reading comes.
+        self.topology_pending: dict[int, tuple[int, asyncio.TimerHandle]] = {}
+        self.topology_flushes = 0  # numbers the scheduled flushes (a superseded one is skipped)
         self.topology_pushed: dict[int, float] = {}
+        self.topology_stale_timers: dict[int, asyncio.TimerHandle] = {}
         self.groups: set[str] = set()
         # Messages from this process's relay, written by one task in order; bounded so a slow
         # browser cannot hold the server's memory (it is closed with 4503 instead).
@@ -139,6 +149,11 @@ class LiveConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
         self.writer.cancel()
         if self.token_checker is not None:
             self.token_checker.cancel()
+        for handle in [
+            *(handle for _n, handle in self.topology_pending.values()),
+            *self.topology_stale_timers.values(),
+        ]:
+            handle.cancel()
         for group in self.groups:
             await relay.relay().discard(group, self)
 
@@ -161,7 +176,11 @@ class LiveConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
                 await self.topology_changed(message)
                 await self.live_event(message)
             elif kind == "topology.flush":
-                await self.topology_flush(message["site_id"])
+                await self.topology_flush(message["site_id"], message["flush"])
+            elif kind == "topology.pushed":
+                await self.topology_pushed_relay(message)
+            elif kind == "topology.stale":
+                self.topology_arm(message["site_id"], 0.0)
             elif kind == "live.token_revoked":
                 await self.token_lost("invalid_token")
                 return
@@ -259,6 +278,7 @@ class LiveConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
     async def topology_send(self, overlay: TopologyOverlay) -> None:
         document = overlay.document(now=timezone.now())
         await self.reply({"type": "topology", "site_id": overlay.site_id, "graph": document})
+        self.topology_stale_arm(overlay)
 
     def topology_readings(self, message: dict) -> None:
         """Advance a watched graph with a readings frame and schedule its push (throttled)."""
@@ -268,20 +288,67 @@ class LiveConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
         if not overlay.apply(orjson.loads(message["frame"])["readings"]):
             return
         site_id = overlay.site_id
-        if site_id in self.topology_pending:
-            return
-        self.topology_pending.add(site_id)
-        loop = asyncio.get_running_loop()
-        delay = max(0.0, self.topology_pushed.get(site_id, 0.0) + TOPOLOGY_PUSH_INTERVAL_SECONDS - loop.time())
-        loop.call_later(delay, self.relay_deliver, {"type": "topology.flush", "site_id": site_id})
+        delay = self.topology_pushed.get(site_id, 0.0) + TOPOLOGY_PUSH_INTERVAL_SECONDS
+        self.topology_arm(site_id, max(0.0, delay - asyncio.get_running_loop().time()))
 
-    async def topology_flush(self, site_id: int) -> None:
-        self.topology_pending.discard(site_id)
+    def topology_arm(self, site_id: int, delay: float) -> None:
+        """Flush the site's graph in `delay` seconds, unless a flush is already scheduled."""
+        if site_id in self.topology_pending or site_id not in self.topology:
+            return
+        self.topology_flushes += 1
+        message = {"type": "topology.flush", "site_id": site_id, "flush": self.topology_flushes}
+        handle = asyncio.get_running_loop().call_later(delay, self.relay_deliver, message)
+        self.topology_pending[site_id] = (self.topology_flushes, handle)
+
+    def topology_stale_arm(self, overlay: TopologyOverlay) -> None:
+        """Re-evaluate the graph when its next fresh reading turns stale, if no reading comes first."""
+        site_id = overlay.site_id
+        previous = self.topology_stale_timers.pop(site_id, None)
+        if previous is not None:
+            previous.cancel()
+        left = overlay.next_stale_in(now=timezone.now())
+        if left is not None:
+            self.topology_stale_timers[site_id] = asyncio.get_running_loop().call_later(
+                left + TOPOLOGY_STALE_MARGIN_SECONDS, self.relay_deliver, {"type": "topology.stale", "site_id": site_id}
+            )
+
+    async def topology_flush(self, site_id: int, flush: int) -> None:
+        """Compute and send the site's update to every socket watching it (in every process),
+        if no other socket has done so within the interval; otherwise that socket's update is
+        on its way here (topology_pushed_relay). Should it have left before this socket's
+        readings reached the other one, this socket tries again next interval."""
+        # Skipped when another socket's update arrived after this flush was queued: it carried
+        # what this flush was for.
+        if self.topology_pending.get(site_id, (None,))[0] != flush:
+            return
+        del self.topology_pending[site_id]
         overlay = self.topology.get(site_id)
         if overlay is None:
             return
+        claimed = await sync_to_async(topology_push_claim, thread_sensitive=False)(
+            site_id=site_id, interval_seconds=TOPOLOGY_PUSH_INTERVAL_SECONDS
+        )
+        if not claimed:
+            self.topology_arm(site_id, TOPOLOGY_PUSH_INTERVAL_SECONDS)
+            return
+        frame = json_text({"type": "topology.update", "site_id": site_id, **overlay.update(now=timezone.now())})
+        group = fanout.site_group(overlay.organization_id, site_id)
+        await relay.relay().layer.group_send(
+            group, {"type": "topology.pushed", "group": group, "site_id": site_id, "frame": frame}
+        )
+
+    async def topology_pushed_relay(self, message: dict) -> None:
+        """A site's update, computed by whichever watching socket claimed the interval."""
+        site_id = message["site_id"]
+        overlay = self.topology.get(site_id)
+        if overlay is None:
+            return
+        pending = self.topology_pending.pop(site_id, None)
+        if pending is not None:
+            pending[1].cancel()
         self.topology_pushed[site_id] = asyncio.get_running_loop().time()
-        await self.reply({"type": "topology.update", "site_id": site_id, **overlay.update(now=timezone.now())})
+        await self.send(text_data=message["frame"])
+        self.topology_stale_arm(overlay)
 
     async def topology_changed(self, message: dict) -> None:
         """A node or edge of a watched site changed: reload its graph and send it whole."""
@@ -302,6 +369,11 @@ class LiveConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
         topology = data.get("topology")
         for site_id in topology if isinstance(topology, list) else []:
             self.topology.pop(site_id, None)
+            pending = self.topology_pending.pop(site_id, None)
+            stale_timer = self.topology_stale_timers.pop(site_id, None)
+            for handle in (pending[1] if pending else None, stale_timer):
+                if handle is not None:
+                    handle.cancel()
         sites, meters = data.get("sites") or [], data.get("meters") or []
         for site_id in list(self.sites):
             if site_id in sites:

@@ -54,6 +54,21 @@ class EdgeForm(forms.ModelForm):
         return cleaned
 
 
+class TopologySettingsForm(forms.ModelForm):
+    class Meta:
+        model = TopologySettings
+        fields = ["allow_multiple_parents", "stale_after_seconds"]
+
+    def clean(self):
+        cleaned = super().clean()
+        if not self.errors and self.instance.site_id is not None:
+            try:
+                services.topology_settings_check(construct_instance(self, copy.copy(self.instance)))
+            except services.TopologyInvalid as exc:
+                _as_form_errors(self, exc)
+        return cleaned
+
+
 class _SiteRowsInline(MemberInlinePermissions, admin.TabularInline):
     extra = 0
 
@@ -93,6 +108,7 @@ class EdgeInline(_SiteRowsInline):
 
 class TopologySettingsInline(MemberInlinePermissions, admin.StackedInline):
     model = TopologySettings
+    form = TopologySettingsForm
     fields = ["allow_multiple_parents", "stale_after_seconds"]
     extra = 0
     max_num = 1
@@ -152,6 +168,6 @@ class SiteTopologyAdmin(OrganizationScopedAdmin):
                 else:
                     ends = {"parent": values.pop("parent"), "child": values.pop("child")}
                     services.edge_create(**ends, values=values)
-            else:
-                obj.site_id = site.pk
-                obj.save()
+            elif isinstance(obj, TopologySettings):
+                values = {name: getattr(obj, name) for name in services.SETTINGS_FIELDS}
+                services.topology_settings_set(site=site, values=values)

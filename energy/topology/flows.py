@@ -96,10 +96,14 @@ class _Walk:
         self.measured: dict[int, float | None] = {}
         self.sample_of: dict[int, Sample | None] = {}
         self.stale: dict[int, bool] = {}
+        self.age: dict[int, float] = {}  # seconds from the node's sample to ref
         for node in structure.nodes:
             sample = samples.get(node.meter_id) if node.meter_id is not None else None
             self.sample_of[node.id] = sample
-            stale = sample is not None and (ref - sample.ts).total_seconds() > structure.stale_after_seconds
+            stale = False
+            if sample is not None:
+                age = self.age[node.id] = (ref - sample.ts).total_seconds()
+                stale = age > structure.stale_after_seconds
             self.stale[node.id] = stale
             if sample is None or sample.total_power is None or stale:
                 self.measured[node.id] = None
@@ -147,7 +151,7 @@ def _edge_loss(
     edge: EdgeInfo, sample: Sample | None, fresh: bool, power: float | None
 ) -> tuple[float | None, str | None]:
     if edge.resistance_ohm_per_phase is not None and sample is not None and fresh:
-        currents = [getattr(sample, phase) for phase in PHASES if getattr(sample, phase) is not None]
+        currents = [i for i in (sample.current_a, sample.current_b, sample.current_c) if i is not None]
         if currents:
             return edge.resistance_ohm_per_phase * sum(i * i for i in currents), "i2r"
     if edge.loss_factor is not None and power is not None:
@@ -160,69 +164,92 @@ def graph_compute(*, structure: Structure, samples: dict[int, Sample], now: date
     meter id → its latest sample at or before `at` (or now)."""
     ref = at or now
     walk = _Walk(structure, samples, ref)
-    stamps: dict[datetime, str] = {}  # samples of one batch share their timestamp
+    # The loops below run once per node and edge of sites with thousands of them, inside a
+    # request (bench/topology.py): locals instead of attribute look-ups, each node's dicts
+    # written out rather than merged, and one ISO string per distinct timestamp (the samples
+    # of one batch share theirs).
+    stamps: dict[datetime, str] = {}
+    measured, stale_of, sample_of, age_of = walk.measured, walk.stale, walk.sample_of, walk.age
+    children, parents, power_of, below_of = walk.children, walk.parents, walk.power, walk.below
+    no_parents: list[int] = []  # shared by every root; serialized, never mutated
     nodes = []
-    totals = {"import_w": 0.0, "export_w": 0.0, "generation_w": 0.0, "consumption_w": 0.0}
+    import_w = export_w = generation_w = consumption_w = 0.0
     losses_total = unmetered_total = 0.0
     for node in structure.nodes:
-        power, derived = walk.power(node.id)
-        sample = walk.sample_of[node.id]
+        node_id = node.id
+        power, derived = power_of(node_id)
+        sample = sample_of[node_id]
         losses = unmetered = None
-        if walk.measured[node.id] is not None and walk.children.get(node.id):
-            below, unknown = walk.below(node.id)
+        input_w = measured[node_id]
+        if input_w is not None and children.get(node_id):
+            below, unknown = below_of(node_id)
             if unknown:
-                unmetered = walk.measured[node.id] - below
+                unmetered = input_w - below
                 unmetered_total += unmetered
             else:
-                losses = walk.measured[node.id] - below
+                losses = input_w - below
                 losses_total += losses
         if power is not None:
             if node.kind in SOURCE_KINDS:
-                totals["import_w" if power >= 0 else "export_w"] += abs(power)
+                if power >= 0:
+                    import_w += power
+                else:
+                    export_w -= power
             elif node.kind in END_KINDS:
-                totals["consumption_w" if power >= 0 else "generation_w"] += abs(power)
+                if power >= 0:
+                    consumption_w += power
+                else:
+                    generation_w -= power
+        if sample is None:
+            reading = None
+        else:
+            ts = sample.ts
+            stamp = stamps.get(ts)
+            if stamp is None:
+                stamp = stamps[ts] = isoz(ts)
+            reading = {
+                "timestamp": stamp,
+                "age_seconds": round(age_of[node_id], 3),
+                "total_power": sample.total_power,
+                "current_a": sample.current_a,
+                "current_b": sample.current_b,
+                "current_c": sample.current_c,
+            }
         nodes.append(
             {
-                "id": node.id,
+                "id": node_id,
                 "name": node.name,
                 "kind": node.kind,
                 "meter_id": node.meter_id,
                 "sign_convention": node.sign_convention,
                 "position": None if node.x is None else {"x": node.x, "y": node.y, "z": node.z},
-                "parents": walk.parents.get(node.id, []),
+                "parents": parents.get(node_id, no_parents),
                 "power_w": power,
                 "derived": derived,
-                "stale": walk.stale[node.id],
-                "reading": None
-                if sample is None
-                else {
-                    "timestamp": stamps.get(sample.ts) or stamps.setdefault(sample.ts, isoz(sample.ts)),
-                    "age_seconds": round((ref - sample.ts).total_seconds(), 3),
-                    "total_power": sample.total_power,
-                    **{phase: getattr(sample, phase) for phase in PHASES},
-                },
-                "losses_w": _round(losses),
-                "unmetered_w": _round(unmetered),
+                "stale": stale_of[node_id],
+                "reading": reading,
+                "losses_w": None if losses is None else round(losses, 3),
+                "unmetered_w": None if unmetered is None else round(unmetered, 3),
             }
         )
+    totals = {"import_w": import_w, "export_w": export_w, "generation_w": generation_w, "consumption_w": consumption_w}
     edges, edge_losses_total = [], 0.0
     for edge in structure.edges:
-        single = len(walk.parents[edge.child]) == 1
-        power = walk.power(edge.child)[0] if single else None
-        fresh = walk.measured.get(edge.child) is not None
-        loss, method = _edge_loss(edge, walk.sample_of.get(edge.child), fresh, power)
+        child = edge.child
+        power = power_of(child)[0] if len(parents[child]) == 1 else None
+        loss, method = _edge_loss(edge, sample_of.get(child), measured.get(child) is not None, power)
         if loss is not None:
             edge_losses_total += loss
         edges.append(
             {
                 "id": edge.id,
                 "parent": edge.parent,
-                "child": edge.child,
+                "child": child,
                 "cable_length_m": edge.cable_length_m,
                 "resistance_ohm_per_phase": edge.resistance_ohm_per_phase,
                 "loss_factor": edge.loss_factor,
                 "power_w": power,
-                "losses_w": _round(loss),
+                "losses_w": None if loss is None else round(loss, 3),
                 "loss_method": method,
             }
         )

@@ -58,6 +58,14 @@ class TopologyOverlay:
         """The whole graph, as GET /api/energy/topology/nodes/graph answers it."""
         return graph_compute(structure=self.structure, samples=self.samples, now=now, at=None)
 
+    def next_stale_in(self, *, now: datetime) -> float | None:
+        """Seconds until the next fresh sample turns stale (its node greys without any reading
+        arriving), or None when every sample already is stale or there are none."""
+        limit = self.structure.stale_after_seconds
+        ages = [(now - sample.ts).total_seconds() for sample in self.samples.values()]
+        left = [limit - age for age in ages if age <= limit]
+        return min(left) if left else None
+
     def update(self, *, now: datetime) -> dict:
         """What readings change: per node and edge only the live fields, and the totals."""
         document = self.document(now=now)

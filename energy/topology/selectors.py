@@ -13,15 +13,38 @@ from django.utils import timezone
 from energy.models.readings import Reading
 from energy.models.sites import Site
 from energy.topology.flows import EdgeInfo, NodeInfo, Sample, Structure, graph_compute
-from energy.topology.models import DEFAULT_STALE_AFTER_SECONDS, Edge, Node, TopologySettings
+from energy.topology.models import DEFAULT_STALE_AFTER_SECONDS, Edge, Node
+
+
+def _site_row(organization_id: int, site_id: int) -> tuple[str, int] | None:
+    """(site name, stale_after_seconds) in one query, or None when not this organization's."""
+    site = (
+        Site.objects.for_org(organization_id)
+        .filter(pk=site_id)
+        .values_list("name", "topology_settings__stale_after_seconds")
+        .first()
+    )
+    if site is None:
+        return None
+    name, stale_after = site
+    return name, stale_after if stale_after is not None else DEFAULT_STALE_AFTER_SECONDS
+
+
+def _edges(organization_id: int, site_id: int) -> list[EdgeInfo]:
+    return [
+        EdgeInfo(*row)
+        for row in Edge.objects.for_org(organization_id)
+        .filter(site_id=site_id)
+        .order_by("id")
+        .values_list("id", "parent_id", "child_id", "cable_length_m", "resistance_ohm_per_phase", "loss_factor")
+    ]
 
 
 def topology_structure(*, organization_id: int, site_id: int) -> Structure | None:
     """The site's nodes and edges, or None when the site is not of this organization."""
-    site = Site.objects.for_org(organization_id).filter(pk=site_id).values("pk", "name").first()
+    site = _site_row(organization_id, site_id)
     if site is None:
         return None
-    stale_after = TopologySettings.objects.filter(site_id=site_id).values_list("stale_after_seconds", flat=True).first()
     nodes = [
         NodeInfo(*row)
         for row in Node.objects.for_org(organization_id)
@@ -29,19 +52,12 @@ def topology_structure(*, organization_id: int, site_id: int) -> Structure | Non
         .order_by("id")
         .values_list("id", "name", "kind", "meter_id", "sign_convention", "x", "y", "z")
     ]
-    edges = [
-        EdgeInfo(*row)
-        for row in Edge.objects.for_org(organization_id)
-        .filter(site_id=site_id)
-        .order_by("id")
-        .values_list("id", "parent_id", "child_id", "cable_length_m", "resistance_ohm_per_phase", "loss_factor")
-    ]
     return Structure(
         site_id=site_id,
-        site_name=site["name"],
+        site_name=site[0],
         nodes=nodes,
-        edges=edges,
-        stale_after_seconds=stale_after if stale_after is not None else DEFAULT_STALE_AFTER_SECONDS,
+        edges=_edges(organization_id, site_id),
+        stale_after_seconds=site[1],
     )
 
 
@@ -60,6 +76,37 @@ CROSS JOIN LATERAL (
 ) r
 WHERE n.organization_id = %(organization_id)s AND n.site_id = %(site_id)s AND n.meter_id IS NOT NULL
 """
+
+
+# The graph endpoint on PostgreSQL: the nodes and each metered node's latest sample in one
+# query (the LATERAL probe above as a LEFT JOIN), one round trip and one 2,000-row transfer
+# fewer than reading the structure and the samples apart (bench/topology.py).
+NODES_WITH_SAMPLES_PG = """
+SELECT n.id, n.name, n.kind, n.meter_id, n.sign_convention, n.x, n.y, n.z,
+       r.ts, r.total_power, r.current_a, r.current_b, r.current_c
+FROM energy_node n
+LEFT JOIN LATERAL (
+    SELECT ts, total_power, current_a, current_b, current_c FROM energy_reading
+    WHERE meter_id = n.meter_id {at_condition}
+    ORDER BY ts DESC LIMIT 1
+) r ON n.meter_id IS NOT NULL
+WHERE n.organization_id = %(organization_id)s AND n.site_id = %(site_id)s
+ORDER BY n.id
+"""
+
+
+def _nodes_with_samples_pg(
+    organization_id: int, site_id: int, at: datetime | None
+) -> tuple[list[NodeInfo], dict[int, Sample]]:
+    query = NODES_WITH_SAMPLES_PG.format(at_condition="AND ts <= %(at)s" if at is not None else "")
+    nodes, samples = [], {}
+    with connection.cursor() as cursor:
+        cursor.execute(query, {"at": at, "organization_id": organization_id, "site_id": site_id})
+        for row in cursor.fetchall():
+            nodes.append(NodeInfo(*row[:8]))
+            if row[8] is not None:
+                samples[row[3]] = Sample(*row[8:])
+    return nodes, samples
 
 
 def latest_samples(*, organization_id: int, site_id: int, at: datetime | None = None) -> dict[int, Sample]:
@@ -96,8 +143,21 @@ def topology_graph(
     """The graph document of a site (energy.topology.flows.graph_compute), or None when the
     site is not of this organization (the caller answers 404). A site without nodes gives
     empty lists and zero totals."""
-    structure = topology_structure(organization_id=organization_id, site_id=site_id)
-    if structure is None:
-        return None
-    samples = latest_samples(organization_id=organization_id, site_id=site_id, at=at) if structure.meter_ids else {}
+    if connection.vendor != "postgresql":
+        structure = topology_structure(organization_id=organization_id, site_id=site_id)
+        if structure is None:
+            return None
+        samples = latest_samples(organization_id=organization_id, site_id=site_id, at=at) if structure.meter_ids else {}
+    else:
+        site = _site_row(organization_id, site_id)
+        if site is None:
+            return None
+        nodes, samples = _nodes_with_samples_pg(organization_id, site_id, at)
+        structure = Structure(
+            site_id=site_id,
+            site_name=site[0],
+            nodes=nodes,
+            edges=_edges(organization_id, site_id),
+            stale_after_seconds=site[1],
+        )
     return graph_compute(structure=structure, samples=samples, now=now or timezone.now(), at=at)

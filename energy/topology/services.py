@@ -21,10 +21,14 @@ from energy.live.fanout import live_notice_send
 from energy.models.devices import Meter
 from energy.models.sites import Site
 from energy.topology.models import Edge, Node, TopologySettings
+from joulepoint.platform.cache import cache_window_claim
 
 TOPOLOGY_CHANGED = "topology.changed"
 NODE_FIELDS = ("name", "kind", "meter", "sign_convention", "x", "y", "z")
 EDGE_FIELDS = ("parent", "child", "cable_length_m", "resistance_ohm_per_phase", "loss_factor")
+SETTINGS_FIELDS = ("allow_multiple_parents", "stale_after_seconds")
+# A week: beyond it a "latest" reading says nothing about now; 0 would make every reading stale.
+STALE_AFTER_MAX_SECONDS = 7 * 24 * 3600
 
 
 class TopologyInvalid(ValueError):
@@ -258,3 +262,71 @@ def edge_delete(*, edge: Edge) -> None:
     site_id, organization_id, edge_id = edge.site_id, edge.organization_id, edge.pk
     edge.delete()
     _changed(site_id=site_id, organization_id=organization_id, change="edge.deleted", edge_id=edge_id)
+
+
+def _nodes_with_several_parents(site_id: int) -> dict[int, list[int]]:
+    """child node id → its parents' ids, for the site's nodes that have more than one."""
+    parents: dict[int, list[int]] = defaultdict(list)
+    for parent_id, child_id in (
+        Edge.objects.filter(site_id=site_id).order_by("parent_id").values_list("parent_id", "child_id")
+    ):
+        parents[child_id].append(parent_id)
+    return {child: found for child, found in sorted(parents.items()) if len(found) > 1}
+
+
+def topology_settings_check(settings: TopologySettings) -> None:
+    """The rules a site's settings must keep against its graph as stored (stale_after_seconds
+    in range; no node with several parents if they are forbidden); raises TopologyInvalid.
+    Also used by the admin's form."""
+    errors: dict[str, str] = {}
+    stale = settings.stale_after_seconds
+    if isinstance(stale, bool) or not isinstance(stale, int) or not 1 <= stale <= STALE_AFTER_MAX_SECONDS:
+        errors["stale_after_seconds"] = f"must be a whole number of seconds from 1 to {STALE_AFTER_MAX_SECONDS}"
+    if not isinstance(settings.allow_multiple_parents, bool):
+        errors["allow_multiple_parents"] = "must be true or false"
+    if errors:
+        raise TopologyInvalid(errors)
+    if not settings.allow_multiple_parents:
+        shared = _nodes_with_several_parents(settings.site_id)
+        if shared:
+            names = dict(Node.objects.filter(pk__in=shared).values_list("pk", "name"))
+            listed = "; ".join(
+                f"node {child} ({names.get(child, '?')}) has parents {', '.join(map(str, parents))}"
+                for child, parents in shared.items()
+            )
+            raise TopologyInvalid(
+                {"allow_multiple_parents": f"cannot be false while nodes have several parents: {listed}; "
+                 "remove the extra edges first"},
+                list(shared),
+            )  # fmt: skip
+
+
+@transaction.atomic
+def topology_settings_set(*, site: Site, values: dict[str, Any]) -> TopologySettings:
+    """Change the site's topology settings (creating its row on first write). `values`:
+    allow_multiple_parents (bool), stale_after_seconds (1 to STALE_AFTER_MAX_SECONDS).
+    Forbidding several parents while some node has several is refused, naming those nodes
+    (remove the extra edges first). Raises TopologyInvalid, nothing written. Watching sockets
+    reload the graph after commit (stale_after_seconds changes what is stale).
+    Tenant: the site's organization."""
+    _lock_site(site.pk)
+    unknown = set(values) - set(SETTINGS_FIELDS)
+    if unknown:
+        raise TopologyInvalid({name: "is not a topology settings field" for name in sorted(unknown)})
+    settings = topology_settings_of(site_id=site.pk)
+    for key, value in values.items():
+        setattr(settings, key, value)
+    settings.site_id = site.pk
+    topology_settings_check(settings)
+    settings.organization_id = site.organization_id
+    settings.save()
+    _changed(site_id=site.pk, organization_id=site.organization_id, change="settings.updated")
+    return settings
+
+
+def topology_push_claim(*, site_id: int, interval_seconds: float) -> bool:
+    """Whether the caller computes and sends the site's next live topology update: one caller per
+    site and interval, across every server process (the claim is in Redis in production), so a
+    site's watchers cost at most one recompute per interval however many sockets and processes
+    watch it, and all of them receive that one update (energy.live.consumers)."""
+    return cache_window_claim(f"topology:push:{int(site_id)}", interval_seconds)

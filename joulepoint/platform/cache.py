@@ -14,6 +14,7 @@ import os
 import threading
 
 import redis
+from django.core.cache import cache as default_cache
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from django.db.models import Model
 from django.db.models.base import ModelState
@@ -138,3 +139,19 @@ class PooledClientRedisCache(RedisCache):
         after `ttl` seconds), in one round trip; returns (the values or None, the counter's value)."""
         made = [self.make_and_validate_key(key, version=version) for key in keys]
         return self._cache.get_many_and_count(made, counter, ttl)
+
+
+def cache_window_claim(key: str, seconds: float, *, cache=None) -> bool:
+    """Claim the window of `seconds` named `key`: True for the first caller, False for every other
+    until it ends, across processes when the cache is Redis (production), within the process on
+    the embedded default's local-memory cache.
+
+    Django's `cache.add` would do on both, but its Redis client rounds a timeout down to whole
+    seconds (0.25 s would be 0: no window at all), so on Redis the claim is one SET NX with a
+    millisecond expiry."""
+    cache = default_cache if cache is None else cache
+    if isinstance(cache, RedisCache):
+        client = cache._cache.get_client(key, write=True)
+        expiry_ms = max(1, round(seconds * 1000))
+        return bool(client.set(cache.make_and_validate_key(key), b"1", px=expiry_ms, nx=True))
+    return cache.add(key, 1, timeout=seconds)

@@ -220,3 +220,42 @@ def live_url(asgi_server, transactional_db) -> str:
 @pytest.fixture
 def celery_worker(celery_worker_process, transactional_db) -> str:
     return celery_worker_process
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def chromium(monkeypatch) -> Iterator:
+    """Launches Debian's chromium under Playwright: `chromium(webgl=False)` gives a browser
+    (closed after the test). `webgl=True` renders WebGL in software (SwiftShader), which the 3D
+    topology view needs; otherwise the GPU is off. Skips where chromium is not installed."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop in the test's thread; the ORM calls are the test's.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    browsers = []
+    with sync_playwright() as playwright:
+
+        def launch(*, webgl: bool = False):
+            graphics = ["--use-angle=swiftshader", "--enable-unsafe-swiftshader"] if webgl else ["--disable-gpu"]
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *graphics])
+            browsers.append(browser)
+            return browser
+
+        try:
+            yield launch
+        finally:
+            for browser in browsers:
+                browser.close()

@@ -30,11 +30,9 @@ import websockets
 from energy.models import Reading
 from tests import factories
 from tests.conftest import _token
-from tests.e2e.conftest import ServerProcess
+from tests.e2e.conftest import CHROMIUM, ServerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-CHROMIUM = "/usr/bin/chromium"
 
 
 def ts(seconds: float = 0) -> str:
@@ -154,15 +152,12 @@ def test_b_mqtt_publish_is_stored_and_acked_by_the_bridge_process(transactional_
         bridge.stop()
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (.ci/run installs it)")
-def test_c_dashboard_in_chromium_updates_chart_and_feed(live_url, monkeypatch):
-    from playwright.sync_api import expect, sync_playwright
+def test_c_dashboard_in_chromium_updates_chart_and_feed(live_url, chromium):
+    from playwright.sync_api import expect
 
     from automations.models import Alert
     from energy.power_quality.models import PQEvent
 
-    # Playwright's sync API keeps an event loop in this thread; the ORM calls below are ours.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     membership = factories.MembershipFactory()
     org = membership.organization
     site = factories.SiteFactory(organization=org, name="E2E Depot", timezone="Europe/Berlin")
@@ -185,69 +180,53 @@ def test_c_dashboard_in_chromium_updates_chart_and_feed(live_url, monkeypatch):
     artifacts = Path(os.environ.get("ARTIFACTS", "artifacts"))
     artifacts.mkdir(parents=True, exist_ok=True)
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
-        try:
-            # A German browser in New York: dates in German, times in the site's zone (Berlin).
-            context = browser.new_context(
-                viewport={"width": 1366, "height": 900}, locale="de-DE", timezone_id="America/New_York"
-            )
-            page = context.new_page()
-            page.goto(f"{live_url}/dashboard/")
-            page.fill("#id_username", membership.user.username)
-            page.fill("#id_password", "pw-for-tests")
-            page.click("button[type=submit]")
-            page.wait_for_url(f"**/dashboard/sites/{site.pk}")
-            expect(page.locator("#status")).to_have_attribute("data-state", "live", timeout=10_000)
-            chart = page.locator(f".chart[data-meter='{meter.pk}']")
-            expect(chart).to_have_attribute("data-points", "2")
-            # Units and human labels on the charts.
-            expect(chart.locator("h3")).to_contain_text("Grid connection · ")
-            expect(chart.locator("h3")).to_contain_text("power in kW")
-            expect(chart.locator(".now")).to_have_text("1,00 kW")  # German decimal comma
-            expect(page.locator(".chart[data-kind='ev_charger'] h3 small")).to_contain_text("EV charger")
-            expect(page.locator(".chart[data-kind='pv'] h3 small")).to_contain_text("PV inverter")
-            # The annotation from the snapshot: a marker on the meter's chart and a feed line.
-            expect(chart).to_have_attribute("data-annotations", "1")
-            expect(page.locator("#feed")).to_contain_text("Grid connection · note: breaker inspected")
-            # The feed shows events, in the site's zone: the sag at Berlin time.
-            sag_local = sag_at.astimezone(ZoneInfo("Europe/Berlin")).strftime("%H:%M:%S")
-            expect(page.locator("#feed li.pq")).to_contain_text("Grid connection: Voltage sag (0,78 pu)")
-            expect(page.locator("#feed li.pq time")).to_have_text(sag_local)
-            # Energy tiles with numbers from the KPI computation.
-            expect(page.locator("#kpi-today")).to_have_text("0,5 kWh")
-            expect(page.locator("#kpi-month")).to_have_text("0,5 kWh")
+    browser = chromium()
+    # A German browser in New York: dates in German, times in the site's zone (Berlin).
+    context = browser.new_context(
+        viewport={"width": 1366, "height": 900}, locale="de-DE", timezone_id="America/New_York"
+    )
+    page = context.new_page()
+    page.goto(f"{live_url}/dashboard/")
+    page.fill("#id_username", membership.user.username)
+    page.fill("#id_password", "pw-for-tests")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"**/dashboard/sites/{site.pk}")
+    expect(page.locator("#status")).to_have_attribute("data-state", "live", timeout=10_000)
+    chart = page.locator(f".chart[data-meter='{meter.pk}']")
+    expect(chart).to_have_attribute("data-points", "2")
+    # Units and human labels on the charts.
+    expect(chart.locator("h3")).to_contain_text("Grid connection · ")
+    expect(chart.locator("h3")).to_contain_text("power in kW")
+    expect(chart.locator(".now")).to_have_text("1,00 kW")  # German decimal comma
+    expect(page.locator(".chart[data-kind='ev_charger'] h3 small")).to_contain_text("EV charger")
+    expect(page.locator(".chart[data-kind='pv'] h3 small")).to_contain_text("PV inverter")
+    # The annotation from the snapshot: a marker on the meter's chart and a feed line.
+    expect(chart).to_have_attribute("data-annotations", "1")
+    expect(page.locator("#feed")).to_contain_text("Grid connection · note: breaker inspected")
+    # The feed shows events, in the site's zone: the sag at Berlin time.
+    sag_local = sag_at.astimezone(ZoneInfo("Europe/Berlin")).strftime("%H:%M:%S")
+    expect(page.locator("#feed li.pq")).to_contain_text("Grid connection: Voltage sag (0,78 pu)")
+    expect(page.locator("#feed li.pq time")).to_have_text(sag_local)
+    # Energy tiles with numbers from the KPI computation.
+    expect(page.locator("#kpi-today")).to_have_text("0,5 kWh")
+    expect(page.locator("#kpi-month")).to_have_text("0,5 kWh")
 
-            response = http_ingest(live_url, meter, {"timestamp": ts(), "total_power": 3600.0, "voltage_a": 230.1})
-            assert response.status_code == 201
-            expect(chart).to_have_attribute("data-points", "3", timeout=5_000)
-            expect(page.locator("#kpi-power")).to_have_text("3,60 kW")
-            expect(page.locator("#kpi-count")).to_have_text("1")
-            # Readings stay in the charts: the feed has the annotation and the sag, nothing else.
-            expect(page.locator("#feed li")).to_have_count(2)
-            last_local = datetime.fromisoformat(ts().replace("Z", "+00:00")).astimezone(ZoneInfo("Europe/Berlin"))
-            expect(page.locator("#kpi-last")).to_contain_text(last_local.strftime("%H:"))
+    response = http_ingest(live_url, meter, {"timestamp": ts(), "total_power": 3600.0, "voltage_a": 230.1})
+    assert response.status_code == 201
+    expect(chart).to_have_attribute("data-points", "3", timeout=5_000)
+    expect(page.locator("#kpi-power")).to_have_text("3,60 kW")
+    expect(page.locator("#kpi-count")).to_have_text("1")
+    # Readings stay in the charts: the feed has the annotation and the sag, nothing else.
+    expect(page.locator("#feed li")).to_have_count(2)
+    last_local = datetime.fromisoformat(ts().replace("Z", "+00:00")).astimezone(ZoneInfo("Europe/Berlin"))
+    expect(page.locator("#kpi-last")).to_contain_text(last_local.strftime("%H:"))
 
-            # The open alert, acknowledged from the dashboard.
-            row = page.locator(f"#alerts li[data-alert='{alert.pk}']")
-            expect(row).to_contain_text("Breaker tripped on the charger")
-            page.screenshot(path=str(artifacts / "dashboard.png"), full_page=True)
-            row.get_by_role("button", name="Acknowledge").click()
-            expect(row).to_have_class("critical acknowledged")
-        finally:
-            browser.close()
+    # The open alert, acknowledged from the dashboard.
+    row = page.locator(f"#alerts li[data-alert='{alert.pk}']")
+    expect(row).to_contain_text("Breaker tripped on the charger")
+    page.screenshot(path=str(artifacts / "dashboard.png"), full_page=True)
+    row.get_by_role("button", name="Acknowledge").click()
+    expect(row).to_have_class("critical acknowledged")
     alert.refresh_from_db()
     assert alert.status == "acknowledged" and alert.acknowledged_by == f"user:{membership.user.username}"
     assert (artifacts / "dashboard.png").stat().st_size > 10_000

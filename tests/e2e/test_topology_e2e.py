@@ -17,8 +17,6 @@ from tests import factories
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = "/usr/bin/chromium"
-
 
 def ts(seconds: float = 0) -> str:
     moment = datetime.now(UTC) - timedelta(seconds=30) + timedelta(seconds=seconds)
@@ -34,11 +32,9 @@ def http_ingest(live_url: str, meter, body: dict) -> httpx.Response:
     )
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (.ci/run installs it)")
-def test_the_topology_view_shows_the_graph_and_its_live_updates(live_url, monkeypatch):
-    from playwright.sync_api import expect, sync_playwright
+def test_the_topology_view_shows_the_graph_and_its_live_updates(live_url, chromium):
+    from playwright.sync_api import expect
 
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's loop; the ORM calls are ours
     membership = factories.MembershipFactory()
     site = factories.SiteFactory(organization=membership.organization, name="E2E Depot")
     grid_meter = factories.MeterFactory(site=site, name="Grid meter", kind="grid")
@@ -61,55 +57,38 @@ def test_the_topology_view_shows_the_graph_and_its_live_updates(live_url, monkey
     artifacts = Path(os.environ.get("ARTIFACTS", "artifacts"))
     artifacts.mkdir(parents=True, exist_ok=True)
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--use-angle=swiftshader",  # WebGL in software; without it the view falls back to 2D
-                "--enable-unsafe-swiftshader",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(f"{live_url}/dashboard/login/")
-            page.fill("#id_username", membership.user.username)
-            page.fill("#id_password", "pw-for-tests")
-            page.click("button[type=submit]")
-            page.goto(f"{live_url}/dashboard/sites/{site.pk}/")
-            page.click("#topology-link")
-            page.wait_for_url(f"**/dashboard/sites/{site.pk}/topology/")
-            expect(page.locator("#status")).to_have_attribute("data-state", "live", timeout=10_000)
-            grid_row = page.locator(f"tr[data-node='{grid.pk}']")
-            expect(grid_row).to_have_attribute("data-power", "1000")
-            expect(page.locator(f"tr[data-node='{pv.pk}']")).to_have_attribute("data-power", "-3000")
-            expect(page.locator("#total-generation")).to_have_text("3.00 kW")
-            expect(page.locator("#graph canvas").first).to_be_visible()
-            mode = page.locator("#topology").get_attribute("data-mode")
+    browser = chromium(webgl=True)  # WebGL in software; without it the view falls back to 2D
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(f"{live_url}/dashboard/login/")
+    page.fill("#id_username", membership.user.username)
+    page.fill("#id_password", "pw-for-tests")
+    page.click("button[type=submit]")
+    page.goto(f"{live_url}/dashboard/sites/{site.pk}/")
+    page.click("#topology-link")
+    page.wait_for_url(f"**/dashboard/sites/{site.pk}/topology/")
+    expect(page.locator("#status")).to_have_attribute("data-state", "live", timeout=10_000)
+    grid_row = page.locator(f"tr[data-node='{grid.pk}']")
+    expect(grid_row).to_have_attribute("data-power", "1000")
+    expect(page.locator(f"tr[data-node='{pv.pk}']")).to_have_attribute("data-power", "-3000")
+    expect(page.locator("#total-generation")).to_have_text("3.00 kW")
+    expect(page.locator("#graph canvas").first).to_be_visible()
+    mode = page.locator("#topology").get_attribute("data-mode")
 
-            response = http_ingest(live_url, grid_meter, {"timestamp": ts(), "total_power": 3600.0, **phases})
-            assert response.status_code == 201
-            expect(grid_row).to_have_attribute("data-power", "3600", timeout=10_000)
-            assert int(page.locator("#topology").get_attribute("data-updates")) >= 1
-            expect(page.locator("#total-import")).to_have_text("3.60 kW")
-            expect(page.locator(f"tr[data-node='{workshop.pk}']")).to_have_class("stale")  # no meter: grey
+    response = http_ingest(live_url, grid_meter, {"timestamp": ts(), "total_power": 3600.0, **phases})
+    assert response.status_code == 201
+    expect(grid_row).to_have_attribute("data-power", "3600", timeout=10_000)
+    assert int(page.locator("#topology").get_attribute("data-updates")) >= 1
+    expect(page.locator("#total-import")).to_have_text("3.60 kW")
+    expect(page.locator(f"tr[data-node='{workshop.pk}']")).to_have_class("stale")  # no meter: grey
 
-            page.click("#mode-toggle")
-            # From 3D to the 2D fallback (without WebGL the view was 2D already and stays so).
-            expect(page.locator("#topology")).to_have_attribute("data-mode", "2d")
-            page.screenshot(path=str(artifacts / "topology-2d.png"))
-            if mode == "3d":
-                page.click("#mode-toggle")
-                expect(page.locator("#topology")).to_have_attribute("data-mode", "3d")
-            page.wait_for_timeout(1500)  # let the layout settle and particles run before the picture
-            page.screenshot(path=str(artifacts / "topology.png"))
-            print(f"topology view rendered in {mode}")
-        finally:
-            browser.close()
+    page.click("#mode-toggle")
+    # From 3D to the 2D fallback (without WebGL the view was 2D already and stays so).
+    expect(page.locator("#topology")).to_have_attribute("data-mode", "2d")
+    page.screenshot(path=str(artifacts / "topology-2d.png"))
+    if mode == "3d":
+        page.click("#mode-toggle")
+        expect(page.locator("#topology")).to_have_attribute("data-mode", "3d")
+    page.wait_for_timeout(1500)  # let the layout settle and particles run before the picture
+    page.screenshot(path=str(artifacts / "topology.png"))
+    print(f"topology view rendered in {mode}")
     assert (artifacts / "topology.png").stat().st_size > 10_000

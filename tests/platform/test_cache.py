@@ -1,16 +1,22 @@
-"""joulepoint.platform.cache: the device requests' single Redis round trip (GETs and a counted hit)."""
+"""joulepoint.platform.cache: the device requests' single Redis round trip (GETs and a counted hit), and
+the window claim shared by every process (Redis) or within one (the embedded default)."""
 
 from __future__ import annotations
+
+import time
+import uuid
 
 import pytest
 import redis
 from django.conf import settings
 from django.core.cache import cache
+from django.core.cache.backends.locmem import LocMemCache
 
 from joulepoint.platform import cache as cache_module
 from tests import factories
 
-pytestmark = pytest.mark.skipif(not settings.REDIS_URL, reason="the round trip is the Redis cache's")
+# The round trip is the Redis cache's; the window claim has a local-memory form too.
+needs_redis = pytest.mark.skipif(not settings.REDIS_URL, reason="the Redis cache's")
 
 COUNTER = "test:cache:counter"
 
@@ -25,6 +31,7 @@ def server():
     client.close()
 
 
+@needs_redis
 def test_values_and_the_counted_hit_come_back_together(server):
     cache.set("test:cache:meter", {"serial": "M-1"}, 30)
     cache.set("test:cache:epoch", 7, 30)
@@ -39,6 +46,7 @@ def test_values_and_the_counted_hit_come_back_together(server):
     assert 0 < server.ttl(COUNTER) <= 90
 
 
+@needs_redis
 def test_an_error_reply_is_raised_and_the_next_round_trip_reads_its_own_replies(server):
     cache.set("test:cache:meter", "first", 30)
     server.set(COUNTER, "not a number")
@@ -51,6 +59,7 @@ def test_an_error_reply_is_raised_and_the_next_round_trip_reads_its_own_replies(
     assert cache.get_many_and_count(["test:cache:meter"], COUNTER, ttl=90) == (["second"], 1)
 
 
+@needs_redis
 def test_a_connection_the_server_closed_is_made_again(server):
     cache.get_many_and_count(["test:cache:meter"], COUNTER, ttl=90)
     connection = cache._cache._hot_connection()
@@ -61,6 +70,7 @@ def test_a_connection_the_server_closed_is_made_again(server):
     assert cache.get_many_and_count(["test:cache:meter"], COUNTER, ttl=90) == (["after"], 2)
 
 
+@needs_redis
 def test_a_forked_process_makes_its_own_connection(monkeypatch):
     parents = cache._cache._hot_connection()
     monkeypatch.setattr(cache_module.os, "getpid", lambda: -1)
@@ -71,6 +81,7 @@ def test_a_forked_process_makes_its_own_connection(monkeypatch):
     assert cache._cache._hot_connection() is childs
 
 
+@needs_redis
 def test_commands_are_written_in_the_redis_protocol():
     assert (
         cache_module._resp("EXPIRE", "ratelimit:é", 120)
@@ -79,6 +90,7 @@ def test_commands_are_written_in_the_redis_protocol():
 
 
 @pytest.mark.django_db
+@needs_redis
 def test_a_model_instance_is_unpickled_once_and_each_reader_gets_its_own_copy(monkeypatch):
     meter = factories.MeterFactory()
     cache.set("test:cache:device", meter, 30)
@@ -102,6 +114,7 @@ def test_a_model_instance_is_unpickled_once_and_each_reader_gets_its_own_copy(mo
 
 
 @pytest.mark.django_db
+@needs_redis
 def test_a_row_cached_again_after_a_change_is_read_afresh():
     meter = factories.MeterFactory(require_signature=False)
     cache.set("test:cache:device", meter, 30)
@@ -114,6 +127,7 @@ def test_a_row_cached_again_after_a_change_is_read_afresh():
     assert read.require_signature is True
 
 
+@needs_redis
 def test_other_values_are_never_shared_between_readers():
     cache.set("test:cache:document", {"readings": [1, 2]}, 30)
     (first,), _ = cache.get_many_and_count(["test:cache:document"], COUNTER, ttl=90)
@@ -124,6 +138,7 @@ def test_other_values_are_never_shared_between_readers():
 
 
 @pytest.mark.django_db
+@needs_redis
 def test_the_kept_instances_are_bounded(monkeypatch):
     monkeypatch.setattr(cache_module, "KEPT_INSTANCES_MAX", 2)
     cache_module._kept_instances.clear()
@@ -132,3 +147,33 @@ def test_the_kept_instances_are_bounded(monkeypatch):
         cache.get_many_and_count(["test:cache:device"], COUNTER, ttl=90)
 
     assert len(cache_module._kept_instances) <= 2
+
+
+def _claims_over_time(first, second) -> list[bool]:
+    key = f"test:window:{uuid.uuid4().hex}"
+    claims = [
+        cache_module.cache_window_claim(key, 0.3, cache=first),
+        cache_module.cache_window_claim(key, 0.3, cache=second),
+        cache_module.cache_window_claim(key, 0.3, cache=first),
+    ]
+    time.sleep(0.45)
+    claims += [
+        cache_module.cache_window_claim(key, 0.3, cache=second),
+        cache_module.cache_window_claim(key, 0.3, cache=first),
+    ]
+    return claims
+
+
+@needs_redis
+def test_a_window_is_claimed_once_across_two_cache_clients():
+    # Two clients with their own connection pools, as two server processes hold them; a
+    # sub-second window (Django's cache.add would round it down to no window at all).
+    first = cache_module.PooledClientRedisCache(settings.REDIS_URL, {})
+    second = cache_module.PooledClientRedisCache(settings.REDIS_URL, {})
+    assert first._cache.get_client(write=True) is not second._cache.get_client(write=True)
+    assert _claims_over_time(first, second) == [True, False, False, True, False]
+
+
+def test_the_embedded_defaults_window_is_claimed_once_in_the_process():
+    shared = LocMemCache("test-window", {})
+    assert _claims_over_time(shared, shared) == [True, False, False, True, False]

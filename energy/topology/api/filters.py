@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import django_filters
 
+from energy.models import Site
 from energy.topology.models import Edge, Node
 from joulepoint.tenancy.filters import IdFilter
 
@@ -26,3 +27,11 @@ class EdgeFilter(django_filters.FilterSet):
     class Meta:
         model = Edge
         fields = ["site", "parent", "child"]
+
+
+class TopologySettingsFilter(django_filters.FilterSet):
+    site = IdFilter(field_name="id")
+
+    class Meta:
+        model = Site
+        fields = ["site"]

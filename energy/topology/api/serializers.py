@@ -7,7 +7,8 @@ from rest_framework import serializers
 
 from energy.models import Meter, Site
 from energy.power_quality.api.serializers import FiniteFloatField
-from energy.topology.models import Edge, Node
+from energy.topology.models import DEFAULT_STALE_AFTER_SECONDS, Edge, Node, TopologySettings
+from energy.topology.services import STALE_AFTER_MAX_SECONDS
 from joulepoint.tenancy.viewsets import TenantRelatedField
 
 
@@ -41,6 +42,39 @@ class EdgeSerializer(serializers.ModelSerializer):
             "id", "site", "parent", "child", "cable_length_m", "resistance_ohm_per_phase", "loss_factor", "created_at",
         ]  # fmt: skip
         read_only_fields = ["id", "site", "created_at"]
+
+
+class TopologySettingsInSerializer(serializers.Serializer):
+    """PUT replaces both (an omitted one takes its default); PATCH changes the ones given."""
+
+    allow_multiple_parents = serializers.BooleanField(
+        required=False, help_text="Allow a node under several parents (a meshed or ring-fed site); default false"
+    )
+    stale_after_seconds = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=STALE_AFTER_MAX_SECONDS,
+        help_text=f"A node's reading older than this is stale; default {DEFAULT_STALE_AFTER_SECONDS}",
+    )
+
+
+class TopologySettingsSerializer(serializers.Serializer):
+    """A site's effective topology settings: its own row, or the defaults (`is_default`)."""
+
+    site_id = serializers.IntegerField(source="pk")
+    allow_multiple_parents = serializers.BooleanField()
+    stale_after_seconds = serializers.IntegerField()
+    is_default = serializers.BooleanField(help_text="The site has no settings of its own: these are the defaults")
+
+    def to_representation(self, site) -> dict:
+        found: TopologySettings | None = getattr(site, "topology_settings", None)
+        effective = found if found is not None else TopologySettings()
+        return {
+            "site_id": site.pk,
+            "allow_multiple_parents": effective.allow_multiple_parents,
+            "stale_after_seconds": effective.stale_after_seconds,
+            "is_default": found is None,
+        }
 
 
 # The graph document, for the OpenAPI schema (the view answers the selector's dict as is).

@@ -3,6 +3,7 @@
 - /api/energy/topology/nodes[/{id}]     CRUD (energy:read / energy:write)
 - /api/energy/topology/edges[/{id}]     CRUD
 - GET /api/energy/topology/nodes/graph?site=ID[&at=ISO]   the graph with live power and losses
+- /api/energy/topology/settings[/{site}]   GET each site's settings; PUT, PATCH one site's
 """
 
 from __future__ import annotations
@@ -13,17 +14,19 @@ import orjson
 from django.db import IntegrityError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import mixins
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from energy.ingest.validation import parse_timestamp
+from energy.models import Site
 from energy.topology import selectors, services
 from energy.topology.api import filters
 from energy.topology.api import serializers as s
-from energy.topology.models import Edge, Node
-from joulepoint.tenancy.viewsets import OrganizationModelViewSet
+from energy.topology.models import DEFAULT_STALE_AFTER_SECONDS, Edge, Node
+from joulepoint.tenancy.viewsets import OrganizationModelViewSet, OrganizationViewSet
 
 ID_REGEX = "[0-9]{1,18}"
 BIGINT_MAX = 2**63 - 1
@@ -149,3 +152,48 @@ class EdgeViewSet(OrganizationModelViewSet):
 
     def perform_destroy(self, instance: Edge) -> None:
         services.edge_delete(edge=instance)
+
+
+SETTINGS_ERRORS = {
+    400: OpenApiResponse(description="Invalid body, or several parents forbidden while nodes have them (`nodes`)"),
+    404: OpenApiResponse(description="No such site in this organization"),
+}
+
+
+class TopologySettingsViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrganizationViewSet):
+    """Each site's topology settings (its own, or the defaults); the id in the path is the site's."""
+
+    queryset = Site.objects.select_related("topology_settings")
+    serializer_class = s.TopologySettingsSerializer
+    scope_domain = "energy"
+    filterset_class = filters.TopologySettingsFilter
+    ordering_fields = ["id"]
+    ordering = ["id"]
+    lookup_value_regex = ID_REGEX
+
+    def _set(self, request, *, partial: bool) -> Response:
+        site = self.get_object()  # first: another tenant's site is a 404 whatever the body
+        serializer = s.TopologySettingsInSerializer(data=request.data, partial=partial)
+        serializer.is_valid(raise_exception=True)
+        values = dict(serializer.validated_data)
+        if not partial:
+            values = {"allow_multiple_parents": False, "stale_after_seconds": DEFAULT_STALE_AFTER_SECONDS, **values}
+        with _invalid_as_400():
+            services.topology_settings_set(site=site, values=values)
+        return Response(s.TopologySettingsSerializer(self.get_queryset().get(pk=site.pk)).data)
+
+    @extend_schema(
+        request=s.TopologySettingsInSerializer,
+        responses={200: s.TopologySettingsSerializer, **SETTINGS_ERRORS},
+        summary="Replace a site's topology settings (omitted fields take their defaults)",
+    )
+    def update(self, request, *args, **kwargs):
+        return self._set(request, partial=False)
+
+    @extend_schema(
+        request=s.TopologySettingsInSerializer,
+        responses={200: s.TopologySettingsSerializer, **SETTINGS_ERRORS},
+        summary="Change some of a site's topology settings",
+    )
+    def partial_update(self, request, *args, **kwargs):
+        return self._set(request, partial=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from energy.topology.models import Edge, Node
+from energy.topology.models import Edge, Node, TopologySettings
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -75,3 +75,30 @@ def test_an_edge_closing_a_cycle_is_a_form_error(manager, site):
     assert response.status_code == 200
     assert "would close a cycle" in response.text
     assert Edge.objects.count() == 1
+
+
+def test_settings_saved_in_the_admin_keep_the_several_parents_rule(manager, site):
+    settings = TopologySettings.objects.create(organization=site.organization, site=site, allow_multiple_parents=True)
+    a, b, c = (factories.NodeFactory(site=site, name=name) for name in ("A", "B", "C"))
+    factories.EdgeFactory(parent=a, child=c)
+    factories.EdgeFactory(parent=b, child=c)
+    data = _post(site, existing_nodes=[a, b, c])
+    # The settings form with allow_multiple_parents unticked (absent) and a new stale limit.
+    data.update(
+        {
+            "topology_settings-TOTAL_FORMS": "1",
+            "topology_settings-INITIAL_FORMS": "1",
+            "topology_settings-0-id": settings.pk,
+            "topology_settings-0-site": site.pk,
+            "topology_settings-0-stale_after_seconds": "120",
+        }
+    )
+    response = manager.post(_url(site), data, follow=True)
+    assert f"node {c.pk} (C) has parents {a.pk}, {b.pk}" in response.text
+    settings.refresh_from_db()
+    assert settings.allow_multiple_parents is True and settings.stale_after_seconds == 300
+
+    data["topology_settings-0-allow_multiple_parents"] = "on"
+    assert manager.post(_url(site), data).status_code == 302
+    settings.refresh_from_db()
+    assert settings.allow_multiple_parents is True and settings.stale_after_seconds == 120

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from energy.topology.models import Edge, Node
+from energy.topology.models import Edge, Node, TopologySettings
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -196,3 +196,76 @@ def test_a_foreign_site_is_a_404_and_bad_parameters_are_400s(api, site, other_or
     assert "site" in api.get(GRAPH, {"site": "x"}).json()
     assert "at" in api.get(GRAPH, {"site": site.pk, "at": "yesterday"}).json()
     assert "at" in api.get(GRAPH, {"site": site.pk, "at": "2025-10-16T10:00:00"}).json()
+
+
+SETTINGS = "/api/energy/topology/settings/"
+
+
+def test_a_sites_settings_read_as_the_defaults_until_written(api, site):
+    listed = api.get(SETTINGS).json()["results"]
+    assert listed == [
+        {"site_id": site.pk, "allow_multiple_parents": False, "stale_after_seconds": 300, "is_default": True}
+    ]
+    changed = api.patch(f"{SETTINGS}{site.pk}", {"stale_after_seconds": 60}, format="json")
+    assert changed.status_code == 200, changed.content
+    assert changed.json() == {
+        "site_id": site.pk, "allow_multiple_parents": False, "stale_after_seconds": 60, "is_default": False,
+    }  # fmt: skip
+    assert TopologySettings.objects.get(site=site).stale_after_seconds == 60
+    # PUT replaces both: the omitted stale_after_seconds goes back to its default.
+    replaced = api.put(f"{SETTINGS}{site.pk}/", {"allow_multiple_parents": True}, format="json")
+    assert replaced.json()["allow_multiple_parents"] is True and replaced.json()["stale_after_seconds"] == 300
+    assert api.get(f"{SETTINGS}{site.pk}").json() == replaced.json()
+
+
+def test_the_graph_and_the_edge_rules_follow_the_settings_written_over_the_api(api, site, depot):
+    assert api.patch(f"{SETTINGS}{site.pk}", {"stale_after_seconds": 1}, format="json").status_code == 200
+    graph = api.get(GRAPH, {"site": site.pk}).json()
+    assert graph["stale_after_seconds"] == 1
+    assert graph["totals"]["stale_nodes"] == sum(1 for node in graph["nodes"] if node["reading"] is not None)
+    a, b, c = (factories.NodeFactory(site=site) for _ in range(3))
+    assert api.post(EDGES, {"parent": a.pk, "child": c.pk}, format="json").status_code == 201
+    assert api.post(EDGES, {"parent": b.pk, "child": c.pk}, format="json").status_code == 400
+    api.patch(f"{SETTINGS}{site.pk}", {"allow_multiple_parents": True}, format="json")
+    assert api.post(EDGES, {"parent": b.pk, "child": c.pk}, format="json").status_code == 201
+
+
+def test_forbidding_several_parents_while_nodes_have_them_is_a_400_naming_them(api, site):
+    TopologySettings.objects.create(organization=site.organization, site=site, allow_multiple_parents=True)
+    a, b, c, d = (factories.NodeFactory(site=site) for _ in range(4))
+    for parent, child in ((a, c), (b, c), (a, d), (b, d), (a, b)):
+        factories.EdgeFactory(parent=parent, child=child)
+    response = api.patch(f"{SETTINGS}{site.pk}", {"allow_multiple_parents": False}, format="json")
+    assert response.status_code == 400
+    assert response.json()["nodes"] == [c.pk, d.pk]
+    message = response.json()["allow_multiple_parents"][0]
+    assert f"node {c.pk} ({c.name}) has parents {a.pk}, {b.pk}" in message
+    assert f"node {d.pk} ({d.name})" in message and f"node {b.pk} (" not in message
+    assert TopologySettings.objects.get(site=site).allow_multiple_parents is True
+    # With the extra edges gone it is accepted.
+    Edge.objects.filter(parent=b, child__in=[c, d]).delete()
+    assert api.patch(f"{SETTINGS}{site.pk}", {"allow_multiple_parents": False}, format="json").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"stale_after_seconds": 0}, "stale_after_seconds"),
+        ({"stale_after_seconds": -5}, "stale_after_seconds"),
+        ({"stale_after_seconds": 10**12}, "stale_after_seconds"),
+        ({"stale_after_seconds": "soon"}, "stale_after_seconds"),
+        ({"allow_multiple_parents": "perhaps"}, "allow_multiple_parents"),
+    ],
+)
+def test_bad_settings_are_400s_naming_the_field_and_change_nothing(api, site, body, field):
+    response = api.patch(f"{SETTINGS}{site.pk}", body, format="json")
+    assert response.status_code == 400 and field in response.json(), response.content
+    assert not TopologySettings.objects.exists()
+
+
+def test_another_tenants_site_settings_are_404(api, other_org):
+    foreign = factories.SiteFactory(organization=other_org)
+    assert api.get(f"{SETTINGS}{foreign.pk}").status_code == 404
+    assert api.patch(f"{SETTINGS}{foreign.pk}", {"stale_after_seconds": 5}, format="json").status_code == 404
+    assert not TopologySettings.objects.exists()
+    assert api.get(SETTINGS, {"site": foreign.pk}).json()["results"] == []

@@ -119,3 +119,43 @@ async def test_another_tenants_site_is_not_found():
     await send(ws, {"type": "subscribe", "topology": "all"})
     assert (await recv(ws))["code"] == "bad_subscription"
     await ws.disconnect()
+
+
+async def test_a_reading_turns_stale_on_the_overlay_without_another_reading():
+    org, site, grid_meter, _load_meter, _foreign = await depot()
+    await database_sync_to_async(services.topology_settings_set)(site=site, values={"stale_after_seconds": 4})
+    ws = await watching(org, site)
+    graph = await recv(ws)
+    grid_id = next(node["id"] for node in graph["graph"]["nodes"] if node["name"] == "Grid")
+    await database_sync_to_async(store.reading_batch_ingest)(
+        device=grid_meter, items=[{"timestamp": datetime.now(UTC).isoformat(), "total_power": 1000.0}], source="test"
+    )
+    fresh = await recv(ws)
+    grid = next(node for node in fresh["nodes"] if node["id"] == grid_id)
+    assert grid["stale"] is False and grid["power_w"] == 1000.0
+    # No reading arrives; the socket re-evaluates when the reading's age passes 4 s.
+    update = await recv(ws, timeout=10)
+    assert update["type"] == "topology.update"
+    grid = next(node for node in update["nodes"] if node["id"] == grid_id)
+    assert grid["stale"] is True and grid["power_w"] is None and grid["reading"]["age_seconds"] > 4
+    assert update["totals"]["stale_nodes"] == 1
+    # Nothing is left to turn stale: no further frame.
+    assert await ws.receive_nothing(timeout=1.5)
+    await ws.disconnect()
+
+
+async def test_sockets_watching_one_site_share_one_update_per_interval():
+    # One claim per site and interval (in Redis when the cache is: tests/platform/test_cache.py
+    # claims it from two clients): the claimer computes, every watcher receives that update.
+    org, site, grid_meter, _load_meter, _foreign = await depot()
+    first, second = await watching(org, site), await watching(org, site)
+    await recv(first)
+    await recv(second)
+    await ingest(grid_meter, 1234.0)
+    one, other = await recv(first), await recv(second)
+    assert one["type"] == "topology.update" and 1234.0 in [node["power_w"] for node in one["nodes"]]
+    assert one == other  # the same computation, computed_at included
+    for ws in (first, second):
+        assert await ws.receive_nothing(timeout=0.6), await ws.receive_from()
+    await first.disconnect()
+    await second.disconnect()
