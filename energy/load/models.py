@@ -53,6 +53,10 @@ class SiteConstraint(TenantModel):
     peak_threshold_kw = models.FloatField(
         null=True, blank=True, help_text="A 15-minute average import above this is a peak (empty: no peak watch)"
     )
+    # Whether the site's 15-minute average import is above peak_threshold_kw, as last announced:
+    # kept here so `peak.detected` goes out once per crossing whichever process sees it (peaks.py).
+    peak_active = models.BooleanField(default=False, editable=False)
+    peak_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
