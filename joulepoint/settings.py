@@ -185,7 +185,8 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "Joulepoint Edge API",
     # What is served today; an app adds itself here when its routes land.
-    "DESCRIPTION": "Telemetry ingest, live streams, analytics, power quality, the site energy graph, automations, "
+    "DESCRIPTION": "Telemetry ingest, live streams, analytics, power quality, the site energy graph, load management "
+    "(constraints, schedules, demand response, setpoints, headroom forecast), automations, "
     "billing with prepaid wallets, and MLOps (datasets, training, model registry, anomaly inference). Integrators "
     "authenticate with OAuth2 (`/o/token/`); devices with their key in X-Device-Key, optionally signing the "
     "body in X-Signature.",

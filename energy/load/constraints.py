@@ -83,6 +83,8 @@ def constraint_save(*, site: Site, values: dict[str, Any], constraint: SiteConst
     """Create (one per site) or update a site's constraint."""
     merged = {**({} if constraint is None else _fields(constraint, values)), **values}
     constraint_check(site=site, values=merged)
+    if constraint is None and SiteConstraint.objects.filter(site=site).exists():
+        raise LoadInvalid({"site": "already has a constraint (one per site): change that one"})
     if constraint is None:
         constraint = SiteConstraint(organization_id=site.organization_id, site=site)
     for field, value in values.items():

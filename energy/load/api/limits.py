@@ -14,6 +14,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 import django_filters
+from django.db import IntegrityError
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, serializers
@@ -37,6 +38,9 @@ def _invalid_as_400():
         yield
     except constraints.LoadInvalid as exc:
         raise ValidationError({field: [message] for field, message in exc.errors.items()}) from None
+    except IntegrityError:
+        # A concurrent request took the site's one constraint between the check and the insert.
+        raise ValidationError({"detail": "This conflicts with a concurrent change; retry."}) from None
 
 
 def _kw(help_text: str, *, required: bool = False) -> FiniteFloatField:
