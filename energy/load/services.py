@@ -87,7 +87,8 @@ def _phase_available_a(constraint: SiteConstraint, non_controllable_w: float, vo
 
 @transaction.atomic
 def allocation_run(*, site: Site, now: datetime) -> Allocation | None:
-    """Compute, store and send the site's setpoints; None when the site has no constraint."""
+    """Compute, store and send the site's setpoints; None when the site has no constraint. With no
+    open session the allocation is computed and shown but not stored (its pk stays None)."""
     constraint = selectors.site_constraint(site_id=site.pk)
     if constraint is None:
         return None
@@ -127,7 +128,7 @@ def allocation_run(*, site: Site, now: datetime) -> Allocation | None:
     if any(g.paused for g in grants):
         warnings.append("not every session's minimum fits: the lowest-priority sessions are paused")
 
-    allocation = Allocation.objects.create(
+    allocation = Allocation(
         organization_id=site.organization_id,
         site=site,
         computed_at=now,
@@ -139,6 +140,10 @@ def allocation_run(*, site: Site, now: datetime) -> Allocation | None:
         allocated_w=sum(g.power_w for g in grants),
         warnings=warnings,
     )
+    # Without sessions there is nothing to store (a row every few seconds per idle site would be
+    # noise); the dashboard still gets the limit and the import.
+    if sessions:
+        allocation.save()
     by_id = {s.pk: s for s in sessions}
     setpoints: list[Setpoint] = []
     events = []
@@ -187,7 +192,7 @@ def allocation_run(*, site: Site, now: datetime) -> Allocation | None:
             site_id=site.pk,
             key=LOAD_NOTICE,
             payload=notice,
-            ident=f"allocation-{allocation.pk}",
+            ident=f"allocation-{site.pk}-{now.timestamp()}",
             occurred_at=now,
         )
     )
