@@ -16,6 +16,7 @@ from django.db import transaction
 from energy.load import selectors
 from energy.load.models import LoadSchedule, SiteConstraint
 from energy.models import Meter, Site
+from joulepoint.events.listeners import listeners_changed
 
 
 class LoadInvalid(Exception):
@@ -87,6 +88,8 @@ def constraint_save(*, site: Site, values: dict[str, Any], constraint: SiteConst
         raise LoadInvalid({"site": "already has a constraint (one per site): change that one"})
     if constraint is None:
         constraint = SiteConstraint(organization_id=site.organization_id, site=site)
+        # The site's ingests now reallocate it: processes drop their "not load-managed" answer.
+        transaction.on_commit(listeners_changed)
     for field, value in values.items():
         setattr(constraint, field, value)
     constraint.save()

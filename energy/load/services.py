@@ -27,6 +27,7 @@ from energy.load.models import Allocation, Charger, ChargingSession, Setpoint, S
 from energy.load.session_state import session_pause_set
 from energy.models import DeviceCommand, Site
 from joulepoint.events import publish_many
+from joulepoint.events.listeners import listener_answer
 from joulepoint.events.types import Event
 from joulepoint.platform.enqueue import enqueue
 from joulepoint.platform.timefmt import isoz
@@ -267,8 +268,11 @@ def on_ingested(event: Event) -> None:
     site_id = (event.payload or {}).get("site_id")
     if site_id is None:
         return
-    if not cache.add(f"jp:load:debounce:{site_id}", 1, timeout=DEBOUNCE_SECONDS):
-        return
-    if not SiteConstraint.objects.filter(site_id=site_id).exists():
+    # Most sites are not load-managed: that answer is kept per process under the listeners' epoch
+    # (a constraint's creation moves it), so their ingest costs no round trip here.
+    managed = listener_answer(
+        ("energy.load.managed", site_id), lambda: SiteConstraint.objects.filter(site_id=site_id).exists()
+    )
+    if not managed or not cache.add(f"jp:load:debounce:{site_id}", 1, timeout=DEBOUNCE_SECONDS):
         return
     enqueue(SITE_TASK, site_id)
