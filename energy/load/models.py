@@ -353,7 +353,11 @@ class Setpoint(TenantModel):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["charger", "-created_at"], name="load_setpoint_charger_idx")]
+        indexes = [
+            models.Index(fields=["charger", "-created_at"], name="load_setpoint_charger_idx"),
+            # The allocator reads each open session's latest setpoint every run.
+            models.Index(fields=["session", "-created_at"], name="load_setpoint_session_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.current_a:.1f} A for session {self.session_id}"

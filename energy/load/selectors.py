@@ -19,7 +19,7 @@ from energy.load.models import (
     Setpoint,
     SiteConstraint,
 )
-from energy.models import Reading, Site
+from energy.models import Meter, Reading, Site
 
 QUARTER = timedelta(minutes=15)
 
@@ -136,14 +136,9 @@ def latest_power(*, meter_ids: list[int]) -> dict[int, LatestPower]:
     backward scan of the (meter, ts) index)."""
     if not meter_ids:
         return {}
-    latest = Reading.objects.filter(meter_id=OuterRef("meter_id")).order_by("-ts").values("pk")[:1]
-    ids = (
-        Reading.objects.filter(meter_id__in=meter_ids)
-        .values("meter_id")
-        .distinct()
-        .annotate(latest_id=Subquery(latest))
-    )
-    rows = Reading.objects.filter(pk__in=[row["latest_id"] for row in ids]).values_list("meter_id", "ts", "total_power")
+    latest = Reading.objects.filter(meter_id=OuterRef("pk")).order_by("-ts").values("pk")[:1]
+    latest_ids = Meter.objects.filter(pk__in=meter_ids).annotate(latest_id=Subquery(latest)).values("latest_id")
+    rows = Reading.objects.filter(pk__in=latest_ids).order_by().values_list("meter_id", "ts", "total_power")
     return {meter_id: LatestPower(ts, power) for meter_id, ts, power in rows}
 
 
@@ -151,8 +146,9 @@ def previous_setpoints(*, session_ids: list[int]) -> dict[int, Setpoint]:
     """session id → its latest setpoint."""
     if not session_ids:
         return {}
-    latest = Setpoint.objects.filter(session_id=OuterRef("session_id")).order_by("-created_at", "-pk").values("pk")[:1]
-    rows = Setpoint.objects.filter(session_id__in=session_ids, pk=Subquery(latest)).select_related("command").order_by()
+    latest = Setpoint.objects.filter(session_id=OuterRef("pk")).order_by("-created_at", "-pk").values("pk")[:1]
+    latest_ids = ChargingSession.objects.filter(pk__in=session_ids).annotate(last_id=Subquery(latest)).values("last_id")
+    rows = Setpoint.objects.filter(pk__in=latest_ids).select_related("command").order_by()
     return {row.session_id: row for row in rows}
 
 
