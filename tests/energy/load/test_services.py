@@ -109,7 +109,7 @@ def test_demand_response_lowers_the_run(site, constraint):
     assert allocation.available_w == pytest.approx(20_000 - 10_000 - 2_000)
 
 
-def test_ingest_queues_one_run_per_site_within_the_debounce(site, constraint, monkeypatch):
+def test_ingest_queues_one_run_per_site_within_the_debounce(site, constraint, monkeypatch, eager_tasks):
     # A long window: on a loaded machine one in-process run may take longer than the real 2 s.
     monkeypatch.setattr("energy.load.services.DEBOUNCE_SECONDS", 60)
     factories.LoadSessionFactory(charger=factories.LoadChargerFactory(site=site))
