@@ -15,6 +15,16 @@ class EnergyConfig(AppConfig):
         # Dashboards: every live event goes to its site's Channels group (docs/live.md).
         subscribe(live_event_fan_out, keys=LIVE_EVENT_KEYS)
 
+        from energy.demo import demo_extension_register
+        from energy.load.demo import load_demo_extend
+        from energy.load.services import on_ingested
+
+        # make run's demo: the depot's grid limit and evening peak window.
+        demo_extension_register("load", load_demo_extend)
+
+        # Load-managed sites are reallocated after their readings are stored, debounced (docs/load.md).
+        subscribe(on_ingested, keys=["data.ingested"])
+
         from django.db.models.signals import post_delete, post_save
 
         from energy.devices.services import device_changed, device_mqtt_login_changed

@@ -14,9 +14,11 @@ PQ_EVENT = "pq.event"
 PROTECTION_EVENT = "protection.event"
 DEMAND_RESPONSE = "demand_response"
 PEAK_DETECTED = "peak.detected"
+# One per changed setpoint of an allocation run (energy.load.services).
+LOAD_SETPOINT = "load.setpoint"
 
 
 def event_keys_register() -> None:
     event_key_register(DATA_INGESTED, transient=True)
-    for key in (PQ_EVENT, PROTECTION_EVENT, DEMAND_RESPONSE, PEAK_DETECTED):
+    for key in (PQ_EVENT, PROTECTION_EVENT, DEMAND_RESPONSE, PEAK_DETECTED, LOAD_SETPOINT):
         event_key_register(key)

@@ -147,7 +147,7 @@ CELERY_BEAT_SCHEDULE = {
     "analytics-retention": {"task": "energy.analytics.retention_enforce", "schedule": 3600.0},
     "automations-sweep": {"task": "automations.tasks.deliveries_sweep", "schedule": 5.0},
 }
-CELERY_IMPORTS = ["energy.analytics.tasks", "energy.devices.tasks", "energy.downlink.tasks"]
+CELERY_IMPORTS = ["energy.analytics.tasks", "energy.devices.tasks", "energy.downlink.tasks", "energy.load.tasks"]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -185,7 +185,8 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "Joulepoint Edge API",
     # What is served today; an app adds itself here when its routes land.
-    "DESCRIPTION": "Telemetry ingest, live streams, analytics, power quality, the site energy graph, automations, "
+    "DESCRIPTION": "Telemetry ingest, live streams, analytics, power quality, the site energy graph, load management "
+    "(constraints, schedules, demand response, setpoints, headroom forecast), automations, "
     "billing with prepaid wallets, and MLOps (datasets, training, model registry, anomaly inference). Integrators "
     "authenticate with OAuth2 (`/o/token/`); devices with their key in X-Device-Key, optionally signing the "
     "body in X-Signature.",
@@ -267,6 +268,9 @@ DEVICE_COMMAND_TTL_SECONDS = envint("DEVICE_COMMAND_TTL_SECONDS", 300)
 CELERY_BEAT_SCHEDULE["device-commands-expire"] = {"task": "energy.tasks.device_commands_expire", "schedule": 30.0}
 # Billing (docs/billing.md): prepaid debits of completed 15-minute intervals, statements at cycle end.
 CELERY_BEAT_SCHEDULE["billing-prepaid-debits"] = {"task": "billing.tasks.prepaid_debits", "schedule": 60.0}
+# Load management (docs/load.md): allocations every few seconds, demand response starts and ends.
+CELERY_BEAT_SCHEDULE["load-allocate"] = {"task": "energy.load.tasks.sites_allocate", "schedule": 5.0}
+CELERY_BEAT_SCHEDULE["load-demand-response"] = {"task": "energy.load.tasks.demand_responses_announce", "schedule": 10.0}
 CELERY_BEAT_SCHEDULE["billing-statements"] = {"task": "billing.tasks.statements_due", "schedule": 900.0}
 
 # Analytics (docs/analytics.md). Retention defaults apply to organizations without their own

@@ -348,3 +348,76 @@ class AssignmentFactory(factory.django.DjangoModelFactory):
     purpose = factory.SelfAttribute("model.purpose")
     group = None
     site = None
+
+
+# --- load management: limits and allocation (load21) ------------------------------------------------
+# Charger and session factories carry a Load prefix: the OCPP side may add its own.
+
+
+class SiteConstraintFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "energy.SiteConstraint"
+
+    site = factory.SubFactory(SiteFactory)
+    organization = factory.SelfAttribute("site.organization")
+    max_import_kw = 100.0
+    grid_meter = factory.SubFactory(
+        MeterFactory,
+        site=factory.SelfAttribute("..site"),
+        kind=Meter.Kind.GRID,
+        serial=factory.Sequence(lambda n: f"GRID-{n}"),
+    )
+
+
+class LoadScheduleFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "energy.LoadSchedule"
+
+    site = factory.SubFactory(SiteFactory)
+    organization = factory.SelfAttribute("site.organization")
+    name = factory.Sequence(lambda n: f"Peak window {n}")
+    days_of_week = factory.LazyFunction(lambda: [1, 2, 3, 4, 5])
+    start_time = factory.LazyFunction(lambda: datetime.strptime("17:00", "%H:%M").time())
+    end_time = factory.LazyFunction(lambda: datetime.strptime("20:00", "%H:%M").time())
+    max_import_kw = 50.0
+
+
+class DemandResponseEventFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "energy.DemandResponseEvent"
+
+    site = factory.SubFactory(SiteFactory)
+    organization = factory.SelfAttribute("site.organization")
+    starts_at = factory.LazyFunction(timezone.now)
+    ends_at = factory.LazyAttribute(lambda o: o.starts_at + timedelta(hours=1))
+    limit_kw = 40.0
+
+
+class LoadChargerFactory(factory.django.DjangoModelFactory):
+    """A charger on a meter of kind ev_charger of its site."""
+
+    class Meta:
+        model = "energy.Charger"
+
+    site = factory.SubFactory(SiteFactory)
+    organization = factory.SelfAttribute("site.organization")
+    meter = factory.SubFactory(MeterFactory, site=factory.SelfAttribute("..site"), kind=Meter.Kind.EV_CHARGER)
+    charging_station_id = factory.Sequence(lambda n: f"CS-{n:04d}")
+    min_current_a = 6.0
+    max_current_a = 32.0
+    phases = 3
+
+
+class LoadSessionFactory(factory.django.DjangoModelFactory):
+    """An active OCPP session at `charger`."""
+
+    class Meta:
+        model = "energy.ChargingSession"
+
+    charger = factory.SubFactory(LoadChargerFactory)
+    site = factory.SelfAttribute("charger.site")
+    organization = factory.SelfAttribute("charger.organization")
+    transaction_id = factory.Sequence(lambda n: f"tx-{n}")
+    source = "ocpp"
+    state = "active"
+    started_at = factory.LazyFunction(timezone.now)

@@ -284,3 +284,14 @@ class WalletTransactionInSerializer(serializers.Serializer):
     idempotency_key = serializers.CharField(max_length=200)
     reference = serializers.CharField(max_length=200, required=False, default="", allow_blank=True)
     reason = serializers.CharField(max_length=2000, required=False, default="", allow_blank=True)
+
+
+class TariffLoadSchedulesSerializer(serializers.Serializer):
+    """POST /tariffs/{id}/load-schedules: the site and the import limit of its peak windows."""
+
+    site = TenantRelatedField(queryset=Site.objects.all())
+    max_import_kw = serializers.FloatField(min_value=0, help_text="Import limit in the peak windows, kW")
+    period = serializers.CharField(
+        required=False, max_length=60, help_text="The period to follow (default: the highest-rate periods)"
+    )
+    on = serializers.DateField(required=False, help_text="Read the version in force on this day (default: today)")

@@ -1,6 +1,6 @@
 """Billing API doors: thin views over billing's services and selectors.
 
-- /api/energy/billing/tariffs[/{id}]                  CRUD; POST …/import_urdb
+- /api/energy/billing/tariffs[/{id}]                  CRUD; POST …/import_urdb; POST …/{id}/load-schedules
 - /api/energy/billing/accounts[/{id}]                 CRUD; POST …/{id}/preview, …/{id}/generate_statement
 - /api/energy/billing/statements[/{id}]               GET; …/{id}/html (printable page)
 - /api/energy/wallets[/{id}]                          GET, POST, PATCH/PUT (no delete: the ledger stays)
@@ -12,6 +12,7 @@ from __future__ import annotations
 from django.db.models import ProtectedError
 from django.http import HttpResponse
 from django.template.loader import render_to_string
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
@@ -20,6 +21,7 @@ from rest_framework.response import Response
 
 from billing.api import filters
 from billing.api import serializers as s
+from billing.load_schedules import tariff_load_schedules_generate
 from billing.models import Account, Statement, Tariff, Wallet, WalletTransaction
 from billing.preview import RangeInvalid, account_preview
 from billing.statements import statement_generate
@@ -27,6 +29,8 @@ from billing.tariffs.services import tariff_save
 from billing.tariffs.urdb import urdb_version
 from billing.tariffs.validation import PeriodsInvalid
 from billing.wallets import LedgerError, wallet_move
+from energy.load.api.limits import LoadScheduleSerializer
+from energy.load.constraints import LoadInvalid
 from joulepoint.tenancy.viewsets import OrganizationModelViewSet, OrganizationViewSet
 
 ID_REGEX = "[0-9]{1,18}"
@@ -58,6 +62,8 @@ class TariffViewSet(ProtectedDestroyMixin, OrganizationModelViewSet):
     queryset = Tariff.objects.prefetch_related("versions")
     serializer_class = s.TariffSerializer
     scope_domain = "billing"
+    # Generating load schedules reads the tariff and writes the site's schedules (energy).
+    action_scopes = {"load_schedules": ["billing:read", "energy:write"]}
     filterset_class = filters.TariffFilter
     ordering_fields = ["name", "id", "created_at"]
     ordering = ["name", "id"]
@@ -94,6 +100,26 @@ class TariffViewSet(ProtectedDestroyMixin, OrganizationModelViewSet):
             raise ValidationError(errors)
         tariff = tariff_save(organization_id=self.organization.pk, values=data, versions=[version])
         return Response(s.TariffSerializer(tariff).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        request=s.TariffLoadSchedulesSerializer,
+        responses={201: LoadScheduleSerializer(many=True), **ERRORS},
+        summary="Generate a site's load schedules from this tariff's peak periods",
+    )
+    @action(detail=True, methods=["post"], url_path="load-schedules")
+    def load_schedules(self, request, pk=None):
+        tariff = self.get_object()
+        serializer = s.TariffLoadSchedulesSerializer(data=request.data, context=self.get_serializer_context())
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        try:
+            schedules = tariff_load_schedules_generate(
+                tariff=tariff, site=data["site"], max_import_kw=data["max_import_kw"],
+                on=data.get("on") or timezone.localdate(), period=data.get("period"),
+            )  # fmt: skip
+        except LoadInvalid as exc:
+            raise ValidationError({field: [message] for field, message in exc.errors.items()}) from None
+        return Response(LoadScheduleSerializer(schedules, many=True).data, status=status.HTTP_201_CREATED)
 
 
 class AccountViewSet(ProtectedDestroyMixin, OrganizationModelViewSet):

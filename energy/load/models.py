@@ -53,6 +53,10 @@ class SiteConstraint(TenantModel):
     peak_threshold_kw = models.FloatField(
         null=True, blank=True, help_text="A 15-minute average import above this is a peak (empty: no peak watch)"
     )
+    # Whether the site's 15-minute average import is above peak_threshold_kw, as last announced:
+    # kept here so `peak.detected` goes out once per crossing whichever process sees it (peaks.py).
+    peak_active = models.BooleanField(default=False, editable=False)
+    peak_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -349,7 +353,11 @@ class Setpoint(TenantModel):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["charger", "-created_at"], name="load_setpoint_charger_idx")]
+        indexes = [
+            models.Index(fields=["charger", "-created_at"], name="load_setpoint_charger_idx"),
+            # The allocator reads each open session's latest setpoint every run.
+            models.Index(fields=["session", "-created_at"], name="load_setpoint_session_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.current_a:.1f} A for session {self.session_id}"

@@ -184,6 +184,11 @@
     } else if (key === "protection.event") {
       const leak = p.earth_leakage_ma != null ? ` (${kw.format(p.earth_leakage_ma)} mA)` : "";
       feed(`${meterName(p.meter_id)}: ${PROTECTION_LABELS[p.kind] || p.kind}${leak}`, "event protection", t);
+    } else if (key === "demand_response") {
+      const what = p.limit_kw != null ? `${kw.format(p.limit_kw)} kW` : `−${kw.format(p.reduction_percent)} %`;
+      feed(`Demand response ${p.phase}: ${what}${p.program ? ` (${p.program})` : ""}`, "event load", t);
+    } else if (key === "peak.detected") {
+      feed(`Peak ${p.phase}: 15-min average ${kw.format(p.average_kw)} kW (threshold ${kw.format(p.threshold_kw)} kW)`, "event load", t);
     } else if (key === "alert.triggered") {
       if (p.site_id != null && p.site_id !== siteId) return;
       feed(`Alert (${p.severity}): ${p.message}`, "event alert", Date.now() / 1000);
@@ -256,7 +261,7 @@
       else if (msg.type === "subscribed") { setStatus("live"); backoff = 500; }
       else if (msg.type === "readings") onReadings(msg.readings);
       else if (msg.type === "event" && msg.key === "annotation.created") onAnnotation(msg.payload);
-      else if (msg.type === "event") onEvent(msg.key, msg.payload);
+      else if (msg.type === "event") { onEvent(msg.key, msg.payload); if (window.jpLoad) window.jpLoad.onEvent(msg.key, msg.payload); }
       else if (msg.type === "error") feed(`error: ${msg.code} ${msg.detail || ""}`, "event");
     };
     ws.onclose = (ev) => {

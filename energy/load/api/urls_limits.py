@@ -1,0 +1,20 @@
+"""Routes of load management's limits and allocation (included by energy.api.urls); the OCPP
+side's charging routes have their own module."""
+
+from __future__ import annotations
+
+from django.urls import re_path
+
+from energy.load.api import allocation, limits
+from joulepoint.platform.api import OptionalSlashRouter
+
+router = OptionalSlashRouter()
+router.register("constraints", limits.SiteConstraintViewSet, basename="load-constraint")
+router.register("schedules", limits.LoadScheduleViewSet, basename="load-schedule")
+router.register("demand-response/events", limits.DemandResponseEventViewSet, basename="load-demand-response")
+router.register("load/setpoints", allocation.SetpointViewSet, basename="load-setpoint")
+
+urlpatterns = [
+    re_path(r"^load/forecast/?$", allocation.HeadroomForecastView.as_view(), name="load-forecast"),
+    *router.urls,
+]
