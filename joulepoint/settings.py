@@ -106,7 +106,15 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "joulepoint.platform.cache.PooledClientRedisCache", "LOCATION": REDIS_URL}}
+    # Bounded waits: an unreachable Redis (a host gone, not just a refused port) must fail a
+    # cache call in seconds, so the device path's database fallback answers (docs/deploy.md).
+    CACHES = {
+        "default": {
+            "BACKEND": "joulepoint.platform.cache.PooledClientRedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 5},
+        }
+    }
     # capacity: messages a channel may hold before sends to it are dropped (a relay channel carries
     # every live message of its server process; energy/live/relay.py).
     CHANNEL_LAYERS = {
