@@ -9,6 +9,7 @@ applies again and live sockets get readings again.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -19,11 +20,15 @@ from datetime import UTC, datetime, timedelta
 from email.message import Message
 from pathlib import Path
 
+import orjson
 import pytest
+import websockets
 
 from energy.models import Reading
 from tests import factories
+from tests.conftest import _token
 from tests.e2e.conftest import ServerProcess, _wait_for_http
+from tests.e2e.test_live_e2e import next_frame, ws_url
 from tests.net import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -78,7 +83,8 @@ def server_on_own_redis(own_redis, transactional_db):
     )
     base_url = f"http://127.0.0.1:{port}"
     try:
-        _wait_for_http(server, f"{base_url}/api/schema/")
+        # A cheap route (a 401): a cold schema takes longer than the start-up bound on a loaded machine.
+        _wait_for_http(server, f"{base_url}/api/energy/meters/")
         yield base_url, server
     finally:
         server.stop()
@@ -123,3 +129,33 @@ def test_ingest_goes_on_while_redis_is_down(server_on_own_redis, own_redis):
     # Every 201 is a stored reading; nothing answered 500.
     assert Reading.objects.filter(meter=meter).count() == 4 + down_codes.count(201) + up_codes.count(201)
     assert " 500 " not in server.output(), server.output()
+
+
+def test_a_live_socket_hears_readings_again_after_redis_restarts(server_on_own_redis, own_redis):
+    """A dashboard socket opened before the outage stays open through it, and once Redis is back
+    (empty) the next reading reaches it: the server's relay joins its groups again."""
+    base_url, server = server_on_own_redis
+    meter = factories.MeterFactory()
+    token = _token(meter.organization, ["energy:read"])
+
+    async def scenario() -> list[dict]:
+        frames = []
+        async with websockets.connect(ws_url(base_url, f"/ws/live/?token={token}")) as live:
+            await next_frame(live, "ready")
+            await live.send(orjson.dumps({"type": "subscribe", "meters": [meter.pk]}).decode())
+            await next_frame(live, "subscribed")
+            assert (await asyncio.to_thread(post_reading, base_url, meter, 0))[0] == 201
+            frames.append(await next_frame(live, "readings", timeout=10))
+            await asyncio.to_thread(own_redis.kill)
+            assert (await asyncio.to_thread(post_reading, base_url, meter, 1))[0] == 201  # stored, not streamed
+            await asyncio.to_thread(own_redis.start)
+            await asyncio.sleep(3)  # the relay retries every second
+            assert (await asyncio.to_thread(post_reading, base_url, meter, 2))[0] == 201
+            frames.append(await next_frame(live, "readings", timeout=15))
+        return frames
+
+    before, after = asyncio.run(scenario())
+    assert [r["total_power"] for r in before["readings"]] == [1000.0]
+    assert [r["total_power"] for r in after["readings"]] == [1002.0], server.output()
+    assert "live relay rejoined 1 groups" in server.output()
+    assert " 500 " not in server.output()
