@@ -20,12 +20,10 @@ import time
 import weakref
 from collections import defaultdict
 
-from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from energy.live import fanout
-from joulepoint.events.listeners import listeners_changed
 
 logger = logging.getLogger(__name__)
 
@@ -91,32 +89,12 @@ class Relay:
                         RETRY_SECONDS,
                     )
                 await asyncio.sleep(RETRY_SECONDS)
-                if await self._rejoin():
-                    logger.warning(
-                        "live relay rejoined %d groups after %.0f s", len(self.members), time.monotonic() - outage_since
-                    )
-                    outage_since = None
                 continue
             if outage_since is not None:
                 logger.warning("live relay receiving again after %.0f s", time.monotonic() - outage_since)
                 outage_since = None
             for member in list(self.members.get(message.get("group", ""), ())):
                 member.relay_deliver(message)
-
-    async def _rejoin(self) -> bool:
-        """After an outage: join every group of this relay again, as a Redis restarted without
-        its data has forgotten them (and the sockets would otherwise hear nothing until the
-        hourly renewal). False while the layer is still down, or when there is nothing to join
-        (the next message that arrives ends the outage then)."""
-        if not self.members:
-            return False
-        try:
-            for group in list(self.members):
-                await self.layer.group_add(group, self.channel)
-            await sync_to_async(listeners_changed, thread_sensitive=False)()
-        except Exception:
-            return False
-        return True
 
     async def _renew(self) -> None:
         while True:

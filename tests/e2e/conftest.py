@@ -94,8 +94,8 @@ class ServerProcess:
         Path(self.log.name).unlink(missing_ok=True)
 
 
-def _wait_for_http(server: ServerProcess, url: str) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
+def _wait_for_http(server: ServerProcess, url: str, timeout: float = STARTUP_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         server.check_alive()
         try:
@@ -105,7 +105,7 @@ def _wait_for_http(server: ServerProcess, url: str) -> None:
             return  # any HTTP answer means it is serving
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             time.sleep(0.2)
-    raise RuntimeError(f"{server.name} did not answer {url} within {STARTUP_TIMEOUT}s:\n{server.output()}")
+    raise RuntimeError(f"{server.name} did not answer {url} within {timeout}s:\n{server.output()}")
 
 
 def _served(name: str, args: list[str], port: int) -> Iterator[str]:
