@@ -138,10 +138,12 @@ print(json.dumps({{"site": site.pk, "meters": [[m.pk, str(m.device_key), m.devic
 
 COUNTS = """
 import json
+from collections import Counter
 from automations.models import Delivery
 from energy.models import Reading
 print(json.dumps({"stored": Reading.objects.count(), "deliveries": Delivery.objects.count(),
-    "succeeded": Delivery.objects.filter(status="succeeded").count()}))
+    "succeeded": Delivery.objects.filter(status="succeeded").count(),
+    "by_status": dict(Counter(Delivery.objects.values_list("status", flat=True)))}))
 """
 
 
@@ -371,7 +373,7 @@ class Soak:
         print(
             f"webhooks expected {expected_total}, evaluated (deliveries) {counts['deliveries']}, "
             f"succeeded {counts['succeeded']}, delivered to the receiver {delivered['distinct']} distinct "
-            f"({delivered['count']} requests)"
+            f"({delivered['count']} requests); deliveries by status at the end: {counts['by_status']}"
         )
         print(f"lost evaluations: {expected_total - counts['deliveries']}, "
               f"lost deliveries: {expected_total - delivered['distinct']}")  # fmt: skip
