@@ -68,8 +68,10 @@ def device_changed(sender, instance, **kwargs) -> None:
     device_cache_forget(device_key=instance.device_key)
 
 
+@transaction.atomic
 def device_credential_rotate(*, device: DeviceCredential) -> DeviceCredential:
-    """Give a meter or gateway a new key and secret; the old key stops working at once."""
+    """Give a meter or gateway a new key and secret; the old key stops working at once. With the
+    shared cache unreachable nothing changes and SharedCacheUnavailable is raised (API: 503)."""
     old_key = device.device_key
     device.device_key = uuid.uuid4()
     device.device_secret = new_device_secret()
