@@ -106,7 +106,15 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "joulepoint.platform.cache.PooledClientRedisCache", "LOCATION": REDIS_URL}}
+    # Bounded waits: an unreachable Redis (a host gone, not just a refused port) must fail a
+    # cache call in seconds, so the device path's database fallback answers (docs/deploy.md).
+    CACHES = {
+        "default": {
+            "BACKEND": "joulepoint.platform.cache.PooledClientRedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 5},
+        }
+    }
     # capacity: messages a channel may hold before sends to it are dropped (a relay channel carries
     # every live message of its server process; energy/live/relay.py).
     CHANNEL_LAYERS = {
@@ -259,6 +267,7 @@ MQTT_BRIDGE_USERNAME = env("MQTT_BRIDGE_USERNAME", "joulepoint-bridge")
 WS_MAX_FRAME_BYTES = envint("WS_MAX_FRAME_BYTES", 1024 * 1024)
 WS_INGEST_FRAMES_PER_SECOND = envint("WS_INGEST_FRAMES_PER_SECOND", 20)
 WS_INGEST_BURST = envint("WS_INGEST_BURST", 40)
+WS_INGEST_FLOOD_WINDOW_SECONDS = envint("WS_INGEST_FLOOD_WINDOW_SECONDS", 10)
 WS_AUTH_TIMEOUT_SECONDS = envint("WS_AUTH_TIMEOUT_SECONDS", 10)
 WS_LIVE_MAX_SUBSCRIPTIONS = envint("WS_LIVE_MAX_SUBSCRIPTIONS", 500)
 # A dashboard socket opened with a token checks it again this often (expiry, lost scope); a

@@ -31,7 +31,7 @@ from energy.analytics.models import (
 )
 from energy.analytics.policy import raw_cutoff_for_meter
 from energy.analytics.subjects import ceil_time, floor_time
-from energy.models import READING_FIELDS, Meter, Reading
+from energy.models import READING_FIELDS, Reading
 from joulepoint.platform.enqueue import enqueue
 
 logger = logging.getLogger(__name__)
@@ -120,34 +120,68 @@ def _merge(windows: list[tuple[datetime, datetime]]) -> list[tuple[datetime, dat
     return [(start, end) for start, end in merged]
 
 
+# The namespace of the rollup refresh's advisory locks (pg_advisory_xact_lock(namespace, meter)),
+# so they never collide with another use of advisory locks.
+ADVISORY_LOCK_NAMESPACE = 0x4A50  # "JP"
+
+
 def rollups_refresh_pending(*, meter_ids: Iterable[int] | None = None, limit: int = 1000, wait: bool = False) -> int:
     """Recompute the rollups of pending dirty windows (of these meters, or all); returns how
     many windows were processed.
 
     Safe to run twice and side by side: each meter's windows are taken with
-    SELECT … FOR UPDATE SKIP LOCKED (another worker already has them) and recomputed under a
-    lock on the meter row. A query that needs fresh rollups passes `wait=True` to wait for a
+    SELECT … FOR UPDATE SKIP LOCKED (another worker already has them) and recomputed under the
+    meter's advisory lock. A query that needs fresh rollups passes `wait=True` to wait for a
     worker holding them instead of skipping.
+
+    Never blocks ingest or key rotation: the advisory lock is the refresh's own (the meter row is
+    not locked: ingest's foreign-key check and a rotation's UPDATE would wait on it for the
+    whole aggregation), and the dirty rows it claims are ones ingest never touches again (it
+    inserts new ones).
+
+    Meters are isolated: one whose refresh fails is logged and keeps its dirty rows (its
+    transaction rolls back), so the next run retries it; the others are refreshed.
     """
     pending = RollupDirty.objects.order_by("meter_id")
     if meter_ids is not None:
         pending = pending.filter(meter_id__in=list(meter_ids))
     processed = 0
-    for meter_id in list(dict.fromkeys(pending.values_list("meter_id", flat=True)[:limit])):
-        with transaction.atomic():
-            rows = list(
-                RollupDirty.objects.select_for_update(skip_locked=not wait)
-                .filter(meter_id=meter_id)
-                .values_list("pk", "start", "end")
-            )
-            # Serializes refreshes of one meter (both locks are no-ops on SQLite, which has one writer).
-            if not rows or not Meter.objects.select_for_update().filter(pk=meter_id).exists():
-                continue
-            for start, end in _merge([(start, end) for _, start, end in rows]):
-                rollups_refresh(meter_id=meter_id, start=start, end=end)
-            RollupDirty.objects.filter(pk__in=[pk for pk, _, _ in rows]).delete()
-            processed += len(rows)
+    for meter_id in list(pending.values_list("meter_id", flat=True).distinct()[:limit]):
+        try:
+            processed += _refresh_meter_pending(meter_id, wait=wait)
+        except Exception:
+            logger.exception("rollup refresh of meter %s failed; its windows stay pending for the next run", meter_id)
     return processed
+
+
+def _refresh_meter_pending(meter_id: int, *, wait: bool) -> int:
+    with transaction.atomic():
+        if not _meter_refresh_lock(meter_id, wait=wait):
+            return 0  # another worker is refreshing this meter
+        rows = list(
+            RollupDirty.objects.select_for_update(skip_locked=not wait)
+            .filter(meter_id=meter_id)
+            .values_list("pk", "start", "end")
+        )
+        if not rows:
+            return 0
+        for start, end in _merge([(start, end) for _, start, end in rows]):
+            rollups_refresh(meter_id=meter_id, start=start, end=end)
+        RollupDirty.objects.filter(pk__in=[pk for pk, _, _ in rows]).delete()
+        return len(rows)
+
+
+def _meter_refresh_lock(meter_id: int, *, wait: bool) -> bool:
+    """Serialize refreshes of one meter until the transaction ends (PostgreSQL; SQLite has one
+    writer). False when another holds it and `wait` is off."""
+    if connection.vendor != "postgresql":
+        return True
+    with connection.cursor() as cursor:
+        if wait:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [ADVISORY_LOCK_NAMESPACE, meter_id])
+            return True
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [ADVISORY_LOCK_NAMESPACE, meter_id])
+        return bool(cursor.fetchone()[0])
 
 
 def rollups_ensure_current(*, meter_ids: Iterable[int]) -> None:

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from energy.models import DeviceCredential, Gateway, Meter, new_device_secret
 from joulepoint.events import listeners
+from joulepoint.platform.degraded import REDIS_ERRORS, SharedCacheUnavailable, redis_outage_log
 from joulepoint.platform.enqueue import enqueue_on_commit
 from joulepoint.platform.ratelimit import window_hit_and_cache_get
 
@@ -34,15 +35,32 @@ def _device_cache_key(device_key: uuid.UUID | str) -> str:
     return f"jp:device:{device_key}"
 
 
-def device_cache_forget(*, device_key: uuid.UUID | str) -> None:
+def device_cache_forget(*, device_key: uuid.UUID | str, required: bool = False) -> None:
     """Drop the cached lookup of a key (its device changed, was rotated away or deleted).
 
     Again after commit: a request in another process may have cached the row as it was before
-    this transaction committed."""
-    if settings.REDIS_URL:
-        key = _device_cache_key(device_key)
+    this transaction committed. With Redis unreachable, `required` raises SharedCacheUnavailable
+    (the write rolls back and the API answers 503): a rotation promises the old key stops working
+    at once, which a cached entry surviving the outage would break. Otherwise the outage is
+    logged and the entry expires within DEVICE_CACHE_SECONDS (a Redis restarted without its
+    data has none)."""
+    if not settings.REDIS_URL:
+        return
+    key = _device_cache_key(device_key)
+    try:
         cache.delete(key)
-        transaction.on_commit(lambda: cache.delete(key))
+    except REDIS_ERRORS as error:
+        if required:
+            raise SharedCacheUnavailable("The shared cache is unavailable; retry shortly.") from error
+        redis_outage_log("a changed device's cached entry left to expire", error)
+    transaction.on_commit(lambda: _cache_delete_after_commit(key))
+
+
+def _cache_delete_after_commit(key: str) -> None:
+    try:
+        cache.delete(key)
+    except REDIS_ERRORS as error:
+        redis_outage_log("a changed device's cached entry left to expire", error)
 
 
 def device_changed(sender, instance, **kwargs) -> None:
@@ -66,20 +84,27 @@ def device_mqtt_login_changed(sender, instance, **kwargs) -> None:
         enqueue_on_commit(MQTT_AUTH_SYNC_TASK)
 
 
+@transaction.atomic
 def device_credential_rotate(*, device: DeviceCredential) -> DeviceCredential:
-    """Give a meter or gateway a new key and secret; the old key stops working at once."""
+    """Give a meter or gateway a new key and secret; the old key stops working at once. With the
+    shared cache unreachable nothing changes and SharedCacheUnavailable is raised (API: 503)."""
     old_key = device.device_key
     device.device_key = uuid.uuid4()
     device.device_secret = new_device_secret()
     device.key_rotated_at = timezone.now()
     device.save(update_fields=["device_key", "device_secret", "key_rotated_at"])
-    device_cache_forget(device_key=old_key)
+    device_cache_forget(device_key=old_key, required=True)
     return device
 
 
 def device_for_key(*, device_key: uuid.UUID) -> Meter | Gateway | None:
     """The active meter or gateway holding this key (every device request starts here)."""
-    cached = cache.get(_device_cache_key(device_key)) if settings.REDIS_URL else None
+    cached = None
+    if settings.REDIS_URL:
+        try:
+            cached = cache.get(_device_cache_key(device_key))
+        except REDIS_ERRORS as error:
+            redis_outage_log("device lookups from the database", error)
     return _device_from_cache(device_key, cached)
 
 
@@ -117,8 +142,11 @@ def _device_load(device_key: uuid.UUID) -> Meter | Gateway | None:
     if device is None:
         device = Gateway.objects.filter(device_key=device_key, is_active=True).first()
     if settings.REDIS_URL:
-        if device is None:
-            cache.set(_device_cache_key(device_key), UNKNOWN_DEVICE, UNKNOWN_DEVICE_CACHE_SECONDS)
-        else:
-            cache.set(_device_cache_key(device_key), device, DEVICE_CACHE_SECONDS)
+        try:
+            if device is None:
+                cache.set(_device_cache_key(device_key), UNKNOWN_DEVICE, UNKNOWN_DEVICE_CACHE_SECONDS)
+            else:
+                cache.set(_device_cache_key(device_key), device, DEVICE_CACHE_SECONDS)
+        except REDIS_ERRORS as error:
+            redis_outage_log("device lookups from the database", error)
     return device

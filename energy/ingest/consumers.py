@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import deque
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -36,7 +37,10 @@ class IngestConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.tokens = float(settings.WS_INGEST_BURST)
         self.refilled_at = time.monotonic()
-        self.flood_strikes = 0
+        # Times of the latest refused frames: more than WS_INGEST_BURST of them within
+        # WS_INGEST_FLOOD_WINDOW_SECONDS close the socket (docs/live.md). Counted in a window rather
+        # than in a row, so a flood the refill lets a frame through now and then is still closed.
+        self.refusals: deque[float] = deque(maxlen=settings.WS_INGEST_BURST + 1)
         self.checked_at = time.monotonic()
         await self.accept()
         raw_key = scope_header(self.scope, b"x-device-key")
@@ -82,17 +86,21 @@ class IngestConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
         self.refilled_at = now
         if self.tokens >= 1:
             self.tokens -= 1
-            self.flood_strikes = 0
             return True
-        self.flood_strikes += 1
+        self.refusals.append(now)
         return False
+
+    def flooding(self) -> bool:
+        """More than WS_INGEST_BURST frames refused within the flood window."""
+        window = settings.WS_INGEST_FLOOD_WINDOW_SECONDS
+        return len(self.refusals) > settings.WS_INGEST_BURST and self.refusals[-1] - self.refusals[0] <= window
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
         if self.closing:
             return
         raw = text_data if text_data is not None else bytes_data
         if not self.take_token():
-            if self.flood_strikes > settings.WS_INGEST_BURST:
+            if self.flooding():
                 await self.close(code=CLOSE_RATE_LIMITED)
                 return
             limit = settings.WS_INGEST_FRAMES_PER_SECOND

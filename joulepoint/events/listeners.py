@@ -31,6 +31,7 @@ from contextvars import ContextVar
 from django.core.cache import cache
 
 from joulepoint.events.services import fan_out_memo
+from joulepoint.platform.degraded import REDIS_ERRORS, redis_outage_log
 
 EPOCH_KEY = "jp:listeners:epoch"
 MAX_AGE_SECONDS = 30.0
@@ -68,13 +69,27 @@ def listeners_changed() -> None:
         cache.incr(EPOCH_KEY)
     except ValueError:  # never set, or lost with the cache: any new value differs from the kept one
         _epoch_start()
+    except REDIS_ERRORS as error:
+        # Other processes' answers age out within MAX_AGE_SECONDS; a Redis back without its data
+        # gives a new epoch, which drops them at once.
+        redis_outage_log("a change of listeners told no other process", error)
 
 
 def _epoch_start() -> object:
     # Random rather than 1: an epoch lost with the cache (a restart, cache.clear()) must not come
     # back as a value some process still keeps its answers under. Whoever adds first wins.
-    cache.add(EPOCH_KEY, random.getrandbits(62), timeout=None)
-    return cache.get(EPOCH_KEY)
+    try:
+        cache.add(EPOCH_KEY, random.getrandbits(62), timeout=None)
+        return cache.get(EPOCH_KEY)
+    except REDIS_ERRORS as error:
+        return _epoch_unknown(error)
+
+
+def _epoch_unknown(error: BaseException) -> object:
+    """Redis unreachable: an epoch equal to no other, so no kept answer is trusted and each
+    question is looked up directly until Redis answers again."""
+    redis_outage_log("listener answers looked up without the shared epoch", error)
+    return object()
 
 
 def _observe(epoch: object) -> None:
@@ -83,7 +98,11 @@ def _observe(epoch: object) -> None:
 
 def listeners_epoch_observe() -> None:
     """Read the shared epoch and drop this process's answers if it moved."""
-    _observe(cache.get(EPOCH_KEY))
+    try:
+        epoch = cache.get(EPOCH_KEY)
+    except REDIS_ERRORS as error:
+        epoch = _epoch_unknown(error)
+    _observe(epoch)
 
 
 def listeners_epoch_seen(epoch: object) -> None:

@@ -10,12 +10,20 @@ from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from joulepoint.platform.degraded import SharedCacheUnavailable
+
 
 def exception_handler(exc, context):
     if isinstance(exc, RequestDataTooBig):
         return Response(
             {"detail": "Request body is larger than the limit.", "code": "body_too_large"},
             status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
+    if isinstance(exc, SharedCacheUnavailable):
+        return Response(
+            {"detail": str(exc), "code": "shared_cache_unavailable"},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(exc.retry_after)},
         )
     response = drf_exception_handler(exc, context)
     # API exceptions may carry structured detail beyond DRF's `detail` (e.g. per-item errors).

@@ -94,9 +94,14 @@ class Worker:
         return Path(self.log.name).read_text(errors="replace")[-5000:]
 
 
-def purge_queue(redis_url: str) -> None:
+def purge_queue(broker_url: str) -> None:
     """Drop tasks left in the broker by earlier (non-eager) test runs."""
+    if broker_url.startswith("amqp"):
+        from joulepoint.celery import app
+
+        app.control.purge()  # RabbitMQ keeps no unacked set of its own to clear
+        return
     import redis
 
-    client = redis.Redis.from_url(redis_url)
+    client = redis.Redis.from_url(broker_url)
     client.delete("default", "ml", "unacked", "unacked_index")

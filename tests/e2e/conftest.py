@@ -8,6 +8,7 @@ usual per-test transaction would be invisible to another process.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -61,13 +62,13 @@ def subprocess_env() -> dict[str, str]:
 class ServerProcess:
     """A subprocess whose output goes to a file, shown when it fails to start."""
 
-    def __init__(self, name: str, args: list[str]):
+    def __init__(self, name: str, args: list[str], *, env: dict[str, str] | None = None):
         self.name = name
         self.log = tempfile.NamedTemporaryFile(prefix=f"jp-e2e-{name}-", suffix=".log", delete=False)  # noqa: SIM115
         self.process = subprocess.Popen(
             args,
             cwd=BASE_DIR,
-            env=subprocess_env(),
+            env={**subprocess_env(), **(env or {})},
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, so stop() reaches its children
@@ -93,8 +94,8 @@ class ServerProcess:
         Path(self.log.name).unlink(missing_ok=True)
 
 
-def _wait_for_http(server: ServerProcess, url: str) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
+def _wait_for_http(server: ServerProcess, url: str, timeout: float = STARTUP_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         server.check_alive()
         try:
@@ -104,7 +105,7 @@ def _wait_for_http(server: ServerProcess, url: str) -> None:
             return  # any HTTP answer means it is serving
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             time.sleep(0.2)
-    raise RuntimeError(f"{server.name} did not answer {url} within {STARTUP_TIMEOUT}s:\n{server.output()}")
+    raise RuntimeError(f"{server.name} did not answer {url} within {timeout}s:\n{server.output()}")
 
 
 def _served(name: str, args: list[str], port: int) -> Iterator[str]:
@@ -209,6 +210,53 @@ def celery_worker_process(django_db_setup) -> Iterator[str]:
         yield hostname
     finally:
         worker.stop()
+
+
+class OwnRedis:
+    """A redis-server of the test's own on a free 127.0.0.1 port, which the test may stop and
+    start again (the shared Redis on 6379 is never touched). Keeps nothing on disk, like a
+    restarted production Redis without persistence."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.server: ServerProcess | None = None
+
+    def start(self) -> None:
+        redis_server = shutil.which("redis-server")
+        if redis_server is None:
+            pytest.skip("needs redis-server")
+        self.server = ServerProcess(
+            "redis",
+            [redis_server, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no"],
+        )
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while time.monotonic() < deadline:
+            self.server.check_alive()
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"redis-server did not listen within {STARTUP_TIMEOUT}s:\n{self.server.output()}")
+
+    def kill(self) -> None:
+        """SIGKILL: the way a crashed Redis goes, connections dropped without a goodbye."""
+        if self.server is not None:
+            os.killpg(self.server.process.pid, signal.SIGKILL)
+            self.server.process.wait(timeout=10)
+            self.server.stop()
+            self.server = None
+
+
+@pytest.fixture
+def own_redis() -> Iterator[OwnRedis]:
+    redis = OwnRedis()
+    redis.start()
+    try:
+        yield redis
+    finally:
+        redis.kill()
 
 
 @pytest.fixture

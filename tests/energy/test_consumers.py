@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 from datetime import UTC, datetime, timedelta
@@ -130,6 +131,56 @@ async def test_flood_gets_rate_limited_then_closed(make_meter, settings):
     await send(ws, {"timestamp": ts(), "total_power": 1.0})
     await ws.receive_nothing(timeout=0.2)
     assert await database_sync_to_async(Reading.objects.count)() == 0
+
+
+async def test_flood_let_through_now_and_then_is_still_closed(make_meter, settings):
+    """A flood the refill lets a frame through between refusals (here every other frame) is
+    closed once more than WS_INGEST_BURST frames were refused within the flood window: the
+    count does not start again at each frame let through."""
+    settings.WS_INGEST_FRAMES_PER_SECOND = 10
+    settings.WS_INGEST_BURST = 3
+    settings.WS_INGEST_FLOOD_WINDOW_SECONDS = 60
+    meter = await make_meter()
+    ws = await open_ingest(meter)
+    await recv(ws)
+    for _ in range(3):  # the bucket's burst
+        await send(ws, {"type": "ping"})
+        assert (await recv(ws))["type"] == "pong"
+    answers = []
+    for _ in range(40):
+        await send(ws, {"type": "ping"})
+        output = await ws.receive_output(timeout=3)
+        if output["type"] == "websocket.close":
+            assert output["code"] == 4429
+            break
+        answers.append(orjson.loads(output["text"]))
+        await asyncio.sleep(0.06)  # refills ~0.6 frame: about every other frame passes
+    else:
+        pytest.fail(f"never closed with 4429: {answers}")
+    refused = [a for a in answers if a.get("code") == "rate_limited"]
+    assert len(refused) == settings.WS_INGEST_BURST
+    assert any(a["type"] == "pong" for a in answers), "the refill let frames through between refusals"
+
+
+async def test_a_refusal_now_and_then_is_not_closed(make_meter, settings):
+    """Slightly over the rate (refusals spread wider than the window) keeps the socket open."""
+    settings.WS_INGEST_FRAMES_PER_SECOND = 10
+    settings.WS_INGEST_BURST = 1
+    settings.WS_INGEST_FLOOD_WINDOW_SECONDS = 1
+    meter = await make_meter()
+    ws = await open_ingest(meter)
+    await recv(ws)
+    refused = 0
+    for _ in range(3):
+        for _ in range(2):  # the burst, then one refused
+            await send(ws, {"type": "ping"})
+            answer = await recv(ws)
+            refused += answer.get("code") == "rate_limited"
+        await asyncio.sleep(1.2)  # longer than the window
+    assert refused >= 3
+    await send(ws, {"type": "ping"})
+    assert (await recv(ws))["type"] == "pong"
+    await ws.disconnect()
 
 
 @pytest.mark.parametrize("key", ["not-a-uuid", "9f1c2a3e-0000-4000-8000-000000000000"])

@@ -202,3 +202,44 @@ def test_rollup_retention_cuts_every_level_on_the_same_whole_hour(org, meter):
     for model, per_hour in ((ReadingRollup1m, 60), (ReadingRollup15m, 4), (ReadingRollup1h, 1)):
         assert not model.objects.filter(meter=meter, ts__lt=hour).exists()
         assert model.objects.filter(meter=meter, ts__gte=hour).count() == per_hour
+
+
+def test_refresh_isolates_a_failing_meter(meter, site, monkeypatch, caplog):
+    """One meter whose refresh fails is logged and keeps its windows for the next run; the
+    other meters are refreshed in the same run."""
+    from energy.analytics import rollups
+
+    other = factories.MeterFactory(site=site)
+    for each in (meter, other):
+        factories.readings_create(
+            each, factories.reading_series(T0, timedelta(minutes=1), 5, total_power=1.0), rollup=False
+        )
+        RollupDirty.objects.create(meter=each, start=T0, end=T0 + timedelta(hours=1))
+    real_refresh = rollups.rollups_refresh
+
+    def failing_for_meter(*, meter_id, start, end):
+        if meter_id == meter.pk:
+            raise ValueError("simulated failure of one meter")
+        real_refresh(meter_id=meter_id, start=start, end=end)
+
+    monkeypatch.setattr(rollups, "rollups_refresh", failing_for_meter)
+    assert rollups_refresh_pending() == 1
+    assert f"rollup refresh of meter {meter.pk} failed" in caplog.text
+    assert ReadingRollup1m.objects.filter(meter=other).count() == 5
+    assert not ReadingRollup1m.objects.filter(meter=meter).exists()
+    assert list(RollupDirty.objects.values_list("meter_id", flat=True)) == [meter.pk]
+
+    monkeypatch.setattr(rollups, "rollups_refresh", real_refresh)  # the fault is gone: retried
+    assert rollups_refresh_pending() == 1
+    assert ReadingRollup1m.objects.filter(meter=meter).count() == 5
+    assert not RollupDirty.objects.exists()
+
+
+def test_many_dirty_windows_of_one_meter_do_not_hide_the_others(meter, site):
+    other = factories.MeterFactory(site=site)
+    factories.readings_create(other, [{"ts": T0, "total_power": 1.0}], rollup=False)
+    for _ in range(5):
+        RollupDirty.objects.create(meter=meter, start=T0, end=T0 + timedelta(hours=1))
+    RollupDirty.objects.create(meter=other, start=T0, end=T0 + timedelta(hours=1))
+    rollups_refresh_pending(limit=2)  # two meters, however many windows the first has
+    assert ReadingRollup1m.objects.filter(meter=other).count() == 1
