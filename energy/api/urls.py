@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.urls import re_path
+from django.urls import include, path, re_path
 
 from energy.api import analytics, views
 from energy.power_quality.api import views as power_quality
@@ -42,4 +42,6 @@ urlpatterns = [
     re_path(r"^analytics/forecast/?$", analytics.ForecastView.as_view(), name="analytics-forecast"),
     re_path(r"^analytics/settings/?$", analytics.AnalyticsSettingsView.as_view(), name="analytics-settings"),
     *router.urls,
+    # Chargers, ID tokens and charging sessions (docs/load.md).
+    path("", include("energy.load.api.charging_urls")),
 ]
