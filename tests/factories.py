@@ -348,3 +348,71 @@ class AssignmentFactory(factory.django.DjangoModelFactory):
     purpose = factory.SelfAttribute("model.purpose")
     group = None
     site = None
+
+
+# --- Charging (issue 21, OCPP part): chargers, EVSEs, ID tokens, charging sessions ---
+
+STATION_PASSWORD = "station-password-0123456789"
+_station_password_hash: list[str] = []
+
+
+def station_password_hash() -> str:
+    """One hash of STATION_PASSWORD for every factory charger (hashing costs ~0.3 s each)."""
+    if not _station_password_hash:
+        from django.contrib.auth.hashers import make_password
+
+        _station_password_hash.append(make_password(STATION_PASSWORD))
+    return _station_password_hash[0]
+
+
+class ChargerFactory(factory.django.DjangoModelFactory):
+    """A charger on a new ev_charger meter; its station password is STATION_PASSWORD."""
+
+    class Meta:
+        model = "energy.Charger"
+
+    organization = factory.SubFactory(OrganizationFactory)
+    meter = factory.SubFactory(
+        MeterFactory, kind="ev_charger", site__organization=factory.SelfAttribute("...organization")
+    )
+    site = factory.SelfAttribute("meter.site")
+    charging_station_id = factory.Sequence(lambda n: f"CS-{n:04d}")
+    password_hash = factory.LazyFunction(station_password_hash)
+
+    @classmethod
+    def _generate(cls, strategy, params):
+        # ChargerFactory(meter=m) belongs to m's organization without saying so.
+        if "meter" in params and "organization" not in params:
+            params = {**params, "organization": params["meter"].organization}
+        return super()._generate(strategy, params)
+
+
+class EvseFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "energy.Evse"
+
+    charger = factory.SubFactory(ChargerFactory)
+    organization = factory.SelfAttribute("charger.organization")
+    evse_id = 1
+    connector_id = 1
+
+
+class IdTokenFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "energy.IdToken"
+
+    organization = factory.SubFactory(OrganizationFactory)
+    id_token = factory.Sequence(lambda n: f"RFID{n:08d}")
+    type = "ISO14443"
+
+
+class ChargingSessionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "energy.ChargingSession"
+
+    charger = factory.SubFactory(ChargerFactory)
+    site = factory.SelfAttribute("charger.site")
+    organization = factory.SelfAttribute("charger.organization")
+    transaction_id = factory.Sequence(lambda n: f"TX-{n:06d}")
+    source = "ocpp"
+    state = "active"
