@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import logging
+import signal
 from http import HTTPStatus
 from urllib.parse import unquote
 
@@ -165,6 +167,16 @@ class OcppServer:
 
 
 def ocpp_server_run(*, host: str, port: int, poll_seconds: float = 1.0, response_timeout: float = 30.0) -> None:
-    """The `manage.py ocpp_server` process: serve until interrupted."""
+    """The `manage.py ocpp_server` process: serve until SIGTERM or SIGINT, then close every
+    station's socket (each is marked offline as its handler ends)."""
     server = OcppServer(poll_seconds=poll_seconds, response_timeout=response_timeout)
-    asyncio.run(server.serve(host, port))
+
+    async def main() -> None:
+        serving = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, serving.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await server.serve(host, port)
+
+    asyncio.run(main())
