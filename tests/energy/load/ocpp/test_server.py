@@ -116,12 +116,20 @@ async def test_commands_go_out_as_calls_and_their_results_are_recorded(charger):
         payload = {
             "evseId": 1,
             "chargingProfile": {
-                "id": 7, "stackLevel": 0, "chargingProfilePurpose": "TxProfile", "chargingProfileKind": "Absolute",
+                "id": 7,
+                "stackLevel": 0,
+                "chargingProfilePurpose": "TxProfile",
+                "chargingProfileKind": "Absolute",
                 "transactionId": cp.transaction_id,
-                "chargingSchedule": [{"id": 1, "chargingRateUnit": "A",
-                                      "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10.0, "numberPhases": 3}]}],
+                "chargingSchedule": [
+                    {
+                        "id": 1,
+                        "chargingRateUnit": "A",
+                        "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10.0, "numberPhases": 3}],
+                    }
+                ],
             },
-        }  # fmt: skip
+        }
         command = await sync_to_async(downlink.device_command_send)(
             device=charger.meter, name="ocpp.SetChargingProfile", payload=payload
         )
@@ -167,17 +175,19 @@ async def test_bad_password_and_unknown_station_are_refused(charger):
 
 
 async def test_schema_invalid_message_is_a_format_violation_and_the_connection_stays(charger):
-    async with ocpp_server() as (_server, url):
-        async with await station_connect(url, charger.charging_station_id, factories.STATION_PASSWORD) as ws:
-            await ws.send(json.dumps([2, "bad-1", "StatusNotification", {"timestamp": "x", "connectorStatus": "Dancing",
-                                                                          "evseId": 1, "connectorId": 1}]))  # fmt: skip
-            answer = json.loads(await ws.recv())
-            assert answer[:3] == [4, "bad-1", "FormatViolation"]
-            await ws.send("this is not json")
-            assert json.loads(await ws.recv())[2] == "RpcFrameworkError"
-            await ws.send(json.dumps([2, "ok-1", "Heartbeat", {}]))
-            answer = json.loads(await ws.recv())
-            assert answer[0] == 3 and answer[1] == "ok-1" and "currentTime" in answer[2]
+    bad = {"timestamp": "x", "connectorStatus": "Dancing", "evseId": 1, "connectorId": 1}
+    async with (
+        ocpp_server() as (_server, url),
+        await station_connect(url, charger.charging_station_id, factories.STATION_PASSWORD) as ws,
+    ):
+        await ws.send(json.dumps([2, "bad-1", "StatusNotification", bad]))
+        answer = json.loads(await ws.recv())
+        assert answer[:3] == [4, "bad-1", "FormatViolation"]
+        await ws.send("this is not json")
+        assert json.loads(await ws.recv())[2] == "RpcFrameworkError"
+        await ws.send(json.dumps([2, "ok-1", "Heartbeat", {}]))
+        answer = json.loads(await ws.recv())
+        assert answer[0] == 3 and answer[1] == "ok-1" and "currentTime" in answer[2]
 
 
 async def test_a_station_only_touches_its_own_organization(charger):
