@@ -52,6 +52,9 @@ lint: venv
 WEBHOOK_PORT ?= 8765
 run demo demo-setup simulate: export AUTOMATIONS_WEBHOOK_ALLOW_PRIVATE = 1
 run demo demo-setup simulate: export DEMO_WEBHOOK_PORT = $(WEBHOOK_PORT)
+# The OCPP server of the demo (chargers connect to ws://127.0.0.1:$(OCPP_PORT)/ocpp/{id}; docs/load.md).
+OCPP_PORT ?= 8180
+run demo demo-setup: export DEMO_OCPP_PORT = $(OCPP_PORT)
 
 demo-setup: venv
 	$(MANAGE) migrate --noinput -v 0
@@ -67,7 +70,8 @@ simulate: venv
 # Everything: venv, migrations, demo tenant, the simulator in the background (log in
 # var/simulator.log), the periodic tasks a deployment's celery beat runs (outbox sweep, delivery
 # retries, rollups, retention, command expiry; log in var/periodic.log) and the server in the
-# foreground; stopping the server stops the others.
+# foreground; stopping the server stops the others. The OCPP server (log in var/ocpp-server.log)
+# and two simulated charging stations (var/ocpp-stations.log) run beside them.
 # With MQTT_URL set (e.g. make run MQTT_URL=mqtt://127.0.0.1:1883) the MQTT bridge runs beside
 # them (log in var/mqtt-bridge.log; docs/live.md). The webhook receiver starts before the demo
 # setup (its history's webhooks find it), so demo-setup's steps are repeated here rather than
@@ -76,8 +80,8 @@ MQTT_URL ?=
 run: venv
 	@mkdir -p var; \
 	$(MANAGE) demo_webhook_receiver --port $(WEBHOOK_PORT) > var/webhook-receiver.log 2>&1 & \
-	receiver=$$!; sim=; periodic=; bridge=; \
-	trap 'kill $$receiver $$sim $$periodic $$bridge 2>/dev/null; wait $$receiver $$sim $$periodic $$bridge 2>/dev/null' EXIT; \
+	receiver=$$!; sim=; periodic=; bridge=; ocpp=; stations=; \
+	trap 'kill $$receiver $$sim $$periodic $$bridge $$ocpp $$stations 2>/dev/null; wait $$receiver $$sim $$periodic $$bridge $$ocpp $$stations 2>/dev/null' EXIT; \
 	trap 'exit 130' INT; trap 'exit 143' TERM; \
 	$(MANAGE) migrate --noinput -v 0 && $(MANAGE) collectstatic --noinput -v 0 && \
 	  $(MANAGE) demo_setup --url $(URL) || exit 1; \
@@ -85,9 +89,14 @@ run: venv
 	sim=$$!; \
 	$(MANAGE) periodic_tasks --stop-with-parent > var/periodic.log 2>&1 & \
 	periodic=$$!; \
+	$(MANAGE) ocpp_server --port $(OCPP_PORT) > var/ocpp-server.log 2>&1 & \
+	ocpp=$$!; \
+	$(MANAGE) ocpp_simulate --demo --interval $(SIM_INTERVAL) --stop-with-parent > var/ocpp-stations.log 2>&1 & \
+	stations=$$!; \
 	if [ -n "$(MQTT_URL)" ]; then \
 	  MQTT_URL="$(MQTT_URL)" $(MANAGE) mqtt_bridge > var/mqtt-bridge.log 2>&1 & bridge=$$!; \
 	  echo "MQTT bridge running (pid $$bridge, log var/mqtt-bridge.log) on $(MQTT_URL)"; \
 	fi; \
+	echo "OCPP server on ws://$(HOST):$(OCPP_PORT)/ocpp/{id} (pid $$ocpp, log var/ocpp-server.log), two simulated charging stations (pid $$stations, log var/ocpp-stations.log)"; \
 	echo "Simulator running (pid $$sim, log var/simulator.log), periodic tasks (pid $$periodic, log var/periodic.log), webhook receiver (pid $$receiver, deliveries in var/webhooks.log); serving $(URL) — Ctrl-C stops all."; \
 	$(SERVER)
