@@ -19,9 +19,9 @@ from automations.models import Action, Alert, Annotation, Delivery, RelayCommand
 from billing.models import Account, Statement, Tariff, TariffVersion, Wallet, WalletTransaction
 from billing.services import statement_generate, wallet_move
 from energy.analytics.models import AnalyticsSettings
-from energy.load.models import Charger, ChargingSession, IdToken
 from energy.api.analytics import AnalyticsView
 from energy.api.authentication import DeviceKeyAuthentication
+from energy.load.models import Charger, ChargingSession, IdToken
 from energy.models import DeviceCommand, Gateway, Meter, MeterGroup, Reading, Site
 from energy.power_quality.models import PQConfig, PQEvent, ProtectionEvent
 from energy.topology.models import Edge, Node
