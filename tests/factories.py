@@ -353,16 +353,12 @@ class AssignmentFactory(factory.django.DjangoModelFactory):
 # --- Charging (issue 21, OCPP part): chargers, EVSEs, ID tokens, charging sessions ---
 
 STATION_PASSWORD = "station-password-0123456789"
-_station_password_hash: list[str] = []
 
 
 def station_password_hash() -> str:
-    """One hash of STATION_PASSWORD for every factory charger (hashing costs ~0.3 s each)."""
-    if not _station_password_hash:
-        from django.contrib.auth.hashers import make_password
+    from energy.load.chargers import station_password_hash
 
-        _station_password_hash.append(make_password(STATION_PASSWORD))
-    return _station_password_hash[0]
+    return station_password_hash(STATION_PASSWORD)
 
 
 class ChargerFactory(factory.django.DjangoModelFactory):

@@ -11,7 +11,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.contrib.auth.hashers import check_password, make_password
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.db import transaction
 from django.utils import timezone
 
@@ -27,6 +27,32 @@ STATION_PASSWORD_BYTES = 24
 # The `source` of readings and events that came in over OCPP.
 OCPP_SOURCE = "ocpp"
 CHARGER_FIELDS = ("min_current_a", "max_current_a", "phases", "priority")
+
+
+class StationPasswordHasher(PBKDF2PasswordHasher):
+    """Django's PBKDF2 hasher with few iterations, for station passwords only.
+
+    Key stretching protects passwords people choose; a station password is 192 random bits from
+    `secrets`, which no number of iterations makes harder to guess. The default 1,000,000
+    iterations would cost ~0.5 s of CPU on every station's (re)connection: after a server
+    restart, 2,000 stations would queue for minutes (bench/ocpp_stations.py). Used directly (not
+    through PASSWORD_HASHERS), so it needs no setting and tests' hasher overrides do not touch it."""
+
+    algorithm = "pbkdf2_sha256_station"
+    iterations = 1000
+
+
+_station_hasher = StationPasswordHasher()
+
+
+def station_password_hash(password: str) -> str:
+    return _station_hasher.encode(password, _station_hasher.salt())
+
+
+def station_password_check(password: str, encoded: str) -> bool:
+    if not encoded.startswith(f"{StationPasswordHasher.algorithm}$"):
+        return False
+    return _station_hasher.verify(password, encoded)
 
 
 class ChargerInvalid(Exception):
@@ -102,7 +128,7 @@ def charger_create(
         site_id=meter.site_id,
         meter=meter,
         charging_station_id=charging_station_id,
-        password_hash=make_password(password),
+        password_hash=station_password_hash(password),
         **{k: v for k, v in values.items() if k in CHARGER_FIELDS},
     )
     for evse_id in range(1, evse_count + 1):
@@ -122,7 +148,7 @@ def charger_update(*, charger: Charger, values: dict) -> Charger:
 def charger_password_rotate(*, charger: Charger) -> str:
     """A new station password; the old one stops working at the station's next connection."""
     password = station_password_new()
-    charger.password_hash = make_password(password)
+    charger.password_hash = station_password_hash(password)
     charger.save(update_fields=["password_hash"])
     return password
 
@@ -132,9 +158,9 @@ def charger_authenticate(*, charging_station_id: str, password: str) -> Charger 
     charger = Charger.objects.select_related("meter").filter(charging_station_id=charging_station_id).first()
     if charger is None or not charger.password_hash or not charger.meter.is_active:
         # Hash anyway, so an unknown id takes as long as a bad password (no id enumeration by timing).
-        make_password(password)
+        station_password_hash(password)
         return None
-    return charger if check_password(password, charger.password_hash) else None
+    return charger if station_password_check(password, charger.password_hash) else None
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 
-from django.contrib.auth.hashers import make_password
-
 from energy.load import chargers
 from energy.load.models import Charger, IdToken
 from energy.load.ocpp.simulator import SIMULATED_ID_TOKEN
@@ -46,7 +44,7 @@ def charging_demo_ensure(*, organization, site, **_) -> dict:
                 priority=priority,
             )
         else:
-            charger.password_hash = make_password(password)
+            charger.password_hash = chargers.station_password_hash(password)
             charger.save(update_fields=["password_hash"])
         stations.append(
             {"charger_id": charger.pk, "charging_station_id": station_id, "password": password, "meter_id": meter.pk}

@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.hashers import check_password
 from django.utils import timezone
 
 from energy.load import chargers
@@ -38,7 +37,8 @@ def test_create_on_a_meter_returns_the_password_once(api, ev_meter):
     password = body["password"]
     assert 16 <= len(password) <= 40
     charger = Charger.objects.get(pk=body["id"])
-    assert check_password(password, charger.password_hash) and password not in charger.password_hash
+    assert chargers.station_password_check(password, charger.password_hash) and password not in charger.password_hash
+    assert charger.password_hash.startswith("pbkdf2_sha256_station$1000$")
     assert body["site"] == ev_meter.site_id and [e["evse_id"] for e in body["evses"]] == [1]
     detail = api.get(f"/api/energy/chargers/{charger.pk}/").json()
     assert "password" not in detail and "password_hash" not in detail
