@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from energy.downlink.services import device_command_send
 from energy.ingest import store
+from energy.ingest.validation import ReadingsInvalid
 from energy.load.models import Charger, Evse, IdToken
 from energy.load.ocpp.meter_values import readings_from_meter_values
 from energy.models import DeviceCommand, Meter, Site
@@ -253,3 +254,24 @@ def charger_reset_request(*, charger: Charger, reset_type: str = "Immediate") ->
     if reset_type not in ("Immediate", "OnIdle"):
         raise ChargerInvalid({"type": "Immediate or OnIdle"})
     return device_command_send(device=charger.meter, name="ocpp.Reset", payload={"type": reset_type})
+
+
+def chargers_readings_store_many(*, items: list[tuple[Charger, list[dict]]]) -> list[Exception | None]:
+    """Many stations' MeterValues in one ingest transaction (the MQTT bridge's way: prepare each
+    station's batch, store them together), so one commit serves every station that sent while
+    the previous one ran. Returns per item None (stored) or the ReadingsInvalid that refused it;
+    a database error fails the whole call."""
+    outcomes: list[Exception | None] = []
+    prepared = []
+    for charger, meter_values in items:
+        readings = readings_from_meter_values(meter_values)
+        try:
+            if readings:
+                prepared.append(store.readings_prepare(device=charger.meter, items=readings))
+            outcomes.append(None)
+        except ReadingsInvalid as exc:
+            outcomes.append(exc)
+    if prepared:
+        with transaction.atomic():
+            store.readings_store(batches=prepared, source=OCPP_SOURCE)
+    return outcomes

@@ -189,16 +189,19 @@ def session_transaction_event(*, charger: Charger, event: dict) -> TransactionOu
     return TransactionOutcome(session=session, id_token_status=token_status)
 
 
-def session_meter_values(*, charger: Charger, evse_id: int, meter_values: list[dict]) -> None:
-    """MeterValues outside a TransactionEvent: the register moves the open session of that EVSE."""
+def session_meter_values(*, charger: Charger, evse_id: int, meter_values: list[dict]) -> bool:
+    """MeterValues outside a TransactionEvent: the register moves the open session of that EVSE.
+    Returns whether the charger has an open session at all (the door stops asking when not)."""
+    open_sessions = ChargingSession.objects.filter(charger=charger, state__in=[State.ACTIVE, State.SUSPENDED])
+    if not open_sessions.exists():
+        return False
     register = _register_kwh(meter_values)
     if register is None:
-        return
-    sessions = ChargingSession.objects.filter(
-        charger=charger, state__in=[State.ACTIVE, State.SUSPENDED], meter_start_kwh__isnull=False
-    )
+        return True
+    sessions = open_sessions.filter(meter_start_kwh__isnull=False)
     if evse_id:
         sessions = sessions.filter(evse__evse_id=evse_id)
     for session in sessions:
         session.energy_delivered_kwh = max(0.0, register - session.meter_start_kwh)
         session.save(update_fields=["energy_delivered_kwh", "updated_at"])
+    return True

@@ -50,9 +50,12 @@ class CallFailed(Exception):
 class StationConnection(ChargePoint):
     """A station's socket; `charger` is the row it authenticated as."""
 
-    def __init__(self, charger: Charger, connection, *, response_timeout: float = 30):
+    def __init__(self, charger: Charger, connection, *, response_timeout: float = 30, batcher=None):
         super().__init__(charger.charging_station_id, connection, response_timeout=response_timeout)
         self.charger = charger
+        self.batcher = batcher  # a MeterValuesBatcher shared by the process's stations, or None
+        # Whether a session may be open here (None: not known yet); MeterValues only look for one then.
+        self.session_open: bool | None = None
 
     @on(Action.boot_notification)
     async def on_boot_notification(self, charging_station: dict, reason: str, **_):
@@ -89,6 +92,7 @@ class StationConnection(ChargePoint):
         # The services read the request as it was on the wire (camelCase).
         event = snake_to_camel_case(request)
         outcome = await sync_to_async(self._transaction_event)(event)
+        self.session_open = outcome.session.state != "ended"
         if outcome.id_token_status is None:
             return call_result.TransactionEvent()
         return call_result.TransactionEvent(id_token_info={"status": outcome.id_token_status})
@@ -100,12 +104,18 @@ class StationConnection(ChargePoint):
     @on(Action.meter_values)
     async def on_meter_values(self, evse_id: int, meter_value: list, **_):
         meter_values = snake_to_camel_case(meter_value)
-        await sync_to_async(self._meter_values)(evse_id, meter_values)
+        if self.batcher is None:
+            await sync_to_async(self._readings_store)(meter_values)
+        else:
+            try:
+                await self.batcher.store(self.charger, meter_values)
+            except ReadingsInvalid as exc:
+                logger.warning("%s: meter values refused: %s", self.id, exc)
+        if self.session_open is not False:
+            self.session_open = await sync_to_async(sessions.session_meter_values)(
+                charger=self.charger, evse_id=evse_id, meter_values=meter_values
+            )
         return call_result.MeterValues()
-
-    def _meter_values(self, evse_id: int, meter_values: list[dict]) -> None:
-        self._readings_store(meter_values)
-        sessions.session_meter_values(charger=self.charger, evse_id=evse_id, meter_values=meter_values)
 
     def _readings_store(self, meter_values: list[dict]) -> None:
         try:

@@ -28,6 +28,7 @@ from websockets.http11 import Request, Response
 from energy.load import chargers
 from energy.load.models import Charger
 from energy.load.ocpp import commands
+from energy.load.ocpp.batching import MeterValuesBatcher
 from energy.load.ocpp.handlers import CallFailed, StationConnection
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class OcppServer:
         self.stations: dict[int, StationConnection] = {}  # charger id → its connection
         self._authenticated: dict[int, Charger] = {}  # id(connection) → charger, until the handler runs
         self._sending: set[asyncio.Task] = set()
+        self.batcher = MeterValuesBatcher()
 
     async def authenticate(self, connection: ServerConnection, request: Request) -> Response | None:
         """The handshake: a known station id in the path and its password, else 404 / 401."""
@@ -92,7 +94,7 @@ class OcppServer:
             logger.warning("ocpp: %s refused: subprotocol %r", charger, connection.subprotocol)
             await connection.close(1002, f"subprotocol {SUBPROTOCOL} required")
             return
-        station = StationConnection(charger, connection, response_timeout=self.response_timeout)
+        station = StationConnection(charger, connection, response_timeout=self.response_timeout, batcher=self.batcher)
         previous = self.stations.get(charger.pk)
         self.stations[charger.pk] = station
         if previous is not None:
@@ -157,6 +159,7 @@ class OcppServer:
             max_size=2**20,
         ) as server:
             poller = asyncio.create_task(self.commands_loop())
+            storing = asyncio.create_task(self.batcher.run())
             logger.info("ocpp: serving ws://%s:%s%s{charging_station_id}", host, port, PATH_PREFIX)
             if ready is not None:
                 ready.set()
@@ -164,6 +167,7 @@ class OcppServer:
                 await server.serve_forever()
             finally:
                 poller.cancel()
+                storing.cancel()
 
 
 def ocpp_server_run(*, host: str, port: int, poll_seconds: float = 1.0, response_timeout: float = 30.0) -> None:
