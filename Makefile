@@ -91,7 +91,7 @@ run: venv
 	periodic=$$!; \
 	$(MANAGE) ocpp_server --port $(OCPP_PORT) > var/ocpp-server.log 2>&1 & \
 	ocpp=$$!; \
-	$(MANAGE) ocpp_simulate --demo --interval $(SIM_INTERVAL) --stop-with-parent > var/ocpp-stations.log 2>&1 & \
+	$(MANAGE) simulate_stations --demo --interval $(SIM_INTERVAL) --stop-with-parent > var/ocpp-stations.log 2>&1 & \
 	stations=$$!; \
 	if [ -n "$(MQTT_URL)" ]; then \
 	  MQTT_URL="$(MQTT_URL)" $(MANAGE) mqtt_bridge > var/mqtt-bridge.log 2>&1 & bridge=$$!; \

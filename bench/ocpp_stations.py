@@ -23,11 +23,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import itertools
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -119,19 +119,24 @@ async def station_run(
         await ws.close()
 
 
+class _Countdown:
+    """Sets `done` once called `count` times (each new station, connected or not)."""
+
+    def __init__(self, count: int, done: asyncio.Event):
+        self.left, self.done = count, done
+
+    def __call__(self) -> None:
+        self.left -= 1
+        if self.left <= 0:
+            self.done.set()
+
+
 async def ramp(url: str, stages: list[int], *, interval: float, measure: float, p95_limit_ms: float, label: str):
     stats, stop, tasks, results = Stats(), asyncio.Event(), [], []
     for target in stages:
         started = time.perf_counter()
-        pending = target - len(tasks)
         done = asyncio.Event()
-        count = [0]
-
-        def connected() -> None:
-            count[0] += 1
-            if count[0] >= pending:
-                done.set()
-
+        connected = _Countdown(target - len(tasks), done)
         for index in range(len(tasks), target):
             offset = interval * (index % 1000) / 1000
             tasks.append(
@@ -150,7 +155,8 @@ async def ramp(url: str, stages: list[int], *, interval: float, measure: float, 
         }  # fmt: skip
         results.append(row)
         print(
-            f"  {label:8} {target:5} stations: connected in {connect_seconds:5.1f} s, {row['per_s']:6.1f} MeterValues/s, "
+            f"  {label:8} {target:5} stations: connected in {connect_seconds:5.1f} s, "
+            f"{row['per_s']:6.1f} MeterValues/s, "
             f"p50 {row['p50_ms']:7.1f} ms, p95 {row['p95_ms']:7.1f} ms, p99 {row['p99_ms']:7.1f} ms, "
             f"errors {stats.errors}, connect failures {stats.connect_failures}",
             flush=True,
@@ -177,10 +183,8 @@ def baseline_serve(port: int) -> None:
 
     async def handler(connection):
         station = NoOp(connection.request.path.rsplit("/", 1)[-1], connection)
-        try:
+        with contextlib.suppress(Exception):  # the station went away
             await station.start()
-        except Exception:
-            pass
 
     async def main():
         async with serve(handler, "127.0.0.1", port, subprotocols=["ocpp2.0.1"], ping_interval=None) as server:
@@ -219,7 +223,7 @@ def chargers_create(count: int) -> None:
     )
 
 
-def wait_listening(port: int, process: subprocess.Popen, timeout: float = 60) -> None:
+def wait_listening(port: int, process: subprocess.Popen, timeout: float = 300) -> None:
     import socket
 
     deadline = time.monotonic() + timeout
@@ -258,7 +262,8 @@ def run(args) -> int:
         wait_listening(port, server)
         cpu_before, wall_before = cpu_seconds(server.pid), time.perf_counter()
         print(
-            f"OCPP server (pid {server.pid}), MeterValues every {args.interval:g} s, {args.measure:g} s measured per stage:"
+            f"OCPP server (pid {server.pid}), MeterValues every {args.interval:g} s, "
+            f"{args.measure:g} s measured per stage:"
         )
         results += asyncio.run(
             ramp(f"ws://127.0.0.1:{port}/ocpp", args.stages, interval=args.interval, measure=args.measure,
@@ -280,7 +285,8 @@ def run(args) -> int:
     try:
         wait_listening(base_port, baseline)
         print(
-            f"Baseline (ocpp ChargePoint, no-op MeterValues, no auth, no database) at {args.baseline_stations} stations:"
+            "Baseline (ocpp ChargePoint, no-op MeterValues, no auth, no database) at "
+            f"{args.baseline_stations} stations:"
         )
         base = asyncio.run(
             ramp(f"ws://127.0.0.1:{base_port}/ocpp", [args.baseline_stations], interval=args.interval,
@@ -296,7 +302,8 @@ def run(args) -> int:
     if at_base:
         print(
             f"At {args.baseline_stations} stations: p95 {at_base['p95_ms']:.1f} ms vs baseline {base['p95_ms']:.1f} ms "
-            f"(ratio {at_base['p95_ms'] / base['p95_ms']:.1f}), MeterValues/s {at_base['per_s']:.1f} vs {base['per_s']:.1f}"
+            f"(ratio {at_base['p95_ms'] / base['p95_ms']:.1f}), "
+            f"MeterValues/s {at_base['per_s']:.1f} vs {base['per_s']:.1f}"
         )
     print(f"Target ≥ {TARGET_STATIONS} stations: {'PASS' if most >= TARGET_STATIONS else 'FAIL'}")
     return 0

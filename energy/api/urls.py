@@ -43,5 +43,5 @@ urlpatterns = [
     re_path(r"^analytics/settings/?$", analytics.AnalyticsSettingsView.as_view(), name="analytics-settings"),
     *router.urls,
     # Chargers, ID tokens and charging sessions (docs/load.md).
-    path("", include("energy.load.api.charging_urls")),
+    path("", include("energy.load.api.charging.urls")),
 ]

@@ -1,7 +1,7 @@
 """The OCPP part of `make run`'s demo (registered with energy.demo.demo_extension_register in
 EnergyConfig.ready()): two chargers on the demo site, each a meter of kind ev_charger, with known
 station passwords (demo only) and the simulated car's RFID card on the ID-token list. `make run`
-starts `manage.py ocpp_server` and `manage.py ocpp_simulate --demo`, which reads them from
+starts `manage.py ocpp_server` and `manage.py simulate_stations --demo`, which reads them from
 var/demo.json (key "ocpp")."""
 
 from __future__ import annotations

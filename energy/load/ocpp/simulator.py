@@ -2,7 +2,7 @@
 reports its EVSE, plugs a car in, authorizes, starts a transaction and sends MeterValues every
 `interval` seconds whose power follows the limit of the last SetChargingProfile (docs/load.md).
 It answers RequestStartTransaction, RequestStopTransaction, SetChargingProfile,
-ClearChargingProfile and Reset as a station would. Used by the demo (`manage.py ocpp_simulate`),
+ClearChargingProfile and Reset as a station would. Used by the demo (`manage.py simulate_stations`),
 the e2e tests and bench/ocpp_stations.py; it needs no Django.
 """
 

@@ -1,4 +1,4 @@
-"""`python manage.py ocpp_simulate`: simulated OCPP 2.0.1 charging stations (energy.load.ocpp.simulator)
+"""`python manage.py simulate_stations`: simulated OCPP 2.0.1 charging stations (energy.load.ocpp.simulator)
 that connect to the OCPP server, start charging and follow its charging profiles."""
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ answers with and without a trailing slash (no redirects)."""
 
 from __future__ import annotations
 
-from energy.load.api import charging
+from energy.load.api.charging import views as charging
 from joulepoint.platform.api import OptionalSlashRouter
 
 router = OptionalSlashRouter()

@@ -21,7 +21,7 @@ from rest_framework.response import Response
 
 from energy.api.serializers import DeviceCommandSerializer
 from energy.load import chargers, sessions
-from energy.load.api import charging_serializers as s
+from energy.load.api.charging import serializers as s
 from energy.load.models import Charger, ChargingSession, IdToken
 from joulepoint.tenancy.filters import IdFilter, UtcDateTimeFilter
 from joulepoint.tenancy.viewsets import OrganizationModelViewSet, OrganizationViewSet
