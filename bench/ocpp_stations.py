@@ -44,7 +44,8 @@ PASSWORD = "bench-station-password-0123456789"
 TARGET_STATIONS = 2000
 # Handshakes in flight at once: a thousand simultaneous connects overflowed the listen backlog
 # (half of 2,000 stations failed to connect to the baseline server at once).
-HANDSHAKES = asyncio.Semaphore(50)
+MAX_HANDSHAKES = 50
+HANDSHAKES: asyncio.Semaphore  # made per ramp: a semaphore belongs to one event loop
 
 
 def free_port() -> int:
@@ -136,6 +137,8 @@ class _Countdown:
 
 
 async def ramp(url: str, stages: list[int], *, interval: float, measure: float, p95_limit_ms: float, label: str):
+    global HANDSHAKES
+    HANDSHAKES = asyncio.Semaphore(MAX_HANDSHAKES)
     stats, stop, tasks, results = Stats(), asyncio.Event(), [], []
     for target in stages:
         started = time.perf_counter()
