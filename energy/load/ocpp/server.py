@@ -21,6 +21,7 @@ from http import HTTPStatus
 from urllib.parse import unquote
 
 from asgiref.sync import sync_to_async
+from django.db import connections
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
@@ -74,7 +75,7 @@ class OcppServer:
         user, password = credentials
         charger = None
         if user == station_id:  # OCPP: the Basic user is the station's identity
-            charger = await sync_to_async(chargers.charger_authenticate, thread_sensitive=False)(
+            charger = await sync_to_async(chargers.charger_authenticate)(
                 charging_station_id=station_id, password=password
             )
         if charger is None:
@@ -168,6 +169,8 @@ class OcppServer:
             finally:
                 poller.cancel()
                 storing.cancel()
+                # The ORM's connection lives in the one thread sync_to_async runs in: close it there.
+                await sync_to_async(connections.close_all)()
 
 
 def ocpp_server_run(*, host: str, port: int, poll_seconds: float = 1.0, response_timeout: float = 30.0) -> None:
