@@ -52,6 +52,9 @@ lint: venv
 WEBHOOK_PORT ?= 8765
 run demo demo-setup simulate: export AUTOMATIONS_WEBHOOK_ALLOW_PRIVATE = 1
 run demo demo-setup simulate: export DEMO_WEBHOOK_PORT = $(WEBHOOK_PORT)
+# The OCPP server of the demo (chargers connect to ws://127.0.0.1:$(OCPP_PORT)/ocpp/{id}; docs/load.md).
+OCPP_PORT ?= 8180
+run demo demo-setup: export DEMO_OCPP_PORT = $(OCPP_PORT)
 
 demo-setup: venv
 	$(MANAGE) migrate --noinput -v 0
@@ -67,7 +70,8 @@ simulate: venv
 # Everything: venv, migrations, demo tenant, the simulator in the background (log in
 # var/simulator.log), the periodic tasks a deployment's celery beat runs (outbox sweep, delivery
 # retries, rollups, retention, command expiry; log in var/periodic.log) and the server in the
-# foreground; stopping the server stops the others.
+# foreground; stopping the server stops the others. The OCPP server (log in var/ocpp-server.log)
+# and two simulated charging stations (var/ocpp-stations.log) run beside them.
 # With MQTT_URL set (e.g. make run MQTT_URL=mqtt://127.0.0.1:1884) make run starts its own
 # Mosquitto there (log var/mosquitto.log), configured by manage.py mosquitto_auth in var/mqtt:
 # no anonymous clients, each device logs in as meter-<id>/gateway-<id> with its key and may use
@@ -80,8 +84,8 @@ MQTT_URL ?=
 run: venv
 	@mkdir -p var; \
 	$(MANAGE) demo_webhook_receiver --port $(WEBHOOK_PORT) > var/webhook-receiver.log 2>&1 & \
-	receiver=$$!; sim=; periodic=; bridge=; broker=; \
-	trap 'kill $$receiver $$sim $$periodic $$bridge $$broker 2>/dev/null; wait $$receiver $$sim $$periodic $$bridge $$broker 2>/dev/null' EXIT; \
+	receiver=$$!; sim=; periodic=; bridge=; broker=; ocpp=; stations=; \
+	trap 'kill $$receiver $$sim $$periodic $$bridge $$broker $$ocpp $$stations 2>/dev/null; wait $$receiver $$sim $$periodic $$bridge $$broker $$ocpp $$stations 2>/dev/null' EXIT; \
 	trap 'exit 130' INT; trap 'exit 143' TERM; \
 	$(MANAGE) migrate --noinput -v 0 && $(MANAGE) collectstatic --noinput -v 0 && \
 	  $(MANAGE) demo_setup --url $(URL) || exit 1; \
@@ -97,9 +101,14 @@ run: venv
 	sim=$$!; \
 	$(MANAGE) periodic_tasks --stop-with-parent > var/periodic.log 2>&1 & \
 	periodic=$$!; \
+	$(MANAGE) ocpp_server --port $(OCPP_PORT) > var/ocpp-server.log 2>&1 & \
+	ocpp=$$!; \
+	$(MANAGE) simulate_stations --demo --interval $(SIM_INTERVAL) --stop-with-parent > var/ocpp-stations.log 2>&1 & \
+	stations=$$!; \
 	if [ -n "$(MQTT_URL)" ]; then \
 	  $(MANAGE) mqtt_bridge > var/mqtt-bridge.log 2>&1 & bridge=$$!; \
 	  echo "MQTT bridge running (pid $$bridge, log var/mqtt-bridge.log) on $(MQTT_URL)"; \
 	fi; \
+	echo "OCPP server on ws://$(HOST):$(OCPP_PORT)/ocpp/{id} (pid $$ocpp, log var/ocpp-server.log), two simulated charging stations (pid $$stations, log var/ocpp-stations.log)"; \
 	echo "Simulator running (pid $$sim, log var/simulator.log), periodic tasks (pid $$periodic, log var/periodic.log), webhook receiver (pid $$receiver, deliveries in var/webhooks.log); serving $(URL) — Ctrl-C stops all."; \
 	$(SERVER)

@@ -11,7 +11,8 @@ from django.contrib import admin, messages
 
 from energy.analytics.models import AnalyticsSettings
 from energy.live.selectors import site_statuses
-from energy.load import admin_limits  # noqa: F401  (registers constraints, schedules, demand response, allocations)
+from energy.load.admin import charging as charging_admin  # noqa: F401  (registers chargers, ID tokens, charging sessions)
+from energy.load.admin import limits as limits_admin  # noqa: F401  (constraints, schedules, demand response, allocations)
 from energy.models import Gateway, Meter, MeterGroup, Reading, Site
 from energy.power_quality.config import CONFIG_DEFAULTS, CONFIG_FIELDS, pq_config_validate
 from energy.power_quality.models import MeterPQState, PQConfig, PQEvent, ProtectionEvent

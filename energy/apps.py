@@ -12,6 +12,12 @@ class EnergyConfig(AppConfig):
         from joulepoint.events.services import subscribe
 
         event_keys_register()
+
+        from energy.demo import demo_extension_register
+        from energy.load.demo_charging import charging_demo_ensure
+
+        # Two OCPP chargers with known station passwords for `make run` (docs/load.md).
+        demo_extension_register("ocpp", charging_demo_ensure)
         # Dashboards: every live event goes to its site's Channels group (docs/live.md).
         subscribe(live_event_fan_out, keys=LIVE_EVENT_KEYS)
 

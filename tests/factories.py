@@ -350,8 +350,7 @@ class AssignmentFactory(factory.django.DjangoModelFactory):
     site = None
 
 
-# --- load management: limits and allocation (load21) ------------------------------------------------
-# Charger and session factories carry a Load prefix: the OCPP side may add its own.
+# --- Load management: limits (constraints, schedules, demand response) ---
 
 
 class SiteConstraintFactory(factory.django.DjangoModelFactory):
@@ -393,31 +392,72 @@ class DemandResponseEventFactory(factory.django.DjangoModelFactory):
     limit_kw = 40.0
 
 
-class LoadChargerFactory(factory.django.DjangoModelFactory):
-    """A charger on a meter of kind ev_charger of its site."""
+# --- Load management: chargers, EVSEs, ID tokens, charging sessions ---
+
+STATION_PASSWORD = "station-password-0123456789"
+
+
+def station_password_hash() -> str:
+    from energy.load.chargers import station_password_hash
+
+    return station_password_hash(STATION_PASSWORD)
+
+
+class ChargerFactory(factory.django.DjangoModelFactory):
+    """A charger on a new ev_charger meter (of `site` when given); its station password is
+    STATION_PASSWORD."""
 
     class Meta:
         model = "energy.Charger"
 
-    site = factory.SubFactory(SiteFactory)
-    organization = factory.SelfAttribute("site.organization")
-    meter = factory.SubFactory(MeterFactory, site=factory.SelfAttribute("..site"), kind=Meter.Kind.EV_CHARGER)
+    organization = factory.SubFactory(OrganizationFactory)
+    meter = factory.SubFactory(
+        MeterFactory, kind="ev_charger", site__organization=factory.SelfAttribute("...organization")
+    )
+    site = factory.SelfAttribute("meter.site")
     charging_station_id = factory.Sequence(lambda n: f"CS-{n:04d}")
-    min_current_a = 6.0
-    max_current_a = 32.0
-    phases = 3
+    password_hash = factory.LazyFunction(station_password_hash)
+
+    @classmethod
+    def _generate(cls, strategy, params):
+        # ChargerFactory(meter=m) belongs to m's organization and site without saying so, and
+        # ChargerFactory(site=s) gets a new ev_charger meter of s.
+        if "meter" not in params and "site" in params:
+            params = {**params, "meter": MeterFactory(site=params["site"], kind="ev_charger")}
+        if "meter" in params and "organization" not in params:
+            params = {**params, "organization": params["meter"].organization}
+        return super()._generate(strategy, params)
 
 
-class LoadSessionFactory(factory.django.DjangoModelFactory):
-    """An active OCPP session at `charger`."""
+class EvseFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "energy.Evse"
+
+    charger = factory.SubFactory(ChargerFactory)
+    organization = factory.SelfAttribute("charger.organization")
+    evse_id = 1
+    connector_id = 1
+
+
+class IdTokenFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "energy.IdToken"
+
+    organization = factory.SubFactory(OrganizationFactory)
+    id_token = factory.Sequence(lambda n: f"RFID{n:08d}")
+    type = "ISO14443"
+
+
+class ChargingSessionFactory(factory.django.DjangoModelFactory):
+    """An active session the station opened at `charger`."""
 
     class Meta:
         model = "energy.ChargingSession"
 
-    charger = factory.SubFactory(LoadChargerFactory)
+    charger = factory.SubFactory(ChargerFactory)
     site = factory.SelfAttribute("charger.site")
     organization = factory.SelfAttribute("charger.organization")
-    transaction_id = factory.Sequence(lambda n: f"tx-{n}")
+    transaction_id = factory.Sequence(lambda n: f"TX-{n:06d}")
     source = "ocpp"
     state = "active"
     started_at = factory.LazyFunction(timezone.now)

@@ -126,8 +126,7 @@ def _cycles() -> list[list[str]]:
 
 def _is_door(module: str) -> bool:
     parts = module.split(".")
-    # admin_<part>.py: one app's admin split by concern (energy/load/admin_limits.py, admin_charging.py).
-    return bool(DOOR_NAMES & set(parts)) or "management" in parts or parts[-1].startswith("admin_")
+    return bool(DOOR_NAMES & set(parts)) or "management" in parts
 
 
 def _is_tasks(module: str) -> bool:

@@ -21,7 +21,16 @@ from billing.services import statement_generate, wallet_move
 from energy.analytics.models import AnalyticsSettings
 from energy.api.analytics import AnalyticsView
 from energy.api.authentication import DeviceKeyAuthentication
-from energy.load.models import Allocation, DemandResponseEvent, LoadSchedule, Setpoint, SiteConstraint
+from energy.load.models import (
+    Allocation,
+    Charger,
+    ChargingSession,
+    DemandResponseEvent,
+    IdToken,
+    LoadSchedule,
+    Setpoint,
+    SiteConstraint,
+)
 from energy.models import DeviceCommand, Gateway, Meter, MeterGroup, Reading, Site
 from energy.power_quality.models import PQConfig, PQEvent, ProtectionEvent
 from energy.topology.models import Edge, Node, TopologySettings
@@ -124,24 +133,25 @@ def _rows(org, marker: str) -> dict:
 
 
 def _load_rows(org, marker: str, site, meter) -> dict:
-    """Load management's limits and allocation rows (load21)."""
+    """Load management: limits, a charger on the tenant's one meter (the walk counts meters; the
+    factory does not check its kind) with an EVSE, an ID token, a session and an allocation."""
+    charger = factories.ChargerFactory(meter=meter, charging_station_id=f"{marker}-CS", is_online=True)
+    factories.EvseFactory(charger=charger)
+    token = factories.IdTokenFactory(organization=org, id_token=f"{marker}-CARD", label=f"{marker} card")
+    session = factories.ChargingSessionFactory(charger=charger, transaction_id=f"{marker}-TX", id_token=marker)
     constraint = factories.SiteConstraintFactory(site=site, grid_meter=meter, max_import_kw=42.0)
     schedule = factories.LoadScheduleFactory(site=site, name=f"{marker} schedule")
     event = factories.DemandResponseEventFactory(site=site, program=f"{marker} programme")
-    session = factories.LoadSessionFactory(
-        charger=factories.LoadChargerFactory(site=site, charging_station_id=f"{marker}-CS"), id_token=marker
-    )
     allocation = Allocation.objects.create(
         organization=org, site=site, computed_at=T0, effective_limit_w=42_000.0, limit_source="constraint",
         available_w=4_200.0, warnings=[f"{marker} warning"],
     )  # fmt: skip
     setpoint = Setpoint.objects.create(
-        organization=org, allocation=allocation, session=session, charger=session.charger, power_w=4140.0,
-        current_a=6.0,
+        organization=org, allocation=allocation, session=session, charger=charger, power_w=4140.0, current_a=6.0,
     )  # fmt: skip
     return {
-        SiteConstraint: constraint, LoadSchedule: schedule, DemandResponseEvent: event, Allocation: allocation,
-        Setpoint: setpoint,
+        Charger: charger, IdToken: token, ChargingSession: session, SiteConstraint: constraint,
+        LoadSchedule: schedule, DemandResponseEvent: event, Allocation: allocation, Setpoint: setpoint,
     }  # fmt: skip
 
 

@@ -43,6 +43,6 @@ urlpatterns = [
     re_path(r"^analytics/forecast/?$", analytics.ForecastView.as_view(), name="analytics-forecast"),
     re_path(r"^analytics/settings/?$", analytics.AnalyticsSettingsView.as_view(), name="analytics-settings"),
     *router.urls,
-    # Load management: constraints, schedules, demand response, setpoints, forecast (docs/load.md).
-    path("", include("energy.load.api.urls_limits")),
+    # Load management: limits, demand response, setpoints, forecast, chargers, sessions (docs/load.md).
+    path("", include("energy.load.api.urls")),
 ]

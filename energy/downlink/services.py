@@ -20,6 +20,9 @@ logger = logging.getLogger(__name__)
 # Registered under the name it had before the downlink package existed: queued messages and beat
 # schedules name it.
 DELIVER_TASK = "energy.tasks.device_command_deliver"
+# `ocpp.<Action>` commands travel as OCPP CALLs over the station's own socket: the OCPP server
+# (energy.load.ocpp.server) picks them up while the station is connected, never MQTT or polling.
+OCPP_COMMAND_PREFIX = "ocpp."
 
 
 class DeviceCommandError(Exception):
@@ -79,7 +82,11 @@ def device_command_deliver(*, command_id: int) -> DeviceCommand | None:
     and the device's open ingest sockets (the socket marks it delivered when it writes it).
     Safe to run twice: a command that is no longer pending is left alone."""
     command = DeviceCommand.objects.select_related("meter", "gateway").filter(pk=command_id).first()
-    if command is None or command.status != DeviceCommand.Status.PENDING:
+    if (
+        command is None
+        or command.status != DeviceCommand.Status.PENDING
+        or command.name.startswith(OCPP_COMMAND_PREFIX)
+    ):
         return command
     if command.expires_at <= timezone.now():
         device_commands_expire()
@@ -109,8 +116,10 @@ def device_commands_poll(*, device: Meter | Gateway, limit: int = 50) -> list[De
     ones become delivered over HTTP. Delivered ones are returned again until acknowledged, so a
     device that lost a poll answer still gets them."""
     now = timezone.now()
-    open_commands = _commands_of(device).filter(
-        status__in=[DeviceCommand.Status.PENDING, DeviceCommand.Status.DELIVERED], expires_at__gt=now
+    open_commands = (
+        _commands_of(device)
+        .filter(status__in=[DeviceCommand.Status.PENDING, DeviceCommand.Status.DELIVERED], expires_at__gt=now)
+        .exclude(name__startswith=OCPP_COMMAND_PREFIX)
     )
     commands = list(open_commands.order_by("created_at", "pk")[:limit])
     pending = [c.pk for c in commands if c.status == DeviceCommand.Status.PENDING]

@@ -24,7 +24,7 @@ from energy.events import DATA_INGESTED, LOAD_SETPOINT
 from energy.live.fanout import live_notice_send
 from energy.load import allocator, peaks, profiles, selectors
 from energy.load.models import Allocation, Charger, ChargingSession, Setpoint, SiteConstraint
-from energy.load.session_state import session_pause_set
+from energy.load.sessions import session_pause_set
 from energy.models import DeviceCommand, Site
 from joulepoint.events import publish_many
 from joulepoint.events.listeners import listener_answer

@@ -27,6 +27,7 @@ class DeviceCommand(TenantModel):
         MQTT = "mqtt"
         WS = "ws"
         HTTP = "http"
+        OCPP = "ocpp"
 
     FINAL = frozenset({Status.ACKED, Status.FAILED, Status.EXPIRED})
 

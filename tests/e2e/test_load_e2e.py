@@ -42,8 +42,8 @@ def test_load_panel_follows_the_allocation(live_url, request, monkeypatch):
     membership = factories.MembershipFactory()
     site = factories.SiteFactory(organization=membership.organization, name="Load Depot")
     constraint = factories.SiteConstraintFactory(site=site, max_import_kw=50.0)
-    charger = factories.LoadChargerFactory(site=site, charging_station_id="E2E-CS-1")
-    factories.LoadSessionFactory(charger=charger)
+    charger = factories.ChargerFactory(site=site, charging_station_id="E2E-CS-1")
+    factories.ChargingSessionFactory(charger=charger)
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])

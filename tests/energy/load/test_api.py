@@ -22,7 +22,7 @@ def _fast_hashing(settings):
 
 
 def test_constraint_create_and_warning_below_chargers_minimums(api, site):
-    factories.LoadChargerFactory(site=site, min_current_a=6.0, phases=3)  # 4.14 kW at minimum
+    factories.ChargerFactory(site=site, min_current_a=6.0, phases=3)  # 4.14 kW at minimum
     grid = factories.MeterFactory(site=site, kind="grid")
     response = api.post(
         "/api/energy/constraints/",
@@ -124,8 +124,8 @@ def test_demand_response_rules_and_cancel(api, site):
 
 def test_setpoints_history_filters(api, energy_reader, site):
     constraint = factories.SiteConstraintFactory(site=site, max_import_kw=30.0)
-    session = factories.LoadSessionFactory(charger=factories.LoadChargerFactory(site=site))
-    other = factories.LoadSessionFactory(charger=factories.LoadChargerFactory(site=site))
+    session = factories.ChargingSessionFactory(charger=factories.ChargerFactory(site=site))
+    other = factories.ChargingSessionFactory(charger=factories.ChargerFactory(site=site))
     now = timezone.now()
     Reading.objects.create(meter=constraint.grid_meter, ts=now, total_power=5_000.0, received_at=now)
     allocation_run(site=site, now=now)

@@ -62,7 +62,7 @@ def test_imminent_peak_lowers_the_limit_until_the_quarter_ends(site):
     # Projected: (10 kWh + 60 kW * 5 min) / 15 min = 60 kW > 50 kW: hold at 2.5 kWh over 5 min = 30 kW.
     assert imminent_peak_limit_kw(constraint=constraint, now=now, grid_power_kw=60.0) == pytest.approx(30.0)
     Reading.objects.create(meter=grid, ts=now, total_power=60_000.0, received_at=now)
-    factories.LoadSessionFactory(charger=factories.LoadChargerFactory(site=site))
+    factories.ChargingSessionFactory(charger=factories.ChargerFactory(site=site))
     allocation = allocation_run(site=site, now=now + timedelta(seconds=1))
     assert allocation.limit_source == Allocation.LimitSource.PEAK
     assert allocation.effective_limit_w < 50_000.0

@@ -37,7 +37,7 @@ def _wire_valid(payload: dict, action: str = "SetChargingProfile") -> None:
 
 def test_run_shares_what_the_site_leaves_and_sends_profiles(site, constraint):
     now = timezone.now()
-    sessions = [factories.LoadSessionFactory(charger=factories.LoadChargerFactory(site=site)) for _ in range(2)]
+    sessions = [factories.ChargingSessionFactory(charger=factories.ChargerFactory(site=site)) for _ in range(2)]
     # Grid 40 kW of which the chargers draw 10 kW: 30 kW is the rest of the site.
     _reading(constraint.grid_meter, 40_000.0, now=now)
     for session in sessions:
@@ -71,8 +71,8 @@ def test_run_shares_what_the_site_leaves_and_sends_profiles(site, constraint):
 
 def test_minimums_that_do_not_fit_pause_the_lower_priority_session(site, constraint):
     now = timezone.now()
-    high = factories.LoadSessionFactory(charger=factories.LoadChargerFactory(site=site, priority=5))
-    low = factories.LoadSessionFactory(charger=factories.LoadChargerFactory(site=site, priority=1))
+    high = factories.ChargingSessionFactory(charger=factories.ChargerFactory(site=site, priority=5))
+    low = factories.ChargingSessionFactory(charger=factories.ChargerFactory(site=site, priority=1))
     _reading(constraint.grid_meter, 38_000.0, now=now)  # 10 kW left: both 6 A minimums (4.14 kW each) fit
     allocation = allocation_run(site=site, now=now)
     assert all(not s.paused for s in allocation.setpoints.all())
@@ -89,7 +89,7 @@ def test_minimums_that_do_not_fit_pause_the_lower_priority_session(site, constra
 
 def test_stale_grid_reading_falls_back(site, constraint):
     now = timezone.now()
-    factories.LoadSessionFactory(charger=factories.LoadChargerFactory(site=site))
+    factories.ChargingSessionFactory(charger=factories.ChargerFactory(site=site))
     _reading(constraint.grid_meter, 1_000.0, age_s=constraint.grid_stale_after_seconds + 5, now=now)
     allocation = allocation_run(site=site, now=now)
     assert allocation.limit_source == Allocation.LimitSource.FALLBACK
@@ -101,7 +101,7 @@ def test_stale_grid_reading_falls_back(site, constraint):
 
 def test_demand_response_lowers_the_run(site, constraint):
     now = timezone.now()
-    factories.LoadSessionFactory(charger=factories.LoadChargerFactory(site=site))
+    factories.ChargingSessionFactory(charger=factories.ChargerFactory(site=site))
     factories.DemandResponseEventFactory(site=site, starts_at=now - timedelta(minutes=1), limit_kw=20.0)
     _reading(constraint.grid_meter, 10_000.0, now=now)
     allocation = allocation_run(site=site, now=now)
@@ -112,7 +112,7 @@ def test_demand_response_lowers_the_run(site, constraint):
 def test_ingest_queues_one_run_per_site_within_the_debounce(site, constraint, monkeypatch, eager_tasks):
     # A long window: on a loaded machine one in-process run may take longer than the real 2 s.
     monkeypatch.setattr("energy.load.services.DEBOUNCE_SECONDS", 60)
-    factories.LoadSessionFactory(charger=factories.LoadChargerFactory(site=site))
+    factories.ChargingSessionFactory(charger=factories.ChargerFactory(site=site))
     _reading(constraint.grid_meter, 10_000.0)
     cache.delete(f"jp:load:debounce:{site.pk}")
     event = Event(

@@ -1,9 +1,9 @@
-"""Routes of load management's limits and allocation (included by energy.api.urls); the OCPP
-side's charging routes have their own module."""
+"""Load management's routes (included by energy.api.urls): limits and allocation here, the
+chargers, ID tokens and charging sessions from api/charging/urls.py."""
 
 from __future__ import annotations
 
-from django.urls import re_path
+from django.urls import include, path, re_path
 
 from energy.load.api import allocation, limits
 from joulepoint.platform.api import OptionalSlashRouter
@@ -17,4 +17,5 @@ router.register("load/setpoints", allocation.SetpointViewSet, basename="load-set
 urlpatterns = [
     re_path(r"^load/forecast/?$", allocation.HeadroomForecastView.as_view(), name="load-forecast"),
     *router.urls,
+    path("", include("energy.load.api.charging.urls")),
 ]

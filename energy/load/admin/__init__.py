@@ -1,0 +1,1 @@
+"""Load management admin pages, one module per half of the area."""

@@ -1,0 +1,1 @@
+"""The charging API: chargers, ID tokens, charging sessions (views, serializers, urls)."""
