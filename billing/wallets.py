@@ -6,6 +6,17 @@ repeated key with the same amount answers the first movement; with another amoun
 conflict), appends the movement with the balance after it and stores that balance on the wallet
 in the same transaction, so `balance` is always the sum of the ledger.
 
+On PostgreSQL the common movement (a new key, the right currency, within the floor and the
+range, no low-balance crossing to publish) takes one round trip instead: a single statement
+whose UPDATE of the wallet row is the lock, adds the amount to the running balance and feeds
+the INSERT of the movement (`_move_in_one_statement`). Outside a transaction it commits on its
+own, so the row lock is held for the statement only, not across round trips; that is what lets
+8 writers on one wallet pass 500 movements/s (bench/billing.py). Whenever the statement does not
+apply (0 rows: a repeated key, another currency, the floor, a crossing whose event must be
+written to the outbox in the same transaction, a missing wallet) or a concurrent writer took the
+same key first (the unique constraint answers), the locked path above decides and answers, so
+both paths keep the same invariants.
+
 Floor: a debit requested through the API or the admin may not take the balance below zero
 (`WalletFloor`); consumption debits of prepaid accounts (`allow_arrears=True`) always post,
 because the energy was used: refusing would lose the record, so the wallet goes into arrears and
@@ -21,7 +32,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 
 from billing.apps import WALLET_LOW_BALANCE
 from billing.models import Wallet, WalletTransaction
@@ -70,7 +82,6 @@ def _signed(kind: str, amount: Decimal) -> Decimal:
     return amount if kind in KINDS_POSITIVE else -amount
 
 
-@transaction.atomic
 def wallet_move(
     *,
     organization_id: int,
@@ -102,6 +113,77 @@ def wallet_move(
     if amount.as_tuple().exponent < -PLACES:
         raise LedgerError("amount", f"at most {PLACES} decimal places")
     signed = _signed(kind, amount).quantize(QUANTUM)  # as stored, so a repeat compares and answers alike
+    row = dict(
+        organization_id=organization_id, wallet_id=wallet_id, kind=kind, amount=signed, currency=currency,
+        idempotency_key=idempotency_key, reference=reference[:200], source=source[:200], reason=reason,
+        created_by=created_by,
+    )  # fmt: skip
+    if connection.vendor == "postgresql":
+        floor_free = signed >= 0 or allow_arrears or kind == WalletTransaction.Kind.ADJUSTMENT
+        movement = _move_in_one_statement(row, floor_free=floor_free)
+        if movement is not None:
+            return movement
+    return _move_locked(row, allow_arrears=allow_arrears)
+
+
+MOVE_SQL = """
+    WITH moved AS (
+        UPDATE {wallets} SET balance = balance + %(amount)s,
+               low_balance_notified = low_balance_notified AND balance + %(amount)s < low_balance_threshold
+        WHERE id = %(wallet_id)s AND organization_id = %(organization_id)s AND currency = %(currency)s
+          AND (low_balance_notified OR balance + %(amount)s >= low_balance_threshold)
+          AND (%(floor_free)s OR balance + %(amount)s >= 0)
+          AND abs(balance + %(amount)s) < %(max_balance)s
+          AND NOT EXISTS (SELECT 1 FROM {movements}
+                          WHERE wallet_id = %(wallet_id)s AND idempotency_key = %(idempotency_key)s)
+        RETURNING balance
+    )
+    INSERT INTO {movements} (organization_id, wallet_id, kind, amount, currency, balance_after, idempotency_key,
+                             reference, source, reason, created_by_id, created_at)
+    SELECT %(organization_id)s, %(wallet_id)s, %(kind)s, %(amount)s, %(currency)s, balance, %(idempotency_key)s,
+           %(reference)s, %(source)s, %(reason)s, %(created_by_id)s, %(created_at)s
+    FROM moved
+    RETURNING id, balance_after
+"""
+
+
+def _move_in_one_statement(row: dict, *, floor_free: bool) -> Movement | None:
+    """The movement in one PostgreSQL statement, or None when the locked path must decide (see
+    the module's docstring). The UPDATE's conditions are re-checked on the newest row version
+    after waiting for the lock, so balance, floor and crossing are decided on the committed
+    balance; a key taken by a writer that committed after this statement's snapshot makes the
+    INSERT fail on the unique constraint, and the whole statement (the balance too) rolls back."""
+    created_at = timezone.now()
+    params = {
+        **{k: v for k, v in row.items() if k != "created_by"},
+        "created_by_id": getattr(row["created_by"], "pk", None),
+        "created_at": created_at,
+        "floor_free": floor_free,
+        "max_balance": MAX_BALANCE,
+    }
+    sql = MOVE_SQL.format(wallets=Wallet._meta.db_table, movements=WalletTransaction._meta.db_table)
+    try:
+        if connection.in_atomic_block:  # in a caller's transaction a failed statement must not end it
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                found = cursor.fetchone()
+        else:  # autocommit: the statement is its own transaction, the lock lasts one statement
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                found = cursor.fetchone()
+    except IntegrityError:
+        return None
+    if found is None:
+        return None
+    movement = WalletTransaction(id=found[0], balance_after=found[1], created_at=created_at, **row)
+    movement._state.adding, movement._state.db = False, connection.alias
+    return Movement(movement, True)
+
+
+@transaction.atomic
+def _move_locked(row: dict, *, allow_arrears: bool) -> Movement:
+    organization_id, wallet_id, kind, currency = row["organization_id"], row["wallet_id"], row["kind"], row["currency"]
+    idempotency_key, signed = row["idempotency_key"], row["amount"]
     wallet = Wallet.objects.select_for_update().get(pk=wallet_id, organization_id=organization_id)
     if not currency_valid(currency) or currency != wallet.currency:
         raise LedgerError("currency", f"the wallet's currency is {wallet.currency}")
@@ -121,11 +203,7 @@ def wallet_move(
         raise WalletFloor("amount", f"would take the balance ({before} {wallet.currency}) below zero")
     # No savepoint around the INSERT: under the wallet's row lock no other movement of this wallet
     # can take the key between the lookup above and here (the unique constraint still guards it).
-    movement = WalletTransaction.objects.create(
-        organization_id=organization_id, wallet=wallet, kind=kind, amount=signed, currency=wallet.currency,
-        balance_after=after, idempotency_key=idempotency_key, reference=reference[:200],
-        source=source[:200], reason=reason, created_by=created_by,
-    )  # fmt: skip
+    movement = WalletTransaction.objects.create(balance_after=after, **row)
     wallet.balance = after
     fields = ["balance"]
     threshold = wallet.low_balance_threshold
