@@ -162,6 +162,24 @@ def test_generate_statement_is_numbered_immutable_and_idempotent(api, account, m
     assert "ST-000001" in page.content.decode() and "0.90" in page.content.decode()
 
 
+def test_a_statement_pdf_is_a_real_pdf_with_its_number_and_total(api, outsider_api, account, meter):
+    import io
+
+    from pypdf import PdfReader
+
+    register(meter, [100, 101, 102, 103])
+    statement = api.post(f"{BASE}/accounts/{account.pk}/generate_statement", DAY, format="json").json()
+    response = api.get(f"{BASE}/statements/{statement['id']}/pdf")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/pdf"
+    assert response["Content-Disposition"] == 'inline; filename="ST-000001.pdf"'
+    assert response.content.startswith(b"%PDF-")
+    text = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(response.content)).pages)
+    assert "ST-000001" in text
+    assert f"Total {statement['total']} EUR" in " ".join(text.split())
+    assert outsider_api.get(f"{BASE}/statements/{statement['id']}/pdf").status_code == 404
+
+
 def test_a_statement_for_an_open_period_is_400(api, account):
     tomorrow = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT00:00:00Z")
     response = api.post(f"{BASE}/accounts/{account.pk}/generate_statement", {"end": tomorrow}, format="json")
