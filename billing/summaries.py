@@ -1,4 +1,4 @@
-"""What the live dashboard shows of a site's billing accounts (energy.live.site_accounts):
+"""What the live dashboard shows of a site's billing accounts (energy.live.account_summaries):
 each account's wallet balance and the cost of its current billing cycle so far (month to date
 for the usual monthly cycle), from the same preview the API answers."""
 

@@ -14,7 +14,7 @@ from energy.analytics.annotations import annotations_read
 from energy.analytics.kpi import kpi_compute
 from energy.analytics.subjects import Subject, TimeRange, local_midnight
 from energy.events import PQ_EVENT, PROTECTION_EVENT
-from energy.live.site_accounts import site_accounts
+from energy.live.account_summaries import site_accounts
 from energy.live.site_alerts import site_open_alerts
 from energy.models import READING_FIELDS, Meter, MeterGroup, Reading, Site
 from energy.power_quality.models import PQEvent, ProtectionEvent

@@ -99,7 +99,9 @@ def _wait_for_http(server: ServerProcess, url: str) -> None:
     while time.monotonic() < deadline:
         server.check_alive()
         try:
-            with urllib.request.urlopen(url, timeout=2):
+            # The first schema build can take seconds on a loaded machine: a short read timeout
+            # would cut every attempt off before it answers.
+            with urllib.request.urlopen(url, timeout=max(2.0, min(30.0, deadline - time.monotonic()))):
                 return
         except urllib.error.HTTPError:
             return  # any HTTP answer means it is serving

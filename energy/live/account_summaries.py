@@ -17,7 +17,7 @@ SiteAccountsReader = Callable[..., list[dict]]
 _reader: SiteAccountsReader | None = None
 
 
-def site_accounts_reader_register(reader: SiteAccountsReader) -> None:
+def account_summaries_reader_register(reader: SiteAccountsReader) -> None:
     global _reader
     _reader = reader
 
