@@ -11,7 +11,7 @@ class AutomationsConfig(AppConfig):
         import automations.tasks  # noqa: F401
         from automations import selectors
         from automations.alerts import ALERT_TRIGGERED, alert_acknowledge_on_site
-        from automations.demo import demo_automations_ensure
+        from automations.demo import demo_automations_ensure, demo_wallet_topup_ensure
         from automations.engine.evaluation import on_event
         from energy.analytics.annotations import annotation_reader_register
         from energy.demo import demo_extension_register
@@ -30,3 +30,5 @@ class AutomationsConfig(AppConfig):
         )
         # The demo's rules, alerts and webhook (make run); energy does not import us.
         demo_extension_register("automations", demo_automations_ensure)
+        # After the history: by then billing's part (registered after ours) made the demo wallet.
+        demo_extension_register("automations_topup", demo_wallet_topup_ensure, after_history=True)

@@ -6,6 +6,12 @@ Two rules on what the demo depot's history and simulator produce:
   meter's timeline (annotate) and a webhook to the demo's receiver;
 - "Breaker trip" (`protection.event`, kind trip): a critical alert, a note and the webhook.
 
+And, when the billing app is installed, "Demo top-up on low balance" (`wallet.low_balance` of
+the demo wallet): a `wallet_topup` action credits the wallet its suggested top-up, once per
+event (the delivery's idempotency key). It is registered to run after the history, so billing's
+part (registered after ours) has created the wallet; billing does not import automations, so the
+rule is made here from what `billing.demo.billing_demo_topup` answers.
+
 Created through the same services as the API (action configs validated by their handlers, rules
 saved by `rule_save`), found by name on later runs. The webhook goes to the small receiver that
 `make run` starts on 127.0.0.1 (`manage.py demo_webhook_receiver`, log in var/): loopback targets
@@ -15,6 +21,7 @@ without the webhook.
 
 from __future__ import annotations
 
+from django.apps import apps
 from django.conf import settings
 
 from automations import jsonlogic, templating
@@ -25,6 +32,8 @@ from automations.models import Action, ActionType, Rule, Severity
 from energy.events import PQ_EVENT, PROTECTION_EVENT
 
 ANNOTATE = "Demo: note on the meter's timeline"
+TOPUP_ACTION = "Demo: wallet top-up"
+TOPUP_RULE = "Demo top-up on low balance"
 WEBHOOK = "Demo: webhook to the local receiver"
 RULES = (
     {
@@ -99,3 +108,31 @@ def demo_automations_ensure(*, organization, user, site, meters) -> dict:
         rule_save(rule=rule, action_ids=[action.pk for action in actions])
         rules.append({"id": rule.pk, "name": rule.name, "event_key": rule.event_key})
     return {"rules": rules, "webhook_url": webhook_url}
+
+
+def demo_wallet_topup_ensure(*, organization, user, site, meters) -> dict | None:
+    """The demo wallet's top-up rule and action (idempotent); None without billing."""
+    if not apps.is_installed("billing"):
+        return None
+    from billing.apps import WALLET_LOW_BALANCE
+    from billing.demo import billing_demo_topup
+
+    config = billing_demo_topup(organization=organization)
+    if config is None:
+        return None
+    action = _action(organization, TOPUP_ACTION, ActionType.WALLET_TOPUP, config)
+    spec = {
+        "name": TOPUP_RULE,
+        "description": "The demo wallet fell below its threshold: credit its suggested top-up.",
+        "event_key": WALLET_LOW_BALANCE,
+        "jsonlogic": {"==": [{"var": "event.wallet_id"}, config["wallet_id"]]},
+        "throttle_seconds": 0,
+        "dedupe_template": "",
+    }
+    jsonlogic.validate(spec["jsonlogic"])
+    rule = Rule.objects.filter(organization=organization, name=TOPUP_RULE).first() or Rule(organization=organization)
+    for key, value in spec.items():
+        setattr(rule, key, value)
+    rule.is_active = True
+    rule_save(rule=rule, action_ids=[action.pk])
+    return {"rule": {"id": rule.pk, "name": rule.name, "event_key": rule.event_key}, "action_id": action.pk, **config}

@@ -14,10 +14,14 @@ class BillingConfig(AppConfig):
         import billing.tasks  # noqa: F401 - services queue tasks by name; the names must be registered
         from billing.demo import billing_demo_extend
         from billing.subjects import account_subject
+        from billing.summaries import site_account_summaries
         from energy.analytics.subjects import subject_resolver_register
         from energy.demo import demo_extension_register
+        from energy.live.account_summaries import account_summaries_reader_register
         from joulepoint.events.keys import event_key_register
 
         event_key_register(WALLET_LOW_BALANCE)
         subject_resolver_register("account", account_subject)
         demo_extension_register("billing", billing_demo_extend)
+        # The dashboard shows each account's balance and cycle cost so far.
+        account_summaries_reader_register(site_account_summaries)

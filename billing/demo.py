@@ -3,9 +3,9 @@ a two-rate tariff with a holiday calendar, a prepaid account on the demo's grid 
 wallet just above its low-balance threshold, so the first prepaid debits cross it within
 minutes and `wallet.low_balance` is published. Idempotent, like demo_ensure.
 
-The top-up rule is not created here: billing does not import automations (it stays usable
-without it); the extension returns the rule and action bodies to POST to /api/automations/
-(docs/billing.md, "Demo"), and docs/demo.md's walkthrough uses them.
+The top-up rule (`wallet.low_balance` → a `wallet_topup` action) is created by automations'
+part of the demo (automations.demo), which asks `billing_demo_topup` what to top up: billing
+does not import automations (it stays usable without it).
 """
 
 from __future__ import annotations
@@ -58,9 +58,14 @@ def billing_demo_extend(*, organization, user, site, meters) -> dict:
         "tariff_id": tariff.pk,
         "wallet_id": wallet.pk,
         "account_id": account.pk,
-        "topup_action": {"name": "Demo wallet top-up", "type": "wallet_topup",
-                         "config": {"wallet_id": wallet.pk, "amount": "20.00", "currency": "EUR"}},
-        "topup_rule": {"name": "Demo top-up on low balance", "event_key": "wallet.low_balance", "throttle_seconds": 0,
-                       "dedupe_template": "", "jsonlogic": {"==": [{"var": "event.wallet_id"}, wallet.pk]},
-                       "rule_actions": [{"action_id": "<id of the action above>"}]},
-    }  # fmt: skip
+    }
+
+
+def billing_demo_topup(*, organization) -> dict | None:
+    """What the demo's top-up rule credits: the `wallet_topup` action's config for the demo
+    wallet of `organization` (its suggested top-up), or None before billing's demo ran."""
+    wallet = Wallet.objects.for_org(organization).filter(name=DEMO_WALLET).first()
+    if wallet is None:
+        return None
+    amount = wallet.auto_topup_amount or Decimal("20.00")
+    return {"wallet_id": wallet.pk, "amount": str(amount.quantize(Decimal("0.01"))), "currency": wallet.currency}

@@ -5,10 +5,15 @@ its meters); the tariff's versions; the site's zone; a holiday test; the billing
 touches. Output: bill lines and totals, Decimal throughout.
 
 - Each interval is priced in the local time of the site: its local date picks the version
-  (valid from a local date) and the day type (holiday, weekend, weekday), its local 15-minute
-  window the period. Windows are on a 15-minute local grid, so a UTC 15-minute interval lies in
-  exactly one window (every IANA offset is a multiple of 15 minutes); on a DST day the local day
-  has 92 or 100 windows and each is priced where it falls.
+  (valid from a local date) and the day type (holiday, weekend, weekday), its local minutes the
+  period. Every IANA offset is a multiple of 15 minutes, so a UTC 15-minute interval is a local
+  15-minute window of one local day; on a DST day the local day has 92 or 100 of them and each
+  is priced where it falls. Period windows are to the minute: when a boundary falls inside an
+  interval (a "17:10" peak start), the interval's energy is split between the periods pro rata
+  by time (5 and 10 minutes: 1/3 and 2/3), the last part taking the remainder so the parts sum
+  exactly. The rollups hold no finer energy, and constant power within 15 minutes is the
+  assumption every 15-minute settlement makes. Demand is not split: the interval's 15-minute
+  average demand counts in every demand period the interval touches.
 - Tiers count the kWh of one period (of one version) within one billing cycle.
 - Demand: the interval's kW is its imported kWh x 4 (the 15-minute average demand, coincident
   over the account's meters). The flat demand charge takes the cycle's peak at the rate of the
@@ -36,6 +41,7 @@ from billing.money import round_money
 from billing.tariffs.validation import Period, Tier, period_at
 
 QUARTER = timedelta(minutes=15)
+QUARTER_MINUTES = 15
 HUNDRED = Decimal(100)
 
 
@@ -130,6 +136,28 @@ def _tiered(tiers: tuple[Tier, ...], already: Decimal, quantity: Decimal) -> lis
     return parts
 
 
+def periods_within(
+    periods: list[Period], *, month: int, day_type: str, minute: int, kwh: Decimal
+) -> list[tuple[Period, Decimal]]:
+    """The periods of the local window [minute, minute + 15) with each one's share of `kwh`
+    (pro rata by minutes; one period takes it all)."""
+    end = min(minute + QUARTER_MINUTES, 24 * 60)
+    parts: list[tuple[Period, int]] = []
+    while minute < end:
+        period = period_at(periods, month=month, day_type=day_type, slot=minute)
+        stop = min(period.end_slot, end)
+        parts.append((period, stop - minute))
+        minute = stop
+    if len(parts) == 1:
+        return [(parts[0][0], kwh)]
+    shares, left, total = [], kwh, sum(minutes for _period, minutes in parts)
+    for index, (period, minutes) in enumerate(parts):
+        share = left if index == len(parts) - 1 else kwh * minutes / total
+        left -= share
+        shares.append((period, share))
+    return shares
+
+
 def _local_days(start: datetime, end: datetime, tz: ZoneInfo):
     """(local date, covered seconds, that day's length in seconds) for each local day touched."""
     day = start.astimezone(tz).date()
@@ -199,31 +227,33 @@ def bill_compute(
             version, kind = days[day]
             if version is None:
                 continue
-            slot = local.hour * 4 + local.minute // 15
+            minute = local.hour * 60 + local.minute
             total_import += interval.import_kwh
             total_export += interval.export_kwh
-            period = period_at(version.periods, month=local.month, day_type=kind, slot=slot)
-            key = (version.valid_from, period.name)
-            for tier, kwh, rate in _tiered(period.tiers, used[key], interval.import_kwh):
-                tiered = len(period.tiers) > 1
-                line = book.add(
-                    ("energy", version.valid_from, period.name, tier, rate),
-                    lambda v=version, p=period, t=tier, r=rate, tiered=tiered: Line(
-                        "energy",
-                        f"Energy {p.name}" + (f" tier {t + 1}" if tiered else ""),
-                        v.valid_from,
-                        Decimal(0),
-                        "kWh",
-                        r,
-                        Decimal(0),
-                        period=p.name,
-                        tier=t if tiered else None,
-                    ),
-                    kwh,
-                    kwh * rate,
-                )
-                cycle_lines.append((line, kwh * rate))
-            used[key] += interval.import_kwh
+            for period, part in periods_within(
+                version.periods, month=local.month, day_type=kind, minute=minute, kwh=interval.import_kwh
+            ):
+                key = (version.valid_from, period.name)
+                for tier, kwh, rate in _tiered(period.tiers, used[key], part):
+                    tiered = len(period.tiers) > 1
+                    line = book.add(
+                        ("energy", version.valid_from, period.name, tier, rate),
+                        lambda v=version, p=period, t=tier, r=rate, tiered=tiered: Line(
+                            "energy",
+                            f"Energy {p.name}" + (f" tier {t + 1}" if tiered else ""),
+                            v.valid_from,
+                            Decimal(0),
+                            "kWh",
+                            r,
+                            Decimal(0),
+                            period=p.name,
+                            tier=t if tiered else None,
+                        ),
+                        kwh,
+                        kwh * rate,
+                    )
+                    cycle_lines.append((line, kwh * rate))
+                used[key] += part
             if interval.export_kwh and version.export_rate:
                 amount = -interval.export_kwh * version.export_rate
                 line = book.add(
@@ -239,10 +269,12 @@ def bill_compute(
             if version.demand_rate and (("flat",) not in peaks or kw > peaks[("flat",)][0]):
                 peaks[("flat",)] = (kw, interval.ts, version, None)
             if version.demand_periods:
-                demand_period = period_at(version.demand_periods, month=local.month, day_type=kind, slot=slot)
-                dkey = ("tou", demand_period.name)
-                if dkey not in peaks or kw > peaks[dkey][0]:
-                    peaks[dkey] = (kw, interval.ts, version, demand_period)
+                for demand_period, _part in periods_within(
+                    version.demand_periods, month=local.month, day_type=kind, minute=minute, kwh=Decimal(0)
+                ):
+                    dkey = ("tou", demand_period.name)
+                    if dkey not in peaks or kw > peaks[dkey][0]:
+                        peaks[dkey] = (kw, interval.ts, version, demand_period)
         for dkey, (kw, at, version, demand_period) in peaks.items():
             tiers = demand_period.tiers if demand_period else (Tier(None, version.demand_rate),)
             for tier, quantity, rate in _tiered(tiers, Decimal(0), kw):

@@ -14,10 +14,12 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.db import transaction
+from django.template.loader import render_to_string
 from django.utils import timezone
 
 from billing.cycles import last_closed_cycle
 from billing.models import Account, Statement, WalletTransaction
+from billing.money import round_money
 from billing.preview import RangeInvalid, account_cost, preview_range
 from billing.selectors import account_timezone
 from billing.wallets import wallet_move
@@ -78,3 +80,28 @@ def statement_generate(
             reference=f"statement:{statement.number}", source="billing.statements", allow_arrears=True,
         )  # fmt: skip
     return statement, True
+
+
+def statement_html(*, statement: Statement) -> str:
+    """The printable page of a statement (billing/statement.html); totals in the currency's minor
+    unit, as the API answers them (the columns keep 4 places)."""
+    totals = {
+        name: round_money(getattr(statement, name), statement.currency)
+        for name in ("subtotal", "tax", "total", "prepaid_debited")
+    }
+    context = {"statement": statement, "account": statement.account, "totals": totals}
+    return render_to_string("billing/statement.html", context)
+
+
+def _no_fetch(url: str, *args, **kwargs):
+    # The page is self-contained; refusing every fetch keeps a renderer on the server from ever
+    # reaching a URL (file:// or the network) that a template or a name might carry.
+    raise ValueError(f"statement PDFs fetch nothing ({url})")
+
+
+def statement_pdf(*, statement: Statement) -> bytes:
+    """The statement as a PDF, rendered by WeasyPrint from the same page as `statement_html`
+    (its text is extractable: the number and the total are searchable)."""
+    from weasyprint import HTML  # imported on use: it loads Pango, which only this needs
+
+    return HTML(string=statement_html(statement=statement), url_fetcher=_no_fetch).write_pdf()

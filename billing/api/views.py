@@ -2,7 +2,7 @@
 
 - /api/energy/billing/tariffs[/{id}]                  CRUD; POST …/import_urdb; POST …/{id}/load-schedules
 - /api/energy/billing/accounts[/{id}]                 CRUD; POST …/{id}/preview, …/{id}/generate_statement
-- /api/energy/billing/statements[/{id}]               GET; …/{id}/html (printable page)
+- /api/energy/billing/statements[/{id}]               GET; …/{id}/html (printable page), …/{id}/pdf
 - /api/energy/wallets[/{id}]                          GET, POST, PATCH/PUT (no delete: the ledger stays)
 - /api/energy/wallet-transactions[/{id}]              GET; POST appends a movement (idempotency key)
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from django.db.models import ProtectedError
 from django.http import HttpResponse
-from django.template.loader import render_to_string
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status
@@ -24,7 +23,7 @@ from billing.api import serializers as s
 from billing.load_schedules import tariff_load_schedules_generate
 from billing.models import Account, Statement, Tariff, Wallet, WalletTransaction
 from billing.preview import RangeInvalid, account_preview
-from billing.statements import statement_generate
+from billing.statements import statement_generate, statement_html, statement_pdf
 from billing.tariffs.services import tariff_save
 from billing.tariffs.urdb import urdb_version
 from billing.tariffs.validation import PeriodsInvalid
@@ -179,8 +178,21 @@ class StatementViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organiz
     @action(detail=True, methods=["get"])
     def html(self, request, pk=None):
         statement = self.get_object()
-        page = render_to_string("billing/statement.html", {"statement": statement, "account": statement.account})
-        return HttpResponse(page, content_type="text/html; charset=utf-8")
+        return HttpResponse(statement_html(statement=statement), content_type="text/html; charset=utf-8")
+
+    @extend_schema(
+        responses={
+            (200, "application/pdf"): OpenApiResponse(description="The printable statement as a PDF"),
+            404: None,
+        },
+        summary="The statement as a PDF (rendered from the printable page)",
+    )
+    @action(detail=True, methods=["get"])
+    def pdf(self, request, pk=None):
+        statement = self.get_object()
+        response = HttpResponse(statement_pdf(statement=statement), content_type="application/pdf")
+        response["Content-Disposition"] = f'inline; filename="{statement.number}.pdf"'
+        return response
 
 
 class WalletViewSet(

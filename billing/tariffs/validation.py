@@ -4,16 +4,18 @@ A period is `{"name", "months": [from, to], "day_types": [...], "start": "HH:MM"
 "rate": "0.25"}` or with `"tiers": [{"up_to": "100", "rate": "0.20"}, {"rate": "0.25"}]` instead of
 `rate` (block rates: kWh of this period in a billing cycle up to `up_to` at the first rate, …; the
 last tier has no `up_to`). Demand periods have the same shape with rates per kW. Months are
-inclusive and may wrap (`[11, 2]` is November to February); windows are local times on a
-15-minute grid, `end` may be "24:00", a window never wraps midnight (use two periods).
+inclusive and may wrap (`[11, 2]` is November to February); windows are local times to the
+minute ("17:10"), `end` may be "24:00", a window never wraps midnight (use two periods). A
+boundary inside a 15-minute interval splits that interval's energy (billing.pricing).
 
 Coverage: for every month and every day type (weekday, weekend, and holiday when any period
-names it; otherwise holidays are billed as weekends) every 15-minute window belongs to exactly
+names it; otherwise holidays are billed as weekends) every minute of the day belongs to exactly
 one period. Errors name the missing and the doubled windows.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from decimal import Decimal
@@ -21,8 +23,8 @@ from decimal import Decimal
 from billing.money import MoneyInvalid, decimal_of
 
 DAY_TYPES = ("weekday", "weekend", "holiday")
-SLOTS = 96  # 15-minute windows per day
-TIME = re.compile(r"^([01][0-9]|2[0-4]):(00|15|30|45)$")
+SLOTS = 1440  # a period's start_slot/end_slot are minutes of the local day
+TIME = re.compile(r"^([01][0-9]|2[0-4]):([0-5][0-9])$")
 PERIOD_KEYS = {"name", "months", "day_types", "start", "end", "rate", "tiers"}
 MAX_PERIODS = 600
 
@@ -55,11 +57,11 @@ def _slot(text: object) -> int | None:
     hours, minutes = int(text[:2]), int(text[3:])
     if hours == 24 and minutes:
         return None
-    return hours * 4 + minutes // 15
+    return hours * 60 + minutes
 
 
 def _clock(slot: int) -> str:
-    return f"{slot // 4:02d}:{slot % 4 * 15:02d}"
+    return f"{slot // 60:02d}:{slot % 60:02d}"
 
 
 def _months(value: object) -> tuple[int, ...] | None:
@@ -146,7 +148,7 @@ def periods_parse(raw: object, *, field: str = "periods", required: bool = True)
             errors.append(f"{where}.day_types: a non-empty list of {', '.join(DAY_TYPES)}")
         start, end = _slot(item.get("start")), _slot(item.get("end"))
         if start is None or end is None:
-            errors.append(f'{where}.start/end: local times "HH:MM" on a 15-minute grid, 00:00-24:00')
+            errors.append(f'{where}.start/end: local times "HH:MM", 00:00-24:00')
         elif start >= end:
             errors.append(f"{where}.end: must be after start (a window never wraps midnight; use two periods)")
         tiers = _tiers(item, where, errors)
@@ -187,11 +189,12 @@ def coverage_errors(periods: list[Period], *, field: str = "periods") -> list[st
     problems: dict[tuple[str, str, tuple[str, ...]], list[int]] = {}
     for day_type in day_types:
         for month in range(1, 13):
-            counts = [0] * SLOTS
+            steps = [0] * (SLOTS + 1)  # +1 where a window starts, -1 where it ends
             for period in periods:
                 if day_type in period.day_types and month in period.months:
-                    for slot in range(period.start_slot, period.end_slot):
-                        counts[slot] += 1
+                    steps[period.start_slot] += 1
+                    steps[period.end_slot] -= 1
+            counts = list(itertools.accumulate(steps[:SLOTS]))
             missing = tuple(_runs([s for s, c in enumerate(counts) if c == 0]))
             doubled = tuple(_runs([s for s, c in enumerate(counts) if c > 1]))
             if missing:
@@ -205,7 +208,7 @@ def coverage_errors(periods: list[Period], *, field: str = "periods") -> list[st
 
 
 def period_at(periods: list[Period], *, month: int, day_type: str, slot: int) -> Period:
-    """The period of a local window (coverage guarantees exactly one)."""
+    """The period of a local minute of the day (coverage guarantees exactly one)."""
     if day_type == "holiday" and not any("holiday" in p.day_types for p in periods):
         day_type = "weekend"
     for period in periods:

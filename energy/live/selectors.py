@@ -14,6 +14,7 @@ from energy.analytics.annotations import annotations_read
 from energy.analytics.kpi import kpi_compute
 from energy.analytics.subjects import Subject, TimeRange, local_midnight
 from energy.events import PQ_EVENT, PROTECTION_EVENT
+from energy.live.account_summaries import site_accounts
 from energy.live.site_alerts import site_open_alerts
 from energy.models import READING_FIELDS, Meter, MeterGroup, Reading, Site
 from energy.power_quality.models import PQEvent, ProtectionEvent
@@ -123,6 +124,7 @@ def dashboard_snapshot(*, site: Site, window: timedelta = timedelta(minutes=15),
             {**alert, "created_at": alert["created_at"].isoformat()}
             for alert in site_open_alerts(organization_ids=[site.organization_id], site_ids=[site.pk])
         ],
+        "accounts": site_accounts(organization_id=site.organization_id, site_id=site.pk, now=now),
         "window_seconds": int(window.total_seconds()),
         "fields": list(READING_FIELDS),
         "meters": [

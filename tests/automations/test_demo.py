@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from datetime import timedelta
+from decimal import Decimal
 from http.server import ThreadingHTTPServer
 
 import pytest
@@ -49,9 +50,10 @@ def test_the_demo_has_rules_with_an_alert_an_annotation_and_a_webhook(tmp_path, 
     rules = Rule.objects.filter(organization_id=data["organization_id"]).order_by("name")
     assert [(r.name, r.event_key, r.alert_severity) for r in rules] == [
         ("Breaker trip", "protection.event", "critical"),
+        ("Demo top-up on low balance", "wallet.low_balance", ""),
         ("Voltage sag or swell", "pq.event", "warning"),
     ]
-    for rule in rules:
+    for rule in rules.exclude(event_key="wallet.low_balance"):
         assert sorted(rule.actions.values_list("type", flat=True)) == ["annotate", "webhook"]
     assert data["automations"]["webhook_url"] == f"http://127.0.0.1:{settings.DEMO_WEBHOOK_PORT}/joulepoint"
 
@@ -82,3 +84,33 @@ def test_a_sag_and_a_trip_fire_the_demo_rules_up_to_the_receiver(tmp_path, recei
     received = [json.loads(line) for line in receiver.read_text().splitlines()]
     assert sorted(line["body"]["type"] for line in received) == ["pq.event", "protection.event"]
     assert all(line["webhook_id"] and line["webhook_signature"] for line in received)
+
+
+def test_the_demo_tops_its_wallet_up_once_when_the_balance_falls_below_the_threshold(tmp_path, eager_tasks):
+    from billing.models import Account, WalletTransaction
+    from billing.prepaid import account_prepaid_debit
+    from tests import factories
+
+    data = demo_ensure(state_path=tmp_path / "demo.json")
+    demo_ensure(state_path=tmp_path / "demo.json")  # a second run finds the rule and action
+    topup = data["automations_topup"]
+    rule = Rule.objects.get(pk=topup["rule"]["id"])
+    assert [a.type for a in rule.actions.all()] == ["wallet_topup"]
+    assert rule.jsonlogic == {"==": [{"var": "event.wallet_id"}, data["billing"]["wallet_id"]]}
+    assert Rule.objects.filter(name="Demo top-up on low balance").count() == 1
+
+    # The simulator's grid meter draws a few kWh; the first prepaid debit crosses 5.00 EUR.
+    account = Account.objects.get(pk=data["billing"]["account_id"])
+    start = timezone.now().replace(second=0, microsecond=0) - timedelta(hours=2)
+    rows = factories.reading_series(start, timedelta(minutes=5), 20, total_energy=lambda i: 1000 + 0.5 * i)
+    factories.readings_create(account.meters.get(), rows)
+    Account.objects.filter(pk=account.pk).update(debited_through=None, created_at=start)
+    assert account_prepaid_debit(account_id=account.pk) == 1
+
+    ledger = WalletTransaction.objects.filter(wallet_id=topup["wallet_id"]).order_by("id")
+    assert [row.kind for row in ledger] == ["credit", "debit", "topup"]
+    [delivery] = Delivery.objects.filter(rule=rule)
+    assert delivery.status == "succeeded", delivery.last_error
+    assert ledger.last().amount == Decimal(topup["amount"]) == Decimal("20.00")
+    account.wallet.refresh_from_db()
+    assert account.wallet.balance == sum(row.amount for row in ledger)

@@ -53,7 +53,8 @@ def test_create_a_tariff_and_read_it_back_with_decimal_strings(api):
         ({"periods": [{**TWO_RATE_PERIODS[0], "rate": "-0.1"}, TWO_RATE_PERIODS[1]]}, "periods", "not be negative"),
         ({"periods": [{**TWO_RATE_PERIODS[0], "rate": 0.1}, TWO_RATE_PERIODS[1]]}, "periods", "decimal string"),
         ({"periods": [{**TWO_RATE_PERIODS[0], "rate": "cheap"}, TWO_RATE_PERIODS[1]]}, "periods", "not a decimal"),
-        ({"periods": [{**TWO_RATE_PERIODS[0], "start": "07:10"}, TWO_RATE_PERIODS[1]]}, "periods", "15-minute grid"),
+        ({"periods": [{**TWO_RATE_PERIODS[0], "start": "07:60"}, TWO_RATE_PERIODS[1]]}, "periods", '"HH:MM"'),
+        ({"periods": [{**TWO_RATE_PERIODS[0], "end": "23:59"}, TWO_RATE_PERIODS[1]]}, "periods", "missing 23:59-24:00"),
         ({"fixed_per_day": 0.5}, "fixed_per_day", "decimal string"),
     ],
 )  # fmt: skip
@@ -160,6 +161,45 @@ def test_generate_statement_is_numbered_immutable_and_idempotent(api, account, m
     page = api.get(f"{BASE}/statements/{statement['id']}/html")
     assert page.status_code == 200 and page["Content-Type"].startswith("text/html")
     assert "ST-000001" in page.content.decode() and "0.90" in page.content.decode()
+
+
+def test_a_statement_pdf_is_a_real_pdf_with_its_number_and_total(api, outsider_api, account, meter):
+    import io
+
+    from pypdf import PdfReader
+
+    register(meter, [100, 101, 102, 103])
+    statement = api.post(f"{BASE}/accounts/{account.pk}/generate_statement", DAY, format="json").json()
+    response = api.get(f"{BASE}/statements/{statement['id']}/pdf")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/pdf"
+    assert response["Content-Disposition"] == 'inline; filename="ST-000001.pdf"'
+    assert response.content.startswith(b"%PDF-")
+    text = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(response.content)).pages)
+    assert "ST-000001" in text
+    assert f"Total {statement['total']} EUR" in " ".join(text.split())
+    assert outsider_api.get(f"{BASE}/statements/{statement['id']}/pdf").status_code == 404
+
+
+def test_a_preview_splits_the_interval_a_minute_boundary_falls_in(api, org, site, meter):
+    weekday = {"months": [1, 12], "day_types": ["weekday"]}
+    periods = [
+        {"name": "morning", **weekday, "start": "00:00", "end": "10:10", "rate": "0.20"},
+        {"name": "day", **weekday, "start": "10:10", "end": "24:00", "rate": "0.40"},
+        TWO_RATE_PERIODS[1],
+    ]
+    tariff = api.post(f"{BASE}/tariffs/", tariff_body(periods), format="json")
+    assert tariff.status_code == 201, tariff.content
+    account = factories.AccountFactory(organization=org, site=site, meters=[meter], tariff=Tariff.objects.get())
+    # 1-minute register readings from 09:45 to 10:45 local, 1 kWh a minute: 15 kWh per 15 minutes.
+    register(meter, range(100, 161), start=FRIDAY - timedelta(minutes=15), step=timedelta(minutes=1))
+    body = {"start": "2025-10-17T08:00:00Z", "end": "2025-10-17T08:30:00Z"}  # 10:00-10:30 in Berlin
+    response = api.post(f"{BASE}/accounts/{account.pk}/preview", body, format="json")
+    assert response.status_code == 200, response.content
+    lines = {line["period"]: (line["quantity"], line["amount"]) for line in response.json()["lines"]}
+    # 10:00-10:15: 10 minutes morning (10 kWh x 0.20) and 5 day; 10:15-10:30: 15 day ((5 + 15) x 0.40)
+    assert lines == {"morning": ("10.000000", "2.00"), "day": ("20.000000", "8.00")}
+    assert response.json()["total"] == "10.00"
 
 
 def test_a_statement_for_an_open_period_is_400(api, account):

@@ -10,6 +10,7 @@ import pytest
 from django.utils import timezone
 
 from billing.apps import WALLET_LOW_BALANCE
+from billing.demo import billing_demo_topup
 from billing.models import Account, Tariff, Wallet
 from billing.prepaid import account_prepaid_debit
 from energy.demo import demo_ensure
@@ -26,7 +27,8 @@ def test_the_demo_has_a_prepaid_account_that_crosses_its_threshold(tmp_path):
     account = Account.objects.get(pk=data["account_id"])
     wallet = account.wallet
     assert (account.mode, wallet.balance, wallet.low_balance_threshold) == ("prepaid", Decimal("5.50"), Decimal("5.00"))
-    assert data["topup_action"]["config"] == {"wallet_id": wallet.pk, "amount": "20.00", "currency": "EUR"}
+    topup = billing_demo_topup(organization=account.organization)
+    assert topup == {"wallet_id": wallet.pk, "amount": "20.00", "currency": "EUR"}  # the rule's action (automations)
 
     # The simulator's grid meter draws a few kWh; the first prepaid debit takes the wallet below 5.
     grid = account.meters.get()

@@ -73,6 +73,54 @@ def test_a_period_boundary_is_priced_on_each_side_in_local_time():
     assert amounts(result) == {"Energy peak": (D("1"), D("0.34")), "Energy off-peak": (D("1"), D("0.22"))}
 
 
+def test_a_boundary_inside_a_15_minute_interval_splits_its_energy_pro_rata():
+    # Peak from 17:10: the 17:00-17:15 interval is 10 minutes off-peak and 5 minutes peak.
+    periods = [
+        period("off-peak", ["weekday"], "00:00", "17:10", "0.22"),
+        period("peak", ["weekday"], "17:10", "24:00", "0.34"),
+        period("off-peak", ["weekend"], "00:00", "24:00", "0.22"),
+    ]
+    intervals = [
+        Interval(local(2025, 10, 17, 16, 45), D("2")),  # all off-peak
+        Interval(local(2025, 10, 17, 17), D("3")),  # 2 off-peak + 1 peak
+        Interval(local(2025, 10, 17, 17, 15), D("1.5")),  # all peak
+    ]
+    result = bill(intervals, prices(periods), local(2025, 10, 17), local(2025, 10, 18))
+    # off-peak 4 kWh x 0.22 = 0.88; peak 2.5 kWh x 0.34 = 0.85
+    assert amounts(result) == {"Energy off-peak": (D("4"), D("0.88")), "Energy peak": (D("2.5"), D("0.85"))}
+    assert (result.import_kwh, result.total) == (D("6.5"), D("1.73"))
+
+
+def test_an_uneven_split_keeps_every_kwh_and_tiers_count_each_part():
+    # A 17:07 boundary: 7/15 and 8/15 of 1 kWh; the parts sum to the interval exactly.
+    periods = [
+        period("early", ALL, "00:00", "17:07", "0.30"),
+        period("late", ALL, "17:07", "24:00", tiers=[{"up_to": "0.5", "rate": "0.10"}, {"rate": "1.00"}]),
+    ]
+    result = bill(
+        [Interval(local(2025, 10, 17, 17), D("1"))], prices(periods), local(2025, 10, 17), local(2025, 10, 18)
+    )
+    # early 0.466667 kWh x 0.30 = 0.14; late 0.5 x 0.10 = 0.05 and 0.033333 x 1.00 = 0.03
+    assert amounts(result) == {
+        "Energy early": (D("0.466667"), D("0.14")),
+        "Energy late tier 1": (D("0.5"), D("0.05")),
+        "Energy late tier 2": (D("0.033333"), D("0.03")),
+    }
+    assert result.import_kwh == D("1") and result.total == D("0.22")
+
+
+def test_demand_in_a_split_interval_counts_in_both_demand_periods():
+    demand = [
+        period("day", ALL, "00:00", "17:10", "2"),
+        period("evening", ALL, "17:10", "24:00", "5"),
+    ]
+    version = Prices(valid_from=date(2020, 1, 1), periods=periods_parse(FLAT),
+                     demand_periods=periods_parse(demand, field="demand_periods"))  # fmt: skip
+    result = bill([Interval(local(2025, 10, 17, 17), D("3"))], version, local(2025, 10, 1), local(2025, 11, 1))
+    charged = {line.label: (line.quantity, line.amount) for line in result.lines if line.kind == "demand"}
+    assert charged == {"Demand day": (D("12"), D("24.00")), "Demand evening": (D("12"), D("60.00"))}
+
+
 def test_the_dst_day_has_25_local_hours_and_one_fixed_day():
     # 26 October 2025: Berlin falls back at 03:00 to 02:00, so 00:00-06:00 local lasts 7 hours.
     periods = [period("night", ALL, "00:00", "06:00", "0.10"), period("day", ALL, "06:00", "24:00", "0.30")]

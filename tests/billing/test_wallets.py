@@ -183,3 +183,37 @@ def test_concurrent_debits_and_topups_keep_the_balance_equal_to_the_ledger(org):
     ):
         assert after == previous + amount
         previous = after
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks under real concurrency need PostgreSQL")
+def test_writers_racing_on_the_same_keys_post_each_movement_once(org):
+    """Every writer sends the same keys at once: the one-statement path's unique-constraint
+    fallback must answer the first movement, never a second one or an error."""
+    wallet = factories.WalletFactory(organization=org, low_balance_threshold=Decimal("990"))
+    move(wallet, "credit", "1000", "opening")
+    errors, answers = [], []
+    barrier = threading.Barrier(WRITERS)
+
+    def writer() -> None:
+        try:
+            barrier.wait()
+            for i in range(MOVES):
+                answers.append(move(wallet, "debit", "1.25", f"same-{i}").transaction.pk)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=writer) for _ in range(WRITERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    rows = WalletTransaction.objects.filter(wallet=wallet)
+    assert rows.count() == 1 + MOVES and len(set(answers)) == MOVES
+    wallet.refresh_from_db()
+    assert wallet.balance == ledger_sum(wallet) == Decimal("1000") - MOVES * Decimal("1.25")
+    assert wallet.low_balance_notified
+    assert OutboxEvent.objects.filter(key=WALLET_LOW_BALANCE).count() == 1  # 1000 → below 990 once

@@ -244,6 +244,24 @@
     $("kpi-month-pv").textContent = `from the grid · PV ${fmtKWh(energy.month.pv_kwh)}`;
   }
 
+  // Billing accounts of the site (when the billing app is installed): wallet balance and the cost
+  // of the current billing cycle so far, in the account's currency and the browser's locale.
+  function showAccounts(accounts) {
+    if (!accounts) return;
+    $("accounts-card").hidden = accounts.length === 0;
+    const list = $("accounts");
+    list.replaceChildren();
+    for (const a of accounts) {
+      const money = new Intl.NumberFormat(undefined, { style: "currency", currency: a.currency });
+      const li = document.createElement("li");
+      li.dataset.account = a.id;
+      li.className = a.low_balance ? "low" : "";
+      const balance = a.balance == null ? "" : `<span class="balance">Balance <b>${money.format(Number(a.balance))}</b></span>`;
+      li.innerHTML = `<strong>${text(a.name)}</strong> <small>${text(a.mode)}</small>${balance}<span class="cycle-cost">This cycle so far <b>${money.format(Number(a.cycle_cost))}</b></span>`;
+      list.appendChild(li);
+    }
+  }
+
   function setStatus(state) {
     const el = $("status");
     el.dataset.state = state;
@@ -281,10 +299,13 @@
       for (const a of snap.annotations || []) onAnnotation(a);
       for (const a of (snap.alerts || []).slice().reverse()) addAlert(a);
       showEnergy(snap.energy);
+      showAccounts(snap.accounts);
       updateTiles();
       connect();
     });
   setInterval(updateTiles, 5000);
   // The energy tiles follow the day: refreshed from the snapshot every five minutes.
   setInterval(() => fetch(root.dataset.snapshot, { credentials: "same-origin" }).then((r) => r.json()).then((snap) => showEnergy(snap.energy)), 300000);
+  // Balances move with every prepaid debit and top-up: the accounts follow every 30 seconds.
+  setInterval(() => fetch(root.dataset.snapshot, { credentials: "same-origin" }).then((r) => r.json()).then((snap) => showAccounts(snap.accounts)), 30000);
 })();
