@@ -30,3 +30,12 @@ class AutomationsConfig(AppConfig):
         )
         # The demo's rules, alerts and webhook (make run); energy does not import us.
         demo_extension_register("automations", demo_automations_ensure)
+
+        from automations.models import Action, Annotation, RelayCommand, Rule, RuleAction
+        from joulepoint.audit.registry import audit_register
+
+        # The audit trail (docs/audit.md): rules, actions (webhook secrets masked), relay
+        # decisions, annotations; not alerts, deliveries or breakers (what rules do, not config).
+        audit_register(Action, secret_fields=["config"])
+        for model in (Rule, RuleAction, RelayCommand, Annotation):
+            audit_register(model)

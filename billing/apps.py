@@ -21,3 +21,12 @@ class BillingConfig(AppConfig):
         event_key_register(WALLET_LOW_BALANCE)
         subject_resolver_register("account", account_subject)
         demo_extension_register("billing", billing_demo_extend)
+
+        from billing.models import Account, Statement, Tariff, TariffVersion, Wallet, WalletTransaction
+        from joulepoint.audit.registry import audit_register
+
+        # The audit trail (docs/audit.md). A wallet's balance moves with each ledger movement,
+        # which is audited itself (adjustments, top-ups, debits), so the balance is not repeated.
+        audit_register(Wallet, exclude_fields=["balance", "low_balance_notified"])
+        for model in (Tariff, TariffVersion, Account, WalletTransaction, Statement):
+            audit_register(model)

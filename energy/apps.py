@@ -24,3 +24,17 @@ class EnergyConfig(AppConfig):
         for model in (Meter, Gateway):
             post_save.connect(device_changed, sender=model, dispatch_uid=f"forget-device-{model.__name__}")
             post_delete.connect(device_changed, sender=model, dispatch_uid=f"forget-device-del-{model.__name__}")
+
+        from energy.analytics.models import AnalyticsSettings
+        from energy.models import DeviceCommand, MeterGroup, Site
+        from energy.power_quality.models import PQConfig
+        from energy.topology.models import Edge, Node, TopologySettings
+        from joulepoint.audit.registry import audit_register
+
+        # The audit trail (docs/audit.md): configuration, keys and commands; never readings,
+        # rollups or detected events (telemetry: the data, not changes to it).
+        for model in (Meter, Gateway):
+            audit_register(model, secret_fields=["device_key", "device_secret"])
+        audit_register(MeterGroup, m2m_fields=["meters"])
+        for model in (Site, DeviceCommand, PQConfig, AnalyticsSettings, Node, Edge, TopologySettings):
+            audit_register(model)

@@ -54,6 +54,9 @@ INSTALLED_APPS = [
     "joulepoint.tenancy",
     "joulepoint.integrations",
     "joulepoint.events",
+    # django-auditlog with our entry model (joulepoint.audit, after it: its admin replaces auditlog's).
+    "auditlog",
+    "joulepoint.audit",
     "energy",
     "automations",
     "billing",
@@ -68,6 +71,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Who, from where, through which door, for the audit trail (docs/audit.md).
+    "joulepoint.audit.middleware.AuditMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -239,6 +244,7 @@ OAUTH2_PROVIDER = {
         "billing:read": "Read tariffs, accounts, statements and wallets",
         "billing:write": "Manage tariffs, accounts and wallets",
         "relay:approve": "Approve or reject relay commands",
+        "audit:read": "Read the organization's audit trail",
     },
     "SCOPES_BACKEND_CLASS": "joulepoint.tenancy.scopes.ApplicationScopes",
     "ACCESS_TOKEN_EXPIRE_SECONDS": envint("OAUTH2_ACCESS_TOKEN_EXPIRE_SECONDS", 3600),
@@ -259,6 +265,12 @@ OAUTH2_PROVIDER = {
     "ALLOWED_REDIRECT_URI_SCHEMES": ["https"] if PRODUCTION else ["http", "https"],
 }
 LOGIN_URL = "/admin/login/"
+
+# The audit trail (docs/audit.md): django-auditlog writing joulepoint.audit's entries, secrets
+# recorded as changed but never with their values.
+AUDITLOG_LOGENTRY_MODEL = "audit.AuditEntry"
+AUDITLOG_MASK_CALLABLE = "joulepoint.audit.masking.mask_secret"
+AUDITLOG_STORE_JSON_CHANGES = True
 
 # Device ingest limits (documented in README "Ingest").
 INGEST_MAX_BODY_BYTES = envint("INGEST_MAX_BODY_BYTES", 4 * 1024 * 1024)

@@ -13,8 +13,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from honcho.environ import parse_procfile
 from django.utils import timezone
+from honcho.environ import parse_procfile
 from oauth2_provider.models import AccessToken
 from rest_framework.test import APIClient
 

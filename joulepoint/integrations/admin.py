@@ -37,8 +37,9 @@ class ApiAccessForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if self.instance.pk:
             self.fields["scopes"].initial = self.instance.scope_list
-        grants = self.fields["authorization_grant_type"]
-        grants.choices = [(value, label) for value, label in grants.choices if grant_type_enabled(value)]
+        grants = self.fields.get("authorization_grant_type")  # absent where the user may only view
+        if grants is not None:
+            grants.choices = [(value, label) for value, label in grants.choices if grant_type_enabled(value)]
 
     def save(self, commit: bool = True):
         self.instance.allowed_scopes = " ".join(self.cleaned_data["scopes"])

@@ -105,10 +105,11 @@ class Application(AbstractApplication, TenantModel):
     def clean(self) -> None:
         super().clean()
         if not grant_type_enabled(self.authorization_grant_type):
+            grant = self.get_authorization_grant_type_display()
             raise ValidationError(
                 {
-                    "authorization_grant_type": f"The {self.get_authorization_grant_type_display()} grant is turned off "
-                    "on this deployment (OAUTH2_ALLOW_PASSWORD_GRANT / OAUTH2_ALLOW_IMPLICIT_GRANT)."
+                    "authorization_grant_type": f"The {grant} grant is turned off on this deployment "
+                    "(OAUTH2_ALLOW_PASSWORD_GRANT / OAUTH2_ALLOW_IMPLICIT_GRANT)."
                 }
             )
 
