@@ -47,11 +47,22 @@ def process_source() -> str:
 class AuditEntry(AbstractLogEntry, TenantModel):
     """An audited write. Append-only: nothing in the platform updates or deletes entries (the
     API and the admin only read them). Tenant scope: `organization` (null for users and for rows
-    whose organization was already gone)."""
+    whose organization could not be resolved)."""
 
-    organization = models.ForeignKey(Organization, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    # No database constraint on these two: the entry of a deletion is written while the deletion
+    # runs (deleting an organization logs the delete of each credential, site, … with that
+    # organization, and a credential deleting rows names itself), and the trail outlives what
+    # it names. A gone row reads as null (select_related joins LEFT OUTER).
+    organization = models.ForeignKey(
+        Organization, on_delete=models.DO_NOTHING, db_constraint=False, null=True, blank=True, related_name="+"
+    )
     application = models.ForeignKey(
-        settings.OAUTH2_PROVIDER_APPLICATION_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        settings.OAUTH2_PROVIDER_APPLICATION_MODEL,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="+",
     )
     device = models.CharField(max_length=40, blank=True, default="", help_text='"meter:<id>" or "gateway:<id>"')
     source = models.CharField(max_length=60, blank=True, default="")

@@ -6,6 +6,8 @@ import django_filters
 from django import forms
 from django.apps import apps
 from django.db.models import Q, QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 
 from joulepoint.audit.models import AuditEntry
 from joulepoint.tenancy.filters import IdFilter, UtcDateTimeFilter
@@ -31,6 +33,7 @@ class ObjectTypeField(forms.CharField):
             ) from None
 
 
+@extend_schema_field(OpenApiTypes.STR)
 class ObjectTypeFilter(django_filters.Filter):
     field_class = ObjectTypeField
 
