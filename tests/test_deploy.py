@@ -88,7 +88,7 @@ def test_check_deploy_is_clean_in_production_mode():
         env=production_env(),
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,  # a loaded 2-core CI machine
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues (0 silenced)" in result.stdout
@@ -103,7 +103,7 @@ def test_the_plain_http_opt_outs_are_what_check_deploy_reports():
         env=production_env(SECURE_SSL_REDIRECT="0", SECURE_COOKIES="0", SECURE_HSTS_SECONDS="0"),
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,  # a loaded 2-core CI machine
     )
     assert result.returncode != 0
     for check in ("security.W004", "security.W008", "security.W012", "security.W016"):
