@@ -4,6 +4,8 @@ tests/test_scope_walk.py.)"""
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from joulepoint.audit.models import AuditEntry
@@ -21,8 +23,6 @@ def client_id_of(api) -> str:
 
 
 def _checksum(token: str) -> str:
-    import hashlib
-
     return hashlib.sha256(token.encode()).hexdigest()
 
 
