@@ -32,3 +32,12 @@ class AutomationsConfig(AppConfig):
         demo_extension_register("automations", demo_automations_ensure)
         # After the history: by then billing's part (registered after ours) made the demo wallet.
         demo_extension_register("automations_topup", demo_wallet_topup_ensure, after_history=True)
+
+        from automations.models import Action, Annotation, RelayCommand, Rule, RuleAction
+        from joulepoint.audit.registry import audit_register
+
+        # The audit trail (docs/audit.md): rules, actions (webhook secrets masked), relay
+        # decisions, annotations; not alerts, deliveries or breakers (what rules do, not config).
+        audit_register(Action, secret_fields=["config"])
+        for model in (Rule, RuleAction, RelayCommand, Annotation):
+            audit_register(model)

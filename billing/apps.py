@@ -25,3 +25,12 @@ class BillingConfig(AppConfig):
         demo_extension_register("billing", billing_demo_extend)
         # The dashboard shows each account's balance and cycle cost so far.
         account_summaries_reader_register(site_account_summaries)
+
+        from billing.models import Account, Statement, Tariff, TariffVersion, Wallet, WalletTransaction
+        from joulepoint.audit.registry import audit_register
+
+        # The audit trail (docs/audit.md). A wallet's balance moves with each ledger movement,
+        # which is audited itself (adjustments, top-ups, debits), so the balance is not repeated.
+        audit_register(Wallet, exclude_fields=["balance", "low_balance_notified"])
+        for model in (Tariff, TariffVersion, Account, WalletTransaction, Statement):
+            audit_register(model)

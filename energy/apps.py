@@ -51,3 +51,31 @@ class EnergyConfig(AppConfig):
 
         # A revoked token closes the dashboard sockets it opened (docs/live.md, close codes).
         post_delete.connect(access_token_revoked, sender=get_access_token_model(), dispatch_uid="live-token-revoked")
+
+        from energy.analytics.models import AnalyticsSettings
+        from energy.models import DeviceCommand, MeterGroup, Site
+        from energy.power_quality.models import PQConfig
+        from energy.topology.models import Edge, Node, TopologySettings
+        from joulepoint.audit.registry import audit_register
+
+        # The audit trail (docs/audit.md): configuration, keys and commands; never readings,
+        # rollups or detected events (telemetry: the data, not changes to it).
+        for model in (Meter, Gateway):
+            audit_register(model, secret_fields=["device_key", "device_secret"])
+        audit_register(MeterGroup, m2m_fields=["meters"])
+        for model in (Site, DeviceCommand, PQConfig, AnalyticsSettings, Node, Edge, TopologySettings):
+            audit_register(model)
+
+        from energy.load.models import Charger, DemandResponseEvent, IdToken, LoadSchedule, SiteConstraint
+
+        # Load management's configuration; not sessions, EVSE status, allocations or setpoints
+        # (what stations and the allocator report every few seconds), nor a charger's heartbeat.
+        audit_register(
+            Charger,
+            secret_fields=["password_hash"],
+            exclude_fields=["is_online", "last_seen_at", "vendor", "model", "serial_number", "firmware_version"],
+        )
+        audit_register(SiteConstraint, exclude_fields=["peak_active", "peak_changed_at"])
+        audit_register(DemandResponseEvent, exclude_fields=["started_published_at", "ended_published_at"])
+        for model in (LoadSchedule, IdToken):
+            audit_register(model)

@@ -26,6 +26,19 @@ if PRODUCTION and SECRET_KEY.startswith("embedded-default"):
 MEDIA_ROOT = env("MEDIA_ROOT", str(BASE_DIR / "var" / "media"))
 ALLOWED_HOSTS = env("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver,[::1]").split(",")
 
+# Production runs behind a TLS-terminating proxy (deploy/nginx.conf sets X-Forwarded-Proto, and
+# gunicorn listens on 127.0.0.1 only, so the header cannot come from anyone else): HTTPS only,
+# HSTS, cookies that never travel over plain HTTP. Each can be turned off for a plain-HTTP
+# test deployment on 127.0.0.1 (docs/deploy.md, "Hardening"); `manage.py check --deploy` is clean
+# with the defaults.
+if envbool("SECURE_PROXY_SSL_HEADER", PRODUCTION):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", PRODUCTION)
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", PRODUCTION)
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", PRODUCTION)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = envbool("SECURE_COOKIES", PRODUCTION)
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -41,6 +54,9 @@ INSTALLED_APPS = [
     "joulepoint.tenancy",
     "joulepoint.integrations",
     "joulepoint.events",
+    # django-auditlog with our entry model (joulepoint.audit, after it: its admin replaces auditlog's).
+    "auditlog",
+    "joulepoint.audit",
     "energy",
     "automations",
     "billing",
@@ -55,6 +71,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Who, from where, through which door, for the audit trail (docs/audit.md).
+    "joulepoint.audit.middleware.AuditMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -220,6 +238,10 @@ SPECTACULAR_SETTINGS = {
 }
 
 OAUTH2_PROVIDER_APPLICATION_MODEL = "tenancy.Application"
+# Grants RFC 9700 says must not be used: off unless enabled here; credentials of these types
+# can then neither be saved nor get tokens (joulepoint.tenancy.models.Application).
+OAUTH2_ALLOW_PASSWORD_GRANT = envbool("OAUTH2_ALLOW_PASSWORD_GRANT", False)
+OAUTH2_ALLOW_IMPLICIT_GRANT = envbool("OAUTH2_ALLOW_IMPLICIT_GRANT", False)
 OAUTH2_PROVIDER = {
     "SCOPES": {
         "energy:read": "Read sites, meters, groups and readings",
@@ -231,12 +253,33 @@ OAUTH2_PROVIDER = {
         "billing:read": "Read tariffs, accounts, statements and wallets",
         "billing:write": "Manage tariffs, accounts and wallets",
         "relay:approve": "Approve or reject relay commands",
+        "audit:read": "Read the organization's audit trail",
     },
     "SCOPES_BACKEND_CLASS": "joulepoint.tenancy.scopes.ApplicationScopes",
     "ACCESS_TOKEN_EXPIRE_SECONDS": envint("OAUTH2_ACCESS_TOKEN_EXPIRE_SECONDS", 3600),
     "PKCE_REQUIRED": True,
+    # RFC 9700 (OAuth 2.0 Security BCP) through django-oauth-toolkit's own gates (docs/deploy.md,
+    # "Hardening"): bearer tokens only in the Authorization header (the one query-string token,
+    # /ws/live/'s `?token=`, is read by the socket itself, not here), PKCE S256 only, `iss` in
+    # authorization responses, tokens stored as checksums, refresh-token replay revokes the family.
+    # The password and implicit grants stay off unless an operator turns them on.
+    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": not OAUTH2_ALLOW_PASSWORD_GRANT,
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": not OAUTH2_ALLOW_IMPLICIT_GRANT,
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
+    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,
+    # Production redirect URIs are https; the embedded default keeps http for local callbacks.
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["https"] if PRODUCTION else ["http", "https"],
 }
 LOGIN_URL = "/admin/login/"
+
+# The audit trail (docs/audit.md): django-auditlog writing joulepoint.audit's entries, secrets
+# recorded as changed but never with their values.
+AUDITLOG_LOGENTRY_MODEL = "audit.AuditEntry"
+AUDITLOG_MASK_CALLABLE = "joulepoint.audit.masking.mask_secret"
+AUDITLOG_STORE_JSON_CHANGES = True
 
 # Device ingest limits (documented in README "Ingest").
 INGEST_MAX_BODY_BYTES = envint("INGEST_MAX_BODY_BYTES", 4 * 1024 * 1024)

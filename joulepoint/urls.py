@@ -27,4 +27,5 @@ urlpatterns = [
     path("dashboard/", include("energy.live.dashboard")),
     path("api/automations/", include("automations.api.urls")),
     path("api/ml/", include("mlops.api.urls")),
+    path("api/", include("joulepoint.audit.api.urls")),
 ]

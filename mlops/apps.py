@@ -27,3 +27,16 @@ class MlopsConfig(AppConfig):
         # make run's demo: an anomaly model on the depot's grid meter, in production.
         # After the month of history: the demo model trains on it.
         demo_extension_register("mlops", demo_extend, after_history=True)
+
+        from joulepoint.audit.registry import audit_register
+        from mlops.models import Assignment, Dataset, ModelAlias, ModelVersion, Promotion, RegisteredModel, TrainingJob
+
+        # The audit trail (docs/audit.md): what serves whom and who promoted it; not dataset
+        # builds or inference runs (machine work), and no job logs.
+        audit_register(
+            TrainingJob,
+            secret_fields=["download_token_hash", "completion_token_hash"],
+            exclude_fields=["logs", "progress_percent", "progress_message", "progress_at"],
+        )
+        for model in (Dataset, RegisteredModel, ModelVersion, Assignment, ModelAlias, Promotion):
+            audit_register(model)

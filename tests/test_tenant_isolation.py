@@ -34,6 +34,7 @@ from energy.load.models import (
 from energy.models import DeviceCommand, Gateway, Meter, MeterGroup, Reading, Site
 from energy.power_quality.models import PQConfig, PQEvent, ProtectionEvent
 from energy.topology.models import Edge, Node, TopologySettings
+from joulepoint.audit.models import AuditEntry
 from mlops.api.trainer import TrainerTokenAuthentication
 from mlops.models import (
     Assignment,
@@ -125,6 +126,8 @@ def _rows(org, marker: str) -> dict:
         ProtectionEvent: protection_event,
         DeviceCommand: command,
         AnalyticsSettings: analytics_settings,
+        # The audit trail recorded the site's creation (docs/audit.md); its entry names the site.
+        AuditEntry: AuditEntry.objects.for_org(org).get(content_type__model="site", object_id=site.pk),
         **_automation_rows(org, marker, meter),
         **_billing_rows(org, marker, site, meter),
         **_mlops_rows(org, marker, meter),

@@ -10,7 +10,7 @@ from oauth2_provider.models import get_application_model
 
 from joulepoint.integrations.models import ApiAccess
 from joulepoint.tenancy.admin import OrganizationScopedAdmin
-from joulepoint.tenancy.models import scope_choices
+from joulepoint.tenancy.models import grant_type_enabled, scope_choices
 
 # DOT registers its own admin for the swapped application model; API access replaces it.
 if admin.site.is_registered(get_application_model()):
@@ -37,6 +37,9 @@ class ApiAccessForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if self.instance.pk:
             self.fields["scopes"].initial = self.instance.scope_list
+        grants = self.fields.get("authorization_grant_type")  # absent where the user may only view
+        if grants is not None:
+            grants.choices = [(value, label) for value, label in grants.choices if grant_type_enabled(value)]
 
     def save(self, commit: bool = True):
         self.instance.allowed_scopes = " ".join(self.cleaned_data["scopes"])

@@ -7,3 +7,10 @@ class IntegrationsConfig(AppConfig):
     name = "joulepoint.integrations"
     label = "integrations"
     verbose_name = "Integrations"
+
+    def ready(self) -> None:
+        from joulepoint.audit.registry import audit_register
+        from joulepoint.integrations.models import ApiAccess
+
+        # The admin saves credentials through this proxy, whose signals name it, not Application.
+        audit_register(ApiAccess, secret_fields=["client_secret"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from oauth2_provider.models import AbstractApplication, ApplicationManager
 
@@ -95,3 +96,28 @@ class Application(AbstractApplication, TenantModel):
     @property
     def scope_list(self) -> list[str]:
         return self.allowed_scopes.split()
+
+    def allows_grant_type(self, *grant_types: str) -> bool:
+        """DOT's validator asks this for every token and authorization request: a credential of a
+        grant the deployment turned off (password, implicit) gets nothing, even if saved earlier."""
+        return self.authorization_grant_type in grant_types and grant_type_enabled(self.authorization_grant_type)
+
+    def clean(self) -> None:
+        super().clean()
+        if not grant_type_enabled(self.authorization_grant_type):
+            grant = self.get_authorization_grant_type_display()
+            raise ValidationError(
+                {
+                    "authorization_grant_type": f"The {grant} grant is turned off on this deployment "
+                    "(OAUTH2_ALLOW_PASSWORD_GRANT / OAUTH2_ALLOW_IMPLICIT_GRANT)."
+                }
+            )
+
+
+def grant_type_enabled(grant_type: str) -> bool:
+    """The password and implicit grants (RFC 9700 says must not be used) only when enabled."""
+    if grant_type == AbstractApplication.GRANT_PASSWORD:
+        return settings.OAUTH2_ALLOW_PASSWORD_GRANT
+    if grant_type == AbstractApplication.GRANT_IMPLICIT:
+        return settings.OAUTH2_ALLOW_IMPLICIT_GRANT
+    return True

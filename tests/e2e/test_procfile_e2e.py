@@ -109,6 +109,8 @@ def deployment(tmp_path) -> Iterator[dict]:
     env.update(
         PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
         PRODUCTION="1",
+        # Plain HTTP on 127.0.0.1: no TLS proxy in front to redirect to (docs/deploy.md, "Hardening").
+        SECURE_SSL_REDIRECT="0",
         SECRET_KEY=uuid.uuid4().hex * 2,
         ALLOWED_HOSTS="127.0.0.1,localhost",
         HTTP_PORT=str(http_port),

@@ -65,6 +65,7 @@ class Command(BaseCommand):
             f"(topics joulepoint/meter-{shown['id']}/readings, …/ack, …/commands; with make run MQTT_URL=…)",
             "  Read readings  curl -s -H 'Authorization: Bearer TOKEN' \\",
             f"                   '{url}/api/energy/energy-data/?meter={shown['id']}&ordering=-ts&limit=5'",
+            f"  Audit trail    {url}/api/audit/ (the same token) and the admin's Audit trail",
             f"  All five meters' device keys and secrets: {path}",
             f"  History        {history}",
             "",
