@@ -234,6 +234,8 @@ SPECTACULAR_SETTINGS = {
         "AutomationActionTypeEnum": "automations.models.ActionType",
         "AlertSeverityEnum": "automations.models.Severity",
         "WalletTransactionKindEnum": "billing.models.WalletTransaction.Kind",
+        "LoadScheduleSourceEnum": "energy.load.models.LoadSchedule.Source",
+        "ChargingSessionSourceEnum": "energy.load.models.ChargingSession.Source",
     },
 }
 

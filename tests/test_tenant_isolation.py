@@ -72,7 +72,7 @@ def is_analytics_subject_route(pattern: URLPattern) -> bool:
 
 
 # Routes whose subject is a site given as `?site=` (400 without one): a foreign site is a 404.
-SITE_SUBJECT_ROUTES = {"topology-node-graph", "load-forecast"}
+SITE_SUBJECT_ROUTES = {"topology-node-graph", "load-forecast", "load-windows"}
 
 
 def is_device_route(pattern: URLPattern) -> bool:
@@ -405,6 +405,10 @@ def _site_subject_is_404(client, url: str, first: dict, own: dict) -> None:
         assert "site" not in mine.json().get("errors", {}) and mine.json().get("param") != "site"
         return
     assert mine.status_code == 200, (url, mine.status_code, mine.content[:300])
+    if "load/windows" in url:
+        listed = [(window["kind"], window["id"]) for window in mine.json()["windows"]]
+        assert ("demand_response", own[DemandResponseEvent].pk) in listed
+        return
     assert own[Node].pk in [node["id"] for node in mine.json()["nodes"]]
 
 

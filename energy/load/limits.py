@@ -82,19 +82,39 @@ def schedule_window_bounds(window: ScheduleWindow, day: date, zone: ZoneInfo) ->
     return start, end
 
 
+def schedule_starts_on(window: ScheduleWindow, day: date) -> bool:
+    """Whether the window has an occurrence starting on local `day` (weekday and validity)."""
+    if day.isoweekday() not in window.days_of_week:
+        return False
+    if window.valid_from is not None and day < window.valid_from:
+        return False
+    return window.valid_to is None or day <= window.valid_to
+
+
 def schedule_window_active(window: ScheduleWindow, at: datetime, zone: ZoneInfo) -> bool:
     local_day = at.astimezone(zone).date()
     for day in (local_day, local_day - timedelta(days=1)):
-        if day.isoweekday() not in window.days_of_week:
-            continue
-        if window.valid_from is not None and day < window.valid_from:
-            continue
-        if window.valid_to is not None and day > window.valid_to:
+        if not schedule_starts_on(window, day):
             continue
         start, end = schedule_window_bounds(window, day, zone)
         if start <= at < end:
             return True
     return False
+
+
+def schedule_occurrences(
+    window: ScheduleWindow, start: datetime, end: datetime, zone: ZoneInfo
+) -> list[tuple[datetime, datetime]]:
+    """The window's [start, end) occurrences in UTC that overlap [start, end)."""
+    found = []
+    day = start.astimezone(zone).date() - timedelta(days=1)  # an occurrence from yesterday may run on
+    while day <= end.astimezone(zone).date():
+        if schedule_starts_on(window, day):
+            begins, ends = schedule_window_bounds(window, day, zone)
+            if begins < end and ends > start:
+                found.append((begins, ends))
+        day += timedelta(days=1)
+    return found
 
 
 def demand_response_active(event: DemandResponseWindow, at: datetime) -> bool:

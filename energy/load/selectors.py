@@ -67,6 +67,40 @@ def site_demand_responses(*, site: Site, start: datetime, end: datetime) -> list
     )
 
 
+def site_limit_windows(*, site: Site, start: datetime, end: datetime) -> list[dict]:
+    """The schedule occurrences and demand response events of the site that overlap
+    [start, end), in time order: what the schedules view and the dashboard list."""
+    zone = site_zone(site)
+    windows = [
+        {
+            "kind": "schedule",
+            "id": schedule.pk,
+            "name": schedule.name,
+            "starts_at": begins,
+            "ends_at": ends,
+            "max_import_kw": schedule.max_import_kw,
+            "reduction_percent": None,
+            "status": "",
+        }
+        for schedule in site_schedules(site=site)
+        for begins, ends in limits.schedule_occurrences(schedule_window(schedule), start, end, zone)
+    ]
+    windows += [
+        {
+            "kind": "demand_response",
+            "id": event.pk,
+            "name": event.program or "Demand response",
+            "starts_at": event.starts_at,
+            "ends_at": event.ends_at,
+            "max_import_kw": event.limit_kw,
+            "reduction_percent": event.reduction_percent,
+            "status": event.status,
+        }
+        for event in site_demand_responses(site=site, start=start, end=end)
+    ]
+    return sorted(windows, key=lambda window: (window["starts_at"], window["kind"], window["id"]))
+
+
 def effective_limit_at(
     *, constraint: SiteConstraint, at: datetime, peak_kw: float | None = None
 ) -> limits.EffectiveLimit:

@@ -14,7 +14,7 @@ an atomic cache `add`, so every web process and worker shares the claim (Redis i
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.core.cache import cache
 from django.db import transaction
@@ -36,6 +36,8 @@ SOURCE = "energy.load"
 SITE_TASK = "energy.load.tasks.site_allocate"
 DEBOUNCE_SECONDS = 2
 LOAD_NOTICE = "load.allocation"
+# How far ahead the dashboard lists the schedule and demand response windows.
+WINDOWS_AHEAD = timedelta(hours=24)
 
 
 def _stale(latest: selectors.LatestPower | None, now: datetime, after_seconds: float) -> bool:
@@ -186,7 +188,8 @@ def allocation_run(*, site: Site, now: datetime) -> Allocation | None:
     Setpoint.objects.bulk_create(setpoints)
     if events:
         publish_many(events, source=SOURCE)
-    notice = allocation_snapshot(allocation=allocation, setpoints=setpoints, charger_power_w=charger_w)
+    windows = selectors.site_limit_windows(site=site, start=now, end=now + WINDOWS_AHEAD)
+    notice = allocation_snapshot(allocation=allocation, setpoints=setpoints, charger_power_w=charger_w, windows=windows)
     transaction.on_commit(
         lambda: live_notice_send(
             organization_id=site.organization_id,
@@ -215,10 +218,14 @@ def _setpoint_payload(setpoint: Setpoint, allocation: Allocation) -> dict:
 
 
 def allocation_snapshot(
-    *, allocation: Allocation, setpoints: list[Setpoint], charger_power_w: dict[int, float]
+    *,
+    allocation: Allocation,
+    setpoints: list[Setpoint],
+    charger_power_w: dict[int, float],
+    windows: list[dict] = (),
 ) -> dict:
     """What the dashboard's load panel shows: site import vs the limit, each charger's setpoint
-    vs its actual power."""
+    vs its actual power, and the schedule and demand response windows ahead."""
     return {
         "site_id": allocation.site_id,
         "computed_at": isoz(allocation.computed_at),
@@ -239,6 +246,9 @@ def allocation_snapshot(
                 "actual_w": charger_power_w.get(s.charger_id),
             }
             for s in setpoints
+        ],
+        "windows": [
+            {**window, "starts_at": isoz(window["starts_at"]), "ends_at": isoz(window["ends_at"])} for window in windows
         ],
     }
 

@@ -6,13 +6,14 @@ shows site import against the limit and the charger's new setpoint; a second rea
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import orjson
 import pytest
 from django.conf import settings
+from django.utils import timezone
 
 from tests import factories
 
@@ -44,6 +45,14 @@ def test_load_panel_follows_the_allocation(live_url, request, monkeypatch):
     constraint = factories.SiteConstraintFactory(site=site, max_import_kw=50.0)
     charger = factories.ChargerFactory(site=site, charging_station_id="E2E-CS-1")
     factories.ChargingSessionFactory(charger=charger)
+    # Later today, so it lowers nothing now but is listed among the windows ahead.
+    factories.DemandResponseEventFactory(
+        site=site,
+        program="Grid operator call",
+        starts_at=timezone.now() + timedelta(hours=2),
+        ends_at=timezone.now() + timedelta(hours=3),
+        limit_kw=20.0,
+    )
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
@@ -64,6 +73,8 @@ def test_load_panel_follows_the_allocation(live_url, request, monkeypatch):
             expect(row).to_contain_text("32 A")
             expect(page.locator("#load-import")).to_have_text("10 kW")
             expect(page.locator("#load-limit")).to_have_text("50 kW")
+            expect(page.locator("#load-windows")).to_contain_text("Demand response “Grid operator call”")
+            expect(page.locator("#load-windows")).to_contain_text("20 kW")
 
             # 45 kW on the grid: 5 kW left, 7.2 A.
             time.sleep(2.5)  # past the per-site debounce

@@ -2,9 +2,12 @@
 
 - GET /api/energy/load/setpoints[/{id}]?site=&charger=&session=&start=&end=
 - GET /api/energy/load/forecast?site=[&method=]
+- GET /api/energy/load/windows?site=[&hours=]
 """
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import django_filters
 from django.utils import timezone
@@ -15,7 +18,7 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
 from energy.analytics.forecast import ALL_METHODS
-from energy.load import forecast
+from energy.load import forecast, selectors
 from energy.load.models import Allocation, Setpoint, SiteConstraint
 from energy.models import Site
 from joulepoint.tenancy.filters import IdFilter, UtcDateTimeFilter
@@ -129,3 +132,57 @@ class HeadroomForecastView(OrganizationAPIView):
                 raise NotFound("No such site.")
             raise ValidationError({"site": ["has no constraint (the site is not load-managed)"]})
         return Response(forecast.headroom_forecast(constraint=constraint, now=timezone.now(), method=method))
+
+
+class LimitWindowSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=["schedule", "demand_response"])
+    id = serializers.IntegerField(help_text="The schedule's or the demand response event's id")
+    name = serializers.CharField()
+    starts_at = serializers.DateTimeField()
+    ends_at = serializers.DateTimeField()
+    max_import_kw = serializers.FloatField(allow_null=True)
+    reduction_percent = serializers.FloatField(allow_null=True)
+    status = serializers.CharField(help_text="A demand response event's status (empty for a schedule)")
+
+
+class LimitWindowsSerializer(serializers.Serializer):
+    site = serializers.IntegerField()
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+    windows = LimitWindowSerializer(many=True)
+
+
+class LimitWindowsView(OrganizationAPIView):
+    """The schedules view: when a site's limits are lowered over the next hours, schedule
+    occurrences (in the site's local time, across midnight and DST) and demand response events
+    together, in time order."""
+
+    scope_domain = "energy"
+
+    @extend_schema(
+        operation_id="load_windows",
+        parameters=[
+            OpenApiParameter("site", OpenApiTypes.INT, OpenApiParameter.QUERY, required=True, description="Site id"),
+            OpenApiParameter(
+                "hours", OpenApiTypes.INT, OpenApiParameter.QUERY, description="How far ahead, 1-168 (default 24)"
+            ),
+        ],
+        responses={
+            200: LimitWindowsSerializer,
+            400: OpenApiResponse(description="Missing or bad parameter"),
+            404: OpenApiResponse(description="No such site in this organization"),
+        },
+        summary="A site's schedule windows and demand response events over the next hours",
+    )
+    def get(self, request):
+        site_id = _site_param(request.query_params.get("site"))
+        raw_hours = request.query_params.get("hours") or "24"
+        if not raw_hours.isdigit() or not 1 <= int(raw_hours) <= 168:
+            raise ValidationError({"hours": ["must be a whole number of hours from 1 to 168"]})
+        site = Site.objects.for_org(self.organization).filter(pk=site_id).first()
+        if site is None:
+            raise NotFound("No such site.")
+        start = timezone.now()
+        end = start + timedelta(hours=int(raw_hours))
+        windows = selectors.site_limit_windows(site=site, start=start, end=end)
+        return Response(LimitWindowsSerializer({"site": site.pk, "start": start, "end": end, "windows": windows}).data)

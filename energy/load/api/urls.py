@@ -16,6 +16,7 @@ router.register("load/setpoints", allocation.SetpointViewSet, basename="load-set
 
 urlpatterns = [
     re_path(r"^load/forecast/?$", allocation.HeadroomForecastView.as_view(), name="load-forecast"),
+    re_path(r"^load/windows/?$", allocation.LimitWindowsView.as_view(), name="load-windows"),
     *router.urls,
     path("", include("energy.load.api.charging.urls")),
 ]

@@ -30,6 +30,26 @@
         return row;
       })
     );
+    const windows = $("load-windows");
+    if (windows) {
+      const time = (iso) => new Date(iso).toLocaleString(undefined, { weekday: "short", hour: "2-digit", minute: "2-digit" });
+      const limit = (w) => (w.max_import_kw != null ? `${fmt.format(w.max_import_kw)} kW` : `−${fmt.format(w.reduction_percent)} %`);
+      windows.replaceChildren(
+        ...(p.windows || []).map((w) => {
+          const item = document.createElement("li");
+          item.className = w.kind;
+          item.textContent = `${w.kind === "demand_response" ? "Demand response" : "Schedule"} “${w.name}”: ` +
+            `${time(w.starts_at)}–${time(w.ends_at)}, ${limit(w)}`;
+          return item;
+        })
+      );
+      if (!windows.children.length) {
+        const none = document.createElement("li");
+        none.className = "none";
+        none.textContent = "No lowered limits in the next 24 h.";
+        windows.append(none);
+      }
+    }
     $("load-updated").textContent = `updated ${new Date(p.computed_at).toLocaleTimeString()}` +
       (p.warnings && p.warnings.length ? ` — ${p.warnings.join("; ")}` : "");
   }

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.utils import timezone
@@ -149,3 +150,41 @@ def test_forecast_needs_a_constraint_and_history(api, site, other_org):
     assert api.get("/api/energy/load/forecast", {"site": site.pk}).status_code == 400
     foreign = factories.SiteFactory(organization=other_org)
     assert api.get("/api/energy/load/forecast", {"site": foreign.pk}).status_code == 404
+
+
+def test_windows_list_schedules_across_midnight_and_demand_response_in_time_order(api, site):
+    site.timezone = "Europe/Berlin"
+    site.save()
+    now = timezone.now()
+    every_day = [1, 2, 3, 4, 5, 6, 7]
+    night = factories.LoadScheduleFactory(
+        site=site, name="Night", days_of_week=every_day, start_time=time(22, 0), end_time=time(6, 0), max_import_kw=30.0
+    )
+    event = factories.DemandResponseEventFactory(
+        site=site, program="Operator", starts_at=now + timedelta(hours=1), ends_at=now + timedelta(hours=2)
+    )
+    factories.DemandResponseEventFactory(
+        site=site, starts_at=now + timedelta(hours=30), ends_at=now + timedelta(hours=31)
+    )  # beyond 24 h
+
+    response = api.get("/api/energy/load/windows", {"site": site.pk})
+    assert response.status_code == 200, response.content
+    windows = response.json()["windows"]
+    assert [w["starts_at"] for w in windows] == sorted(w["starts_at"] for w in windows)
+    assert [(w["kind"], w["id"]) for w in windows if w["kind"] == "demand_response"] == [("demand_response", event.pk)]
+    nights = [w for w in windows if w["kind"] == "schedule"]
+    assert nights and all(w["id"] == night.pk and w["max_import_kw"] == 30.0 for w in nights)
+    zone = ZoneInfo("Europe/Berlin")
+    for w in nights:  # 22:00 to 06:00 the next day, local
+        begins = datetime.fromisoformat(w["starts_at"]).astimezone(zone)
+        ends = datetime.fromisoformat(w["ends_at"]).astimezone(zone)
+        assert (begins.time(), ends.time()) == (time(22, 0), time(6, 0))
+        assert ends.date() == begins.date() + timedelta(days=1)
+
+
+def test_windows_refuse_bad_hours_and_a_foreign_site(api, site):
+    assert api.get("/api/energy/load/windows", {"site": site.pk, "hours": "0"}).status_code == 400
+    assert api.get("/api/energy/load/windows", {"site": site.pk, "hours": "x"}).status_code == 400
+    assert api.get("/api/energy/load/windows").status_code == 400
+    foreign = factories.SiteFactory()
+    assert api.get("/api/energy/load/windows", {"site": foreign.pk}).status_code == 404
