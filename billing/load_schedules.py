@@ -18,7 +18,7 @@ from datetime import date, time
 from django.db import transaction
 
 from billing.models import Tariff
-from billing.tariffs.validation import Period, periods_parse
+from billing.tariffs.validation import SLOTS, Period, periods_parse
 from energy.load.constraints import LoadInvalid, schedule_save
 from energy.load.models import LoadSchedule
 from energy.models import Site
@@ -27,7 +27,8 @@ DAYS = {"weekday": [1, 2, 3, 4, 5], "weekend": [6, 7]}
 
 
 def _clock(slot: int) -> time:
-    return time(0, 0) if slot >= 96 else time(slot // 4, slot % 4 * 15)
+    """A period's slot (a minute of the local day, billing.tariffs.validation.SLOTS) as a time."""
+    return time(0, 0) if slot >= SLOTS else time(slot // 60, slot % 60)
 
 
 def _validity(months: tuple[int, ...], year: int) -> tuple[date | None, date | None]:

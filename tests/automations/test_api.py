@@ -160,7 +160,7 @@ def test_relay_command_action_needs_a_meter_of_the_organization(api, meter, othe
         ("wallet_topup", {"wallet_id": 1, "amount": "5", "currency": "euro"}, "currency", "ISO 4217"),
         ("webhook", {"url": "https://example.com", "surprise": 1}, "surprise", "unknown config key"),
         ("notify_email", {"recipients": [{"a": 1}], "subject_template": "x"}, "recipients", "not an e-mail"),
-        ("relay_command", {"meter_id": 2**70, "command": "open"}, "meter_id", "does not exist"),
+        ("relay_command", {"meter_id": 2**70, "command": "open"}, "meter_id", "must be a meter id"),
         ("webhook", {"url": 5}, "url", "required"),
     ],
 )

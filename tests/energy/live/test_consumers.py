@@ -5,6 +5,7 @@ open closes it with 4401, through the real ASGI app and django-oauth-toolkit's v
 from __future__ import annotations
 
 import base64
+import hashlib
 from datetime import timedelta
 
 import orjson
@@ -101,7 +102,9 @@ async def test_an_expired_token_is_caught_by_the_periodic_check(settings):
     ws = await open_live(token)
     await ws.receive_nothing(timeout=0.5)  # still valid: the checks let it be
     # A queryset update sends no signal: only the periodic check can notice.
-    await database_sync_to_async(AccessToken.objects.filter(token=token).update)(
+    # Tokens are stored as their SHA-256 checksum (settings: DOT's hashed tokens).
+    checksum = hashlib.sha256(token.encode()).hexdigest()
+    await database_sync_to_async(AccessToken.objects.filter(token_checksum=checksum).update)(
         expires=timezone.now() - timedelta(seconds=1)
     )
     code, frame = await closed_with(ws)
