@@ -141,7 +141,30 @@ class DemandResponseFilter(django_filters.FilterSet):
         fields = ["site", "status", "start", "end"]
 
 
-class SiteConstraintViewSet(OrganizationModelViewSet):
+class SiteBoundSaves:
+    """Create and update through the service (its rules answer 400); a row never moves to another site."""
+
+    site_fixed_message: str
+
+    def site_save(self, *, site: Site, values: dict, instance):
+        raise NotImplementedError
+
+    def perform_create(self, serializer) -> None:
+        values = dict(serializer.validated_data)
+        site = values.pop("site")
+        with _invalid_as_400():
+            serializer.instance = self.site_save(site=site, values=values, instance=None)
+
+    def perform_update(self, serializer) -> None:
+        values = dict(serializer.validated_data)
+        site = values.pop("site", serializer.instance.site)
+        if site.pk != serializer.instance.site_id:
+            raise ValidationError({"site": [self.site_fixed_message]})
+        with _invalid_as_400():
+            serializer.instance = self.site_save(site=site, values=values, instance=serializer.instance)
+
+
+class SiteConstraintViewSet(SiteBoundSaves, OrganizationModelViewSet):
     """Site constraints: what each load-managed site's grid connection allows (one per site)."""
 
     queryset = SiteConstraint.objects.select_related("site")
@@ -152,22 +175,13 @@ class SiteConstraintViewSet(OrganizationModelViewSet):
     ordering = ["id"]
     lookup_value_regex = ID_REGEX
 
-    def perform_create(self, serializer) -> None:
-        values = dict(serializer.validated_data)
-        site = values.pop("site")
-        with _invalid_as_400():
-            serializer.instance = constraints.constraint_save(site=site, values=values)
+    site_fixed_message = "A constraint stays with its site; delete it and create another."
 
-    def perform_update(self, serializer) -> None:
-        values = dict(serializer.validated_data)
-        site = values.pop("site", serializer.instance.site)
-        if site.pk != serializer.instance.site_id:
-            raise ValidationError({"site": ["A constraint stays with its site; delete it and create another."]})
-        with _invalid_as_400():
-            serializer.instance = constraints.constraint_save(site=site, values=values, constraint=serializer.instance)
+    def site_save(self, *, site: Site, values: dict, instance: SiteConstraint | None) -> SiteConstraint:
+        return constraints.constraint_save(site=site, values=values, constraint=instance)
 
 
-class LoadScheduleViewSet(OrganizationModelViewSet):
+class LoadScheduleViewSet(SiteBoundSaves, OrganizationModelViewSet):
     """Recurring local-time windows that lower a site's limits (an end before the start runs into
     the next day; the lowest active limit wins)."""
 
@@ -179,19 +193,10 @@ class LoadScheduleViewSet(OrganizationModelViewSet):
     ordering = ["id"]
     lookup_value_regex = ID_REGEX
 
-    def perform_create(self, serializer) -> None:
-        values = dict(serializer.validated_data)
-        site = values.pop("site")
-        with _invalid_as_400():
-            serializer.instance = constraints.schedule_save(site=site, values=values)
+    site_fixed_message = "A schedule stays with its site."
 
-    def perform_update(self, serializer) -> None:
-        values = dict(serializer.validated_data)
-        site = values.pop("site", serializer.instance.site)
-        if site.pk != serializer.instance.site_id:
-            raise ValidationError({"site": ["A schedule stays with its site."]})
-        with _invalid_as_400():
-            serializer.instance = constraints.schedule_save(site=site, values=values, schedule=serializer.instance)
+    def site_save(self, *, site: Site, values: dict, instance: LoadSchedule | None) -> LoadSchedule:
+        return constraints.schedule_save(site=site, values=values, schedule=instance)
 
 
 class DemandResponseEventViewSet(
