@@ -95,6 +95,24 @@ def test_bad_schedules_are_400_naming_the_field(api, site, change, field):
     assert not LoadSchedule.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("route", "body"),
+    [
+        ("/api/energy/constraints/", {"max_import_kw": 10.0}),
+        ("/api/energy/schedules/", {**SCHEDULE, "max_import_kw": 20.0}),
+    ],
+)
+def test_a_limit_stays_with_its_site(api, site, org, route, body):
+    created = api.post(route, {**body, "site": site.pk}, format="json").json()
+    other_site = factories.SiteFactory(organization=org)
+
+    moved = api.patch(f"{route}{created['id']}", {"site": other_site.pk, "max_import_kw": 1.0}, format="json")
+
+    assert moved.status_code == 400 and "site" in moved.json()
+    unchanged = api.get(f"{route}{created['id']}").json()
+    assert (unchanged["site"], unchanged["max_import_kw"]) == (site.pk, body["max_import_kw"])
+
+
 def test_demand_response_rules_and_cancel(api, site):
     start = timezone.now() + timedelta(hours=1)
     window = {"site": site.pk, "starts_at": start.isoformat(), "ends_at": (start + timedelta(hours=2)).isoformat()}
