@@ -325,6 +325,9 @@ CELERY_BEAT_SCHEDULE["billing-prepaid-debits"] = {"task": "billing.tasks.prepaid
 # Load management (docs/load.md): allocations every few seconds, demand response starts and ends.
 CELERY_BEAT_SCHEDULE["load-allocate"] = {"task": "energy.load.tasks.sites_allocate", "schedule": 5.0}
 CELERY_BEAT_SCHEDULE["load-demand-response"] = {"task": "energy.load.tasks.demand_responses_announce", "schedule": 10.0}
+# Allocation and setpoint history kept this many days (0: forever); pruned hourly.
+LOAD_HISTORY_RETENTION_DAYS = envint("LOAD_HISTORY_RETENTION_DAYS", 30)
+CELERY_BEAT_SCHEDULE["load-history-prune"] = {"task": "energy.load.tasks.allocation_history_prune", "schedule": 3600.0}
 CELERY_BEAT_SCHEDULE["billing-statements"] = {"task": "billing.tasks.statements_due", "schedule": 900.0}
 
 # Analytics (docs/analytics.md). Retention defaults apply to organizations without their own

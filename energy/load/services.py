@@ -203,6 +203,24 @@ def allocation_run(*, site: Site, now: datetime) -> Allocation | None:
     return allocation
 
 
+def allocation_history_prune(*, now: datetime, keep_days: int, batch: int = 2000) -> int:
+    """Delete allocations (and their setpoints) computed more than `keep_days` ago; 0 keeps them
+    all. Returns how many allocations went. A run every few seconds per site with sessions piles
+    up ~17,000 allocations a day per site, so the history is bounded like raw readings are.
+    Deleted in batches so no statement holds locks on the tables the allocator writes for long."""
+    if keep_days <= 0:
+        return 0
+    cutoff = now - timedelta(days=keep_days)
+    expired = Allocation.objects.filter(computed_at__lt=cutoff).order_by().values_list("pk", flat=True)
+    deleted = 0
+    while ids := list(expired[:batch]):
+        with transaction.atomic():
+            Setpoint.objects.filter(allocation_id__in=ids).delete()
+            Allocation.objects.filter(pk__in=ids).delete()
+        deleted += len(ids)
+    return deleted
+
+
 def _setpoint_payload(setpoint: Setpoint, allocation: Allocation) -> dict:
     return {
         "site_id": allocation.site_id,

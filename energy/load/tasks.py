@@ -4,12 +4,14 @@ recomputes the same setpoints and sends nothing that did not change)."""
 from __future__ import annotations
 
 from celery import shared_task
+from django.conf import settings
 from django.utils import timezone
 
 from energy.load import demand_response, services
 
 SITES_TASK = "energy.load.tasks.sites_allocate"
 DEMAND_RESPONSE_TASK = "energy.load.tasks.demand_responses_announce"
+PRUNE_TASK = "energy.load.tasks.allocation_history_prune"
 
 
 @shared_task(name=SITES_TASK)
@@ -27,3 +29,9 @@ def site_allocate(site_id: int) -> int | None:
 @shared_task(name=DEMAND_RESPONSE_TASK)
 def demand_responses_announce() -> int:
     return demand_response.demand_responses_announce(now=timezone.now())
+
+
+@shared_task(name=PRUNE_TASK)
+def allocation_history_prune() -> int:
+    """Beat, hourly: allocations older than LOAD_HISTORY_RETENTION_DAYS go."""
+    return services.allocation_history_prune(now=timezone.now(), keep_days=settings.LOAD_HISTORY_RETENTION_DAYS)

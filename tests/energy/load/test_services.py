@@ -12,7 +12,7 @@ from ocpp.messages import Call, validate_payload
 
 from energy.load import profiles
 from energy.load.models import Allocation, ChargingSession, Setpoint
-from energy.load.services import allocation_run, on_ingested
+from energy.load.services import allocation_history_prune, allocation_run, on_ingested
 from energy.models import DeviceCommand, Reading
 from joulepoint.events.models import OutboxEvent
 from joulepoint.events.types import Event
@@ -134,3 +134,18 @@ def test_ingest_queues_one_run_per_site_within_the_debounce(site, constraint, mo
 
 def test_a_site_without_constraint_is_not_allocated(site):
     assert allocation_run(site=site, now=timezone.now()) is None
+
+
+def test_history_older_than_the_retention_is_pruned_with_its_setpoints(site, constraint):
+    now = timezone.now()
+    session = factories.ChargingSessionFactory(charger=factories.ChargerFactory(site=site))
+    _reading(constraint.grid_meter, 10_000.0, now=now)
+    old = allocation_run(site=site, now=now - timedelta(days=31))
+    recent = allocation_run(site=site, now=now - timedelta(days=29))
+
+    assert allocation_history_prune(now=now, keep_days=0) == 0  # 0 keeps everything
+    assert allocation_history_prune(now=now, keep_days=30, batch=1) == 1
+
+    assert list(Allocation.objects.values_list("pk", flat=True)) == [recent.pk]
+    assert not Setpoint.objects.filter(allocation_id=old.pk).exists()
+    assert Setpoint.objects.filter(allocation=recent, session=session).count() == 1
