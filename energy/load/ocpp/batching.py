@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 
 from energy.load import chargers
 from energy.load.models import Charger
@@ -32,7 +32,7 @@ class MeterValuesBatcher:
             while len(items) < self.max_batch and not self.queue.empty():
                 items.append(self.queue.get_nowait())
             try:
-                outcomes = await sync_to_async(chargers.chargers_readings_store_many)(
+                outcomes = await database_sync_to_async(chargers.chargers_readings_store_many)(
                     items=[(charger, meter_values) for charger, meter_values, _ in items]
                 )
             except Exception as exc:  # the database failed the batch: every sender hears of it

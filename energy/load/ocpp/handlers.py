@@ -1,7 +1,9 @@
 """One connected charging station as the CSMS sees it: the `ocpp` package's v201 ChargePoint with
 a handler per OCPP request. Handlers are doors: they call energy.load.chargers / sessions in a
-worker thread (sync_to_async; the ORM is synchronous) and answer what those return. Everything a
-station sends is stored under its charger's organization, which the connection was
+worker thread and answer what those return. The thread is channels' database_sync_to_async, not
+plain sync_to_async: the ORM is synchronous, and it recycles the connection around each call as a
+request does, so this long-lived process survives a database restart and honours CONN_MAX_AGE.
+Everything a station sends is stored under its charger's organization, which the connection was
 authenticated for; nothing in a message can name another one.
 
 Schema validation is the package's: a request that fails its JSON schema is answered with a
@@ -16,7 +18,7 @@ import json
 import logging
 import uuid
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.utils import timezone
 from ocpp.charge_point import snake_to_camel_case
 from ocpp.exceptions import OCPPError
@@ -65,24 +67,24 @@ class StationConnection(ChargePoint):
             serial_number=charging_station.get("serial_number", ""),
             firmware_version=charging_station.get("firmware_version", ""),
         )
-        await sync_to_async(chargers.charger_booted)(charger=self.charger, info=info)
+        await database_sync_to_async(chargers.charger_booted)(charger=self.charger, info=info)
         return call_result.BootNotification(current_time=_now(), interval=HEARTBEAT_INTERVAL_SECONDS, status="Accepted")
 
     @on(Action.heartbeat)
     async def on_heartbeat(self, **_):
-        await sync_to_async(chargers.charger_seen)(charger=self.charger)
+        await database_sync_to_async(chargers.charger_seen)(charger=self.charger)
         return call_result.Heartbeat(current_time=_now())
 
     @on(Action.status_notification)
     async def on_status_notification(self, connector_status: str, evse_id: int, connector_id: int, **_):
-        await sync_to_async(chargers.evse_status_set)(
+        await database_sync_to_async(chargers.evse_status_set)(
             charger=self.charger, evse_id=evse_id, connector_id=connector_id, status=connector_status
         )
         return call_result.StatusNotification()
 
     @on(Action.authorize)
     async def on_authorize(self, id_token: dict, **_):
-        status = await sync_to_async(chargers.id_token_status)(
+        status = await database_sync_to_async(chargers.id_token_status)(
             organization_id=self.charger.organization_id, id_token=id_token["id_token"], token_type=id_token["type"]
         )
         return call_result.Authorize(id_token_info={"status": status})
@@ -91,7 +93,7 @@ class StationConnection(ChargePoint):
     async def on_transaction_event(self, **request):
         # The services read the request as it was on the wire (camelCase).
         event = snake_to_camel_case(request)
-        outcome = await sync_to_async(self._transaction_event)(event)
+        outcome = await database_sync_to_async(self._transaction_event)(event)
         self.session_open = outcome.session.state != "ended"
         if outcome.id_token_status is None:
             return call_result.TransactionEvent()
@@ -105,14 +107,14 @@ class StationConnection(ChargePoint):
     async def on_meter_values(self, evse_id: int, meter_value: list, **_):
         meter_values = snake_to_camel_case(meter_value)
         if self.batcher is None:
-            await sync_to_async(self._readings_store)(meter_values)
+            await database_sync_to_async(self._readings_store)(meter_values)
         else:
             try:
                 await self.batcher.store(self.charger, meter_values)
             except ReadingsInvalid as exc:
                 logger.warning("%s: meter values refused: %s", self.id, exc)
         if self.session_open is not False:
-            self.session_open = await sync_to_async(sessions.session_meter_values)(
+            self.session_open = await database_sync_to_async(sessions.session_meter_values)(
                 charger=self.charger, evse_id=evse_id, meter_values=meter_values
             )
         return call_result.MeterValues()

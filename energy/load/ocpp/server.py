@@ -21,6 +21,7 @@ from http import HTTPStatus
 from urllib.parse import unquote
 
 from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.db import connections
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -75,7 +76,7 @@ class OcppServer:
         user, password = credentials
         charger = None
         if user == station_id:  # OCPP: the Basic user is the station's identity
-            charger = await sync_to_async(chargers.charger_authenticate)(
+            charger = await database_sync_to_async(chargers.charger_authenticate)(
                 charging_station_id=station_id, password=password
             )
         if charger is None:
@@ -101,7 +102,7 @@ class OcppServer:
         if previous is not None:
             # A station that reconnects before its old socket timed out: the new socket wins.
             await previous._connection.close(1000, "replaced by a new connection")
-        await sync_to_async(chargers.charger_presence_set)(charger=charger, online=True)
+        await database_sync_to_async(chargers.charger_presence_set)(charger=charger, online=True)
         logger.info("ocpp: %s connected (organization %s)", charger, charger.organization_id)
         try:
             await station.start()
@@ -110,16 +111,16 @@ class OcppServer:
         finally:
             if self.stations.get(charger.pk) is station:
                 del self.stations[charger.pk]
-                await sync_to_async(chargers.charger_presence_set)(charger=charger, online=False)
+                await database_sync_to_async(chargers.charger_presence_set)(charger=charger, online=False)
             logger.info("ocpp: %s disconnected", charger)
 
     async def commands_poll_once(self) -> int:
         """Send the pending commands of the connected stations; returns how many were taken."""
         by_meter = {station.charger.meter_id: station for station in self.stations.values()}
-        pending = await sync_to_async(commands.ocpp_commands_pending)(meter_ids=set(by_meter))
+        pending = await database_sync_to_async(commands.ocpp_commands_pending)(meter_ids=set(by_meter))
         taken = 0
         for outgoing in pending:
-            if not await sync_to_async(commands.ocpp_command_take)(command_id=outgoing.command_id):
+            if not await database_sync_to_async(commands.ocpp_command_take)(command_id=outgoing.command_id):
                 continue
             taken += 1
             task = asyncio.create_task(self.command_send(by_meter[outgoing.meter_id], outgoing))
@@ -139,7 +140,8 @@ class OcppServer:
                 False,
             )
         logger.info("ocpp: %s %s → %s", station.id, outgoing.action, result)
-        await sync_to_async(commands.ocpp_command_answered)(command_id=outgoing.command_id, result=result, ok=ok)
+        answered = database_sync_to_async(commands.ocpp_command_answered)
+        await answered(command_id=outgoing.command_id, result=result, ok=ok)
 
     async def commands_loop(self) -> None:
         while True:

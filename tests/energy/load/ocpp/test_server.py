@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.db import OperationalError, connection
 from django.utils import timezone
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
@@ -228,3 +229,21 @@ async def test_api_requested_session_is_matched_by_remote_start_id(charger):
         await eventually(lambda: DeviceCommand.objects.filter(pk=stop.pk, status="acked").exists())
         ended = await eventually(lambda: ChargingSession.objects.filter(pk=session.pk, state="ended").first())
         assert ended.stop_reason == "Remote"
+
+
+def _database_connection_killed() -> None:
+    """What a PostgreSQL restart does to the server's connection (its ORM thread is this one)."""
+    with contextlib.suppress(OperationalError), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="a backend PostgreSQL can terminate")
+async def test_the_server_reconnects_after_its_database_connection_dies(charger):
+    async with ocpp_server() as (_server, url), station(url, charger) as cp:
+        await cp.boot()
+        await sync_to_async(_database_connection_killed)()
+
+        await cp.call(__import__("ocpp.v201.call", fromlist=["Heartbeat"]).Heartbeat())
+
+        seen = await sync_to_async(Charger.objects.values_list("last_seen_at", flat=True).get)(pk=charger.pk)
+        assert timezone.now() - seen < timedelta(seconds=5)
