@@ -34,7 +34,7 @@ def test_the_demo_has_a_prepaid_account_that_crosses_its_threshold(tmp_path):
     grid = account.meters.get()
     start = timezone.now().replace(second=0, microsecond=0) - timedelta(hours=2)
     rows = factories.reading_series(start, timedelta(minutes=5), 20, total_energy=lambda i: 1000 + 0.5 * i)
-    factories.readings_create(grid, rows)
+    factories.readings_replace(grid, rows)  # the mlops demo seeded this meter's last week
     Account.objects.filter(pk=account.pk).update(debited_through=None, created_at=start)
     assert account_prepaid_debit(account_id=account.pk) == 1
     wallet.refresh_from_db()
