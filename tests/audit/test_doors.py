@@ -65,7 +65,11 @@ async def test_a_command_delivered_and_acknowledged_over_the_socket_is_the_devic
 
 
 @pytest.mark.django_db(transaction=True)
-def test_what_an_mqtt_reading_sets_off_is_recorded_as_the_bridges(meter):
+def test_what_an_mqtt_reading_sets_off_is_recorded_as_the_bridges(meter, monkeypatch):
+    from joulepoint.celery import app
+
+    # The embedded mode, where the rule's annotation is written in the bridge's own process.
+    monkeypatch.setitem(app.conf, "task_always_eager", True)
     action = factories.ActionFactory(organization=meter.organization, type="annotate", config={"text_template": "Peak"})
     factories.RuleFactory(organization=meter.organization, actions=[action])
     stamp = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
@@ -119,3 +123,22 @@ def test_demand_response_starts_ends_and_cancellations_are_recorded(site):
     )
     demand_response.demand_response_cancel(event=upcoming, now=now)
     assert [m[:2] for m in status_moves(upcoming)] == [("scheduled", "cancelled")]
+
+
+@pytest.mark.django_db
+def test_a_wallet_movement_stored_in_one_sql_statement_is_recorded_once(org):
+    """On PostgreSQL a movement that crosses no threshold is one INSERT … RETURNING of ours."""
+    from decimal import Decimal
+
+    from billing.models import WalletTransaction
+    from billing.wallets import wallet_move
+
+    wallet = factories.WalletFactory(organization=org, currency="EUR", low_balance_threshold=Decimal("0"))
+    moved = wallet_move(
+        organization_id=org.pk, wallet_id=wallet.pk, kind=WalletTransaction.Kind.TOPUP, amount=Decimal("10.00"),
+        currency="EUR", idempotency_key="top-1",
+    )  # fmt: skip
+    content_type = ContentType.objects.get_for_model(WalletTransaction)
+    [created] = AuditEntry.objects.filter(content_type=content_type, object_pk=str(moved.transaction.pk))
+    assert created.action == AuditEntry.Action.CREATE and created.organization_id == org.pk
+    assert Decimal(created.changes["amount"][1]) == Decimal("10") and created.changes["kind"][1] == "topup"
