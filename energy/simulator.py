@@ -522,7 +522,7 @@ class MqttReadingSender:
     a backlog while a meter is not logged in (broker down, login refused) and go out once it is."""
 
     def __init__(self, url: str, meters: list[MeterCredential], *, prefix: str = "joulepoint",
-                 max_backlog: int = 5000):  # fmt: skip
+                 max_backlog: int = 5000, connect_timeout: float = 5.0):  # fmt: skip
         from urllib.parse import urlsplit
 
         import paho.mqtt.client as mqtt
@@ -537,7 +537,12 @@ class MqttReadingSender:
         self.clients = {}
         for meter in meters:
             login = f"meter-{meter.id}"
-            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"sim-{login}", protocol=mqtt.MQTTv5)
+            # A client id of its own per run: a second simulator must not take this one's session over.
+            client = mqtt.Client(
+                mqtt.CallbackAPIVersion.VERSION2,
+                client_id=f"sim-{login}-{random.getrandbits(32):08x}",
+                protocol=mqtt.MQTTv5,
+            )
             client.username_pw_set(login, meter.device_key)
             if parts.scheme == "mqtts":
                 client.tls_set()
@@ -547,6 +552,19 @@ class MqttReadingSender:
             client.connect_async(parts.hostname or "127.0.0.1", parts.port or 1883)
             client.loop_start()
             self.clients[meter.kind] = client
+        self._wait_for_logins(connect_timeout)
+
+    def _wait_for_logins(self, timeout: float) -> None:
+        """Until every meter is logged in or refused (the first tick, or --once, finds them ready);
+        a broker still down is no error: readings wait in the backlog."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(
+            not client.is_connected() and f"meter-{self.meters[kind].id}" not in self.refused
+            for kind, client in self.clients.items()
+        ):
+            time.sleep(0.05)
 
     def _on_connect(self, login: str):
         def on_connect(client, userdata, flags, reason_code, properties) -> None:

@@ -7,6 +7,7 @@ import signal
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -92,6 +93,10 @@ class Command(BaseCommand):
         log.info(
             "posting %d meters of %r to %s every %g s", len(meters), site["name"], options["url"].rstrip("/"), interval
         )
+        if isinstance(sender, (MqttReadingSender, SplitSender)):
+            over_mqtt = sender if isinstance(sender, MqttReadingSender) else sender.senders[-1]
+            broker = urlsplit(options["mqtt"])  # printed without any login it may carry
+            log.info("over MQTT at %s:%s instead: %s", broker.hostname, broker.port, ", ".join(over_mqtt.meters))
         ticks = 0
         try:
             while True:
