@@ -80,11 +80,14 @@ simulate: venv
 # Pick a port nothing listens on (a system Mosquitto often holds 1883). The webhook receiver starts before the demo
 # setup (its history's webhooks find it), so demo-setup's steps are repeated here rather than
 # called as $(MAKE) demo-setup: a recipe naming $(MAKE) runs even under `make -n`.
+# The simulator then sends the SIM_MQTT_METERS (kinds, comma-separated, or all) over MQTT, each
+# meter logged in as meter-<id> with its device key, and the others over HTTP.
 MQTT_URL ?=
+SIM_MQTT_METERS ?= pv
 run: venv
 	@mkdir -p var; \
 	$(MANAGE) demo_webhook_receiver --port $(WEBHOOK_PORT) > var/webhook-receiver.log 2>&1 & \
-	receiver=$$!; sim=; periodic=; bridge=; broker=; ocpp=; stations=; \
+	receiver=$$!; sim=; periodic=; bridge=; broker=; ocpp=; stations=; sim_mqtt=; \
 	trap 'kill $$receiver $$sim $$periodic $$bridge $$broker $$ocpp $$stations 2>/dev/null; wait $$receiver $$sim $$periodic $$bridge $$broker $$ocpp $$stations 2>/dev/null' EXIT; \
 	trap 'exit 130' INT; trap 'exit 143' TERM; \
 	$(MANAGE) migrate --noinput -v 0 && $(MANAGE) collectstatic --noinput -v 0 && \
@@ -95,9 +98,10 @@ run: venv
 	  bridge_url=$$($(MANAGE) mosquitto_auth --dir "$$MQTT_AUTH_DIR" --listen "$(MQTT_URL)" --print-url) || exit 1; \
 	  mosquitto -c "$$MQTT_AUTH_DIR/mosquitto.conf" > var/mosquitto.log 2>&1 & broker=$$!; \
 	  export MQTT_URL="$$bridge_url"; \
+	  sim_mqtt="--mqtt $(MQTT_URL) --mqtt-meters $(SIM_MQTT_METERS)"; \
 	  echo "Mosquitto running (pid $$broker, log var/mosquitto.log, logins and ACL in var/mqtt) on $(MQTT_URL)"; \
 	fi; \
-	$(MANAGE) simulate --url $(URL) --interval $(SIM_INTERVAL) --stop-with-parent > var/simulator.log 2>&1 & \
+	$(MANAGE) simulate --url $(URL) --interval $(SIM_INTERVAL) $$sim_mqtt --stop-with-parent > var/simulator.log 2>&1 & \
 	sim=$$!; \
 	$(MANAGE) periodic_tasks --stop-with-parent > var/periodic.log 2>&1 & \
 	periodic=$$!; \

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from automations.models import RelayCommand
 from energy.downlink import services as downlink
+from joulepoint.audit.registry import audited_update
 from joulepoint.tenancy.models import Membership
 from joulepoint.tenancy.selectors import user_has_role
 
@@ -75,6 +76,5 @@ def relay_command_dispatch(*, command: RelayCommand) -> RelayCommand:
 
 def relay_commands_expire(*, now: datetime | None = None) -> int:
     now = now or timezone.now()
-    return RelayCommand.objects.filter(status=RelayCommand.Status.AWAITING_APPROVAL, expires_at__lte=now).update(
-        status=RelayCommand.Status.EXPIRED, updated_at=now
-    )
+    due = RelayCommand.objects.filter(status=RelayCommand.Status.AWAITING_APPROVAL, expires_at__lte=now)
+    return audited_update(due, status=RelayCommand.Status.EXPIRED, updated_at=now)

@@ -41,6 +41,7 @@ from django.utils import timezone
 from billing.apps import WALLET_LOW_BALANCE
 from billing.models import Wallet, WalletTransaction
 from billing.money import currency_valid
+from joulepoint.audit.registry import audit_creates_record
 from joulepoint.events import publish
 from joulepoint.platform.group_commit import GroupCommit
 
@@ -129,6 +130,9 @@ def wallet_move(
         else:
             movement = _movements_grouped.submit((row, floor_free))
         if movement is not None:
+            # Inserted by the statement above, unseen by auditlog: recorded here, in the caller's
+            # context (its request or door names the actor), as save() would have.
+            audit_creates_record([movement.transaction])
             return movement
     return _move_locked(row, allow_arrears=allow_arrears)
 

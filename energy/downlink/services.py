@@ -12,6 +12,7 @@ from django.utils import timezone
 from energy.downlink import mqtt
 from energy.live import fanout
 from energy.models import DeviceCommand, Gateway, Meter
+from joulepoint.audit.registry import audited_update
 from joulepoint.platform.enqueue import enqueue_on_commit
 from joulepoint.platform.timefmt import isoz
 
@@ -105,10 +106,8 @@ def device_command_deliver(*, command_id: int) -> DeviceCommand | None:
 def device_command_mark_delivered(*, command_id: int, channel: str) -> bool:
     """pending → delivered, if still pending and not expired; True when this call moved it."""
     now = timezone.now()
-    moved = DeviceCommand.objects.filter(pk=command_id, status=DeviceCommand.Status.PENDING, expires_at__gt=now).update(
-        status=DeviceCommand.Status.DELIVERED, channel=channel, delivered_at=now
-    )
-    return moved == 1
+    pending = DeviceCommand.objects.filter(pk=command_id, status=DeviceCommand.Status.PENDING, expires_at__gt=now)
+    return audited_update(pending, status=DeviceCommand.Status.DELIVERED, channel=channel, delivered_at=now) == 1
 
 
 def device_commands_poll(*, device: Meter | Gateway, limit: int = 50) -> list[DeviceCommand]:
@@ -124,8 +123,11 @@ def device_commands_poll(*, device: Meter | Gateway, limit: int = 50) -> list[De
     commands = list(open_commands.order_by("created_at", "pk")[:limit])
     pending = [c.pk for c in commands if c.status == DeviceCommand.Status.PENDING]
     if pending:
-        DeviceCommand.objects.filter(pk__in=pending, status=DeviceCommand.Status.PENDING).update(
-            status=DeviceCommand.Status.DELIVERED, channel=DeviceCommand.Channel.HTTP, delivered_at=now
+        audited_update(
+            DeviceCommand.objects.filter(pk__in=pending, status=DeviceCommand.Status.PENDING),
+            status=DeviceCommand.Status.DELIVERED,
+            channel=DeviceCommand.Channel.HTTP,
+            delivered_at=now,
         )
         for command in commands:
             if command.pk in pending:
@@ -174,6 +176,7 @@ def _command_answer(*, device, command_id: int, ok: bool, result: dict | None):
 def device_commands_expire(*, now: datetime | None = None) -> int:
     """pending/delivered commands past `expires_at` → expired; returns how many moved."""
     now = now or timezone.now()
-    return DeviceCommand.objects.filter(
+    due = DeviceCommand.objects.filter(
         status__in=[DeviceCommand.Status.PENDING, DeviceCommand.Status.DELIVERED], expires_at__lte=now
-    ).update(status=DeviceCommand.Status.EXPIRED, completed_at=now)
+    )
+    return audited_update(due, status=DeviceCommand.Status.EXPIRED, completed_at=now)

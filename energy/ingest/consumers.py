@@ -27,6 +27,7 @@ from energy.sockets import (
     json_text,
     scope_header,
 )
+from joulepoint.audit.middleware import audit_door, remote_addr_of_scope
 
 
 class IngestConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
@@ -138,6 +139,10 @@ class IngestConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
         self.device = device
         return True
 
+    def audited(self):
+        """What this socket writes is the device's, through the "ws" door (docs/audit.md)."""
+        return audit_door(source="ws", device=self.device, remote_addr=remote_addr_of_scope(self.scope))
+
     @database_sync_to_async
     def ingest(self, data: object) -> dict:
         try:
@@ -145,7 +150,8 @@ class IngestConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
         except FrameError as exc:
             return exc.as_frame()
         try:
-            result = store.reading_batch_ingest(device=self.device, items=frame.items, source="ws")
+            with self.audited():
+                result = store.reading_batch_ingest(device=self.device, items=frame.items, source="ws")
         except ReadingsInvalid as exc:
             return invalid_frame(frame_id=frame.id, errors=[error.as_dict() for error in exc.errors])
         return ack_frame(frame_id=frame.id, stored=result.stored, duplicates=result.duplicates)
@@ -167,9 +173,10 @@ class IngestConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
             return FrameError("bad_ack", "status is 'acked' or 'failed'.", data.get("id")).as_frame()
         result = data.get("result") if isinstance(data.get("result"), dict) else {}
         try:
-            command = downlink.device_command_ack(
-                device=self.device, command_id=data.get("id"), ok=status == "acked", result=result
-            )
+            with self.audited():
+                command = downlink.device_command_ack(
+                    device=self.device, command_id=data.get("id"), ok=status == "acked", result=result
+                )
         except downlink.DeviceCommandError as exc:
             return FrameError(exc.code, exc.detail, data.get("id")).as_frame()
         return {"type": "command_status", "id": command.pk, "status": command.status}
@@ -181,4 +188,8 @@ class IngestConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
         """A command for this device (energy.services.device_command_deliver)."""
         command = message["command"]
         await self.send(text_data=json_text({"type": "command", **command}))
-        await database_sync_to_async(downlink.device_command_mark_delivered)(command_id=command["id"], channel="ws")
+        await database_sync_to_async(self.command_delivered)(command["id"])
+
+    def command_delivered(self, command_id: int) -> None:
+        with self.audited():
+            downlink.device_command_mark_delivered(command_id=command_id, channel="ws")

@@ -39,6 +39,7 @@ from energy.ingest.frames import Frame, FrameError, ack_frame, frame_decode, fra
 from energy.ingest.validation import ReadingsInvalid
 from energy.live.inbox import LoopInbox
 from energy.models import Gateway, Meter
+from joulepoint.audit.middleware import audit_door
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +141,9 @@ def messages_ingest(messages: list[Incoming]) -> list[Answer]:
     # store for every device: one INSERT, one detection pass, one commit per batch of messages.
     prepared = [ready for pending in by_device.values() if (ready := _device_frames_prepare(pending))]
     if prepared:
-        with transaction.atomic():
+        # One transaction stores many devices' readings, so what follows from it in this process
+        # (in the embedded mode, a rule's annotation) is the bridge's, not one device's.
+        with audit_door(source="mqtt"), transaction.atomic():
             results = store.readings_store(batches=[device.batch for device in prepared], source="mqtt")
         for device, result in zip(prepared, results, strict=True):
             _answer_frames(device, result)

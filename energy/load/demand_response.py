@@ -19,6 +19,7 @@ from energy.load import selectors
 from energy.load.constraints import LoadInvalid
 from energy.load.models import DemandResponseEvent
 from energy.models import Site
+from joulepoint.audit.registry import audited_update
 from joulepoint.events import publish
 from joulepoint.platform.timefmt import isoz
 
@@ -71,8 +72,10 @@ def demand_response_cancel(*, event: DemandResponseEvent, now: datetime) -> Dema
     """Cancel a scheduled or active event (an active one is announced as ended). Ended and
     cancelled events stay as they are."""
     was_active = (
-        DemandResponseEvent.objects.filter(pk=event.pk, status=DemandResponseEvent.Status.ACTIVE).update(
-            status=DemandResponseEvent.Status.CANCELLED, ended_published_at=now
+        audited_update(
+            DemandResponseEvent.objects.filter(pk=event.pk, status=DemandResponseEvent.Status.ACTIVE),
+            status=DemandResponseEvent.Status.CANCELLED,
+            ended_published_at=now,
         )
         == 1
     )
@@ -80,8 +83,9 @@ def demand_response_cancel(*, event: DemandResponseEvent, now: datetime) -> Dema
         event.refresh_from_db()
         _announce(event, phase="ended", occurred_at=now)
         return event
-    DemandResponseEvent.objects.filter(pk=event.pk, status=DemandResponseEvent.Status.SCHEDULED).update(
-        status=DemandResponseEvent.Status.CANCELLED
+    audited_update(
+        DemandResponseEvent.objects.filter(pk=event.pk, status=DemandResponseEvent.Status.SCHEDULED),
+        status=DemandResponseEvent.Status.CANCELLED,
     )
     event.refresh_from_db()
     return event
@@ -94,17 +98,21 @@ def demand_responses_announce(*, now: datetime) -> int:
     for event in selectors.demand_responses_due(now=now):
         with transaction.atomic():
             if event.status == DemandResponseEvent.Status.SCHEDULED:
-                moved = DemandResponseEvent.objects.filter(
-                    pk=event.pk, status=DemandResponseEvent.Status.SCHEDULED
-                ).update(status=DemandResponseEvent.Status.ACTIVE, started_published_at=now)
+                moved = audited_update(
+                    DemandResponseEvent.objects.filter(pk=event.pk, status=DemandResponseEvent.Status.SCHEDULED),
+                    status=DemandResponseEvent.Status.ACTIVE,
+                    started_published_at=now,
+                )
                 if not moved:
                     continue
                 _announce(event, phase="started", occurred_at=event.starts_at)
                 announced += 1
             if event.ends_at <= now:
-                moved = DemandResponseEvent.objects.filter(
-                    pk=event.pk, status=DemandResponseEvent.Status.ACTIVE
-                ).update(status=DemandResponseEvent.Status.ENDED, ended_published_at=now)
+                moved = audited_update(
+                    DemandResponseEvent.objects.filter(pk=event.pk, status=DemandResponseEvent.Status.ACTIVE),
+                    status=DemandResponseEvent.Status.ENDED,
+                    ended_published_at=now,
+                )
                 if moved:
                     _announce(event, phase="ended", occurred_at=event.ends_at)
                     announced += 1

@@ -36,6 +36,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from automations import signing
+from joulepoint.audit.registry import audited_update
 from joulepoint.platform.timefmt import isoz
 from mlops.errors import MlopsInvalid
 from mlops.models import TrainingJob
@@ -71,8 +72,11 @@ def external_job_dispatch(*, job: TrainingJob) -> str:
         raise MlopsInvalid("trainer", "No external trainer is configured (MLOPS_EXTERNAL_TRAINER_URL and _SECRET).")
     download, completion = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     expires = timezone.now() + timedelta(seconds=settings.MLOPS_EXTERNAL_TOKEN_TTL_SECONDS)
-    TrainingJob.objects.filter(pk=job.pk).update(
-        download_token_hash=_digest(download), completion_token_hash=_digest(completion), tokens_expire_at=expires
+    audited_update(
+        TrainingJob.objects.filter(pk=job.pk),
+        download_token_hash=_digest(download),
+        completion_token_hash=_digest(completion),
+        tokens_expire_at=expires,
     )
     base = settings.MLOPS_PUBLIC_URL.rstrip("/")
     spec = {

@@ -7,12 +7,14 @@ import signal
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from energy.demo import demo_state_path
 from energy.demo_history import simulator_state_path, simulator_state_save
-from energy.simulator import DepotSimulator, MeterCredential, ReadingSender
+from energy.simulator import DepotSimulator, MeterCredential, MqttReadingSender, ReadingSender, SplitSender
 
 
 class Command(BaseCommand):
@@ -33,6 +35,17 @@ class Command(BaseCommand):
             type=float,
             default=4.0,
             help="Voltage sags and swells at the grid meter per hour on average (0: none; default 4)",
+        )
+        parser.add_argument(
+            "--mqtt",
+            default=None,
+            metavar="URL",
+            help="mqtt://host:port of a broker: the --mqtt-meters publish there, each logged in as itself",
+        )
+        parser.add_argument(
+            "--mqtt-meters",
+            default="all",
+            help="comma-separated meter kinds (grid, load, pv, battery, ev_charger) sent over MQTT, or 'all'",
         )
         parser.add_argument(
             "--stop-with-parent", action="store_true", help="Exit when the process that started this one is gone"
@@ -65,7 +78,7 @@ class Command(BaseCommand):
         state = self._load_state(state_path, config)
         if state:
             simulator.restore(state)
-        sender = ReadingSender(options["url"], meters)
+        sender = self._sender(options, meters)
 
         stop = threading.Event()
         if not options["once"]:
@@ -80,6 +93,10 @@ class Command(BaseCommand):
         log.info(
             "posting %d meters of %r to %s every %g s", len(meters), site["name"], options["url"].rstrip("/"), interval
         )
+        if isinstance(sender, (MqttReadingSender, SplitSender)):
+            over_mqtt = sender if isinstance(sender, MqttReadingSender) else sender.senders[-1]
+            broker = urlsplit(options["mqtt"])  # printed without any login it may carry
+            log.info("over MQTT at %s:%s instead: %s", broker.hostname, broker.port, ", ".join(over_mqtt.meters))
         ticks = 0
         try:
             while True:
@@ -113,6 +130,20 @@ class Command(BaseCommand):
             sender.close()
             self._save_state(state_path, config, simulator)
         log.info("stopped after %d ticks", ticks)
+
+    @staticmethod
+    def _sender(options: dict, meters: list[MeterCredential]):
+        """HTTP for every meter, or MQTT (docs/live.md, "MQTT identity") for those of --mqtt-meters."""
+        if not options["mqtt"]:
+            return ReadingSender(options["url"], meters)
+        kinds = {m.kind for m in meters}
+        wanted = kinds if options["mqtt_meters"] == "all" else set(filter(None, options["mqtt_meters"].split(",")))
+        if unknown := wanted - kinds:
+            raise CommandError(f"--mqtt-meters: no demo meter of kind {', '.join(sorted(unknown))}")
+        over_mqtt = [m for m in meters if m.kind in wanted]
+        over_http = [m for m in meters if m.kind not in wanted]
+        mqtt = MqttReadingSender(options["mqtt"], over_mqtt, prefix=settings.MQTT_TOPIC_PREFIX)
+        return SplitSender(ReadingSender(options["url"], over_http), mqtt) if over_http else mqtt
 
     @staticmethod
     def _logger(verbosity: int) -> logging.Logger:

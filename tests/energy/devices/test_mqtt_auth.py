@@ -219,3 +219,49 @@ def test_broker_refuses_strangers_and_other_devices_topics_and_stores_own_readin
         if bridge is not None:
             bridge.stop()
         broker.stop()
+
+
+def bridge_started(broker: SecuredBroker) -> MqttBridge:
+    bridge = MqttBridge(url=broker.bridge_url, client_id=f"bridge-{uuid.uuid4().hex[:6]}")
+    threading.Thread(target=lambda: asyncio.run(bridge.run(max_seconds=60)), daemon=True).start()
+    deadline = time.monotonic() + 10
+    while not (bridge.loop and bridge.connected.is_set()):
+        assert time.monotonic() < deadline, "the bridge could not log in"
+        time.sleep(0.05)
+    time.sleep(0.3)
+    return bridge
+
+
+@needs_mosquitto
+@pytest.mark.django_db(transaction=True)
+def test_the_demo_simulator_publishes_as_each_meter_and_its_readings_are_stored(settings, tmp_path, meter):
+    """What `make run MQTT_URL=…` runs: the simulator's MQTT meters log in as themselves."""
+    from energy.simulator import MeterCredential, MqttReadingSender
+
+    settings.MQTT_TOPIC_PREFIX = prefix = f"jpsim{uuid.uuid4().hex[:6]}"
+    other = factories.MeterFactory(site=meter.site)
+    broker = SecuredBroker(tmp_path / "mqtt")
+    bridge = bridge_started(broker)
+    url = f"mqtt://127.0.0.1:{broker.port}"
+    own = MqttReadingSender(url, [MeterCredential(meter.pk, "pv", str(meter.device_key), "")], prefix=prefix)
+    # A meter's key does not open another meter's login: the broker refuses it, nothing is stored.
+    borrowed = MqttReadingSender(url, [MeterCredential(other.pk, "load", str(meter.device_key), "")], prefix=prefix)
+    try:
+        own.send({"pv": {"timestamp": ts(10), "total_power": 1200.0}})
+        borrowed.send({"load": {"timestamp": ts(10), "total_power": 99.0}})
+        deadline = time.monotonic() + 10
+        while not borrowed.refused:
+            assert time.monotonic() < deadline, "a borrowed key was let in"
+            time.sleep(0.05)
+        assert borrowed.refused == {f"meter-{other.pk}"} and borrowed.send({}).pending == 1
+        stored = 0
+        while stored < 1:
+            assert time.monotonic() < deadline, "no ack"
+            time.sleep(0.1)
+            stored += own.send({}).stored
+        assert list(Reading.objects.values_list("meter_id", "total_power")) == [(meter.pk, 1200.0)]
+    finally:
+        own.close()
+        borrowed.close(timeout=0.5)
+        bridge.stop()
+        broker.stop()
