@@ -128,7 +128,10 @@ def wallet_move(
         if connection.in_atomic_block:
             movement = _move_in_one_statement((row, floor_free))
         else:
-            movement = _movements_grouped.submit((row, floor_free))
+            try:
+                movement = _movements_grouped.submit((row, floor_free))
+            except IntegrityError:  # a group of one whose key a concurrent writer took first
+                movement = None
         if movement is not None:
             # Inserted by the statement above, unseen by auditlog: recorded here, in the caller's
             # context (its request or door names the actor), as save() would have.
@@ -180,7 +183,8 @@ def _movements_store(items: list[tuple[dict, bool]]) -> list[Movement | None]:
     """A group's movements, one statement each, in the leader's transaction, sent together
     (psycopg's executemany pipelines them: one round trip, not one per movement). A key taken by
     a writer that committed after a statement's snapshot fails its INSERT on the unique
-    constraint; that aborts the group and every member decides alone (GroupCommit)."""
+    constraint; that aborts the group and every member decides alone (GroupCommit), or, in a
+    group of one, raises to `wallet_move`, which takes the locked path."""
     sql = MOVE_SQL.format(wallets=Wallet._meta.db_table, movements=WalletTransaction._meta.db_table)
     params = [_statement_params(row, floor_free) for row, floor_free in items]
     found = []
@@ -213,7 +217,7 @@ def _move_in_one_statement(item: tuple[dict, bool]) -> Movement | None:
 
 
 _movements_grouped: GroupCommit[tuple[dict, bool], Movement | None] = GroupCommit(
-    store=_movements_store, alone=_move_in_one_statement
+    store=_movements_store, alone=_move_in_one_statement, limit=128
 )
 
 
