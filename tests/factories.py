@@ -122,20 +122,18 @@ def readings_create(meter: Meter, rows: Iterable[dict], *, rollup: bool = True) 
     return readings
 
 
-def readings_replace(meter: Meter, rows: list[dict]) -> list[Reading]:
-    """The meter's readings from the first row's time on become exactly `rows`, rollups included:
-    for a test that owns the recent data of a meter something else (the demo's seeded history)
-    already fills, so its rows neither collide with those nor interleave their register."""
-    from energy.analytics.rollups import rollups_refresh
-
-    first = min(row["ts"] for row in rows)
-    replaced = Reading.objects.filter(meter=meter, ts__gte=first)
-    last_replaced = replaced.order_by("-ts").values_list("ts", flat=True).first()
-    replaced.delete()
-    readings = readings_create(meter, rows, rollup=False)
-    last = max([row["ts"] for row in rows] + ([last_replaced] if last_replaced else []))
-    rollups_refresh(meter_id=meter.pk, start=first, end=last + timedelta(seconds=1))
-    return readings
+def readings_continue(meter: Meter, *, kwh_per_step: float, step: timedelta = timedelta(minutes=5)) -> datetime:
+    """Continue the meter's stored register up to now (the demo seeds a week of history; a test
+    that adds beside it collides with its timestamps or interleaves two registers). Returns the
+    time of the last reading that was there, where the new consumption starts."""
+    last = Reading.objects.filter(meter=meter).order_by("-ts").first()
+    assert last is not None and last.total_energy is not None, "the meter has no register history to continue"
+    count = int((timezone.now() - last.ts) / step)
+    rows = reading_series(
+        last.ts + step, step, count, total_energy=lambda i: last.total_energy + kwh_per_step * (i + 1)
+    )
+    readings_create(meter, rows)
+    return last.ts
 
 
 ValueSpec = float | list | Callable[[int], float]

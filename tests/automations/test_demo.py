@@ -16,7 +16,7 @@ from automations.management.commands.demo_webhook_receiver import receiver_handl
 from automations.models import Alert, Annotation, Delivery, Rule
 from energy.demo import demo_ensure
 from energy.ingest.store import reading_batch_ingest
-from energy.models import Meter, Reading
+from energy.models import Meter
 from tests.net import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -103,19 +103,8 @@ def test_the_demo_tops_its_wallet_up_once_when_the_balance_falls_below_the_thres
     # last half hour): the simulator continues its register, drawing 2 kWh every 5 minutes, and
     # the account is charged from that last reading on, which takes the wallet below 5.00 EUR.
     account = Account.objects.get(pk=data["billing"]["account_id"])
-    grid = account.meters.get()
-    last = Reading.objects.filter(meter=grid).order_by("-ts").first()
-    assert last is not None and last.total_energy is not None
-    now = timezone.now()
-    count = int((now - last.ts) / timedelta(minutes=5))
-    rows = factories.reading_series(
-        last.ts + timedelta(minutes=5),
-        timedelta(minutes=5),
-        count,
-        total_energy=lambda i: last.total_energy + 2 * (i + 1),
-    )
-    factories.readings_create(grid, rows)
-    Account.objects.filter(pk=account.pk).update(debited_through=None, created_at=last.ts)
+    since = factories.readings_continue(account.meters.get(), kwh_per_step=2.0)
+    Account.objects.filter(pk=account.pk).update(debited_through=None, created_at=since)
     assert account_prepaid_debit(account_id=account.pk) >= 1  # two at a cycle's turn
 
     ledger = WalletTransaction.objects.filter(wallet_id=topup["wallet_id"]).order_by("id")
