@@ -344,6 +344,10 @@ class Soak:
             drain = self.drain(receiver_port, expected_total, args.drain_seconds)
             counts = self.counts()
             delivered = httpx.get(f"http://127.0.0.1:{receiver_port}/", timeout=10).json()
+            # What did not arrive is either still queued (late: the worker is behind) or nowhere
+            # (lost): the worker stops, and the broker's queue is counted by task.
+            self.children["worker"].kill(signal.SIGTERM)
+            drain["queued"] = broker_backlog(self.broker_url)
             self.report(memory_start, memory_end, counts, delivered, expected_total, statuses_before, drain)
             failed = (
                 any(code >= 500 or code == 0 for code in self.statuses)
@@ -420,10 +424,34 @@ class Soak:
             f"late (arrived during the drain): evaluations {counts['deliveries'] - at_stop['deliveries']}, "
             f"deliveries {delivered['distinct'] - at_stop['distinct']}"
         )
-        print(f"lost evaluations: {expected_total - counts['deliveries']}, "
-              f"lost deliveries: {expected_total - delivered['distinct']}")  # fmt: skip
-        for row in counts["unfinished"]:
-            print(f"  unfinished delivery: {row}")
+        print(f"not arrived within the drain bound: evaluations {expected_total - counts['deliveries']}, "
+              f"deliveries {expected_total - delivered['distinct']}")  # fmt: skip
+        queued = drain.get("queued") or {}
+        print(f"still queued in the broker when the drain ended, by task: {queued}")
+        queued_evaluations = queued.get("automations.tasks.rules_evaluate_event", 0)
+        print(
+            f"evaluations not done: {expected_total - counts['deliveries']}, of which queued (late) "
+            f"{queued_evaluations}; deliveries not succeeded: {counts['deliveries'] - counts['succeeded']} "
+            f"(by status {counts['by_status']})"
+        )
+        for row in counts["unfinished"][:2]:
+            print(
+                f"  unfinished delivery {row['id']}: status {row['status']}, attempts {row['attempts']}, "
+                f"created {row['created_at']}, last error {row['last_error']!r}"
+            )
+
+
+def broker_backlog(broker_url: str) -> dict[str, int]:
+    """Messages waiting in the default queue, by task name: each is fetched unacknowledged and
+    goes back to the queue when the connection closes (nobody else consumes by then)."""
+    from kombu import Connection
+
+    tasks: Counter = Counter()
+    with Connection(broker_url) as connection:
+        channel = connection.channel()
+        while (message := channel.basic_get("default", no_ack=False)) is not None:
+            tasks[(message.headers or {}).get("task")] += 1
+    return dict(tasks.most_common())
 
 
 def batch_body(client: int, seq: int) -> bytes:
