@@ -141,9 +141,11 @@ import json
 from collections import Counter
 from automations.models import Delivery
 from energy.models import Reading
+unfinished = Delivery.objects.exclude(status="succeeded").order_by("id")
 print(json.dumps({"stored": Reading.objects.count(), "deliveries": Delivery.objects.count(),
     "succeeded": Delivery.objects.filter(status="succeeded").count(),
-    "by_status": dict(Counter(Delivery.objects.values_list("status", flat=True)))}))
+    "by_status": dict(Counter(Delivery.objects.values_list("status", flat=True))),
+    "unfinished": [{k: str(v) for k, v in row.items()} for row in unfinished.values()[:5]]}))
 """
 
 
@@ -155,7 +157,7 @@ class Soak:
         self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
         self.broker_url = f"amqp://guest:guest@127.0.0.1:5672/{args.vhost}"
         self.platform = Platform(
-            server="uvicorn", workers=1, db_name="jp_bench_soak", redis_url=self.redis_url, logdir=self.logdir
+            server="uvicorn", workers=1, db_name=args.database, redis_url=self.redis_url, logdir=self.logdir
         )
         self.platform.env.update(
             CELERY_BROKER_URL=self.broker_url,
@@ -171,6 +173,9 @@ class Soak:
         self.live_messages = 0
         self.live_reconnects = 0
         self.events: list[str] = []
+        # RSS (KiB) per process name, sampled every minute of the soak: a process still warming up
+        # (imports, first connections) grows once and then stays flat; a leak keeps growing.
+        self.memory_samples: list[dict[str, int]] = []
 
     # processes
     def child(self, name: str, args: list[str], env: dict[str, str] | None = None) -> Child:
@@ -236,6 +241,11 @@ class Soak:
                 self.live_reconnects += 1
                 await asyncio.sleep(1.0)
 
+    async def sample_memory(self, stop_at: float) -> None:
+        while time.monotonic() < stop_at:
+            self.memory_samples.append(self.memory())
+            await asyncio.sleep(min(60.0, max(0.0, stop_at - time.monotonic())))
+
     async def chaos(self, stop_at: float) -> None:
         """The worker SIGKILLed and started again every kill_every seconds; Redis restarted once."""
         duration = stop_at - time.monotonic()
@@ -274,6 +284,7 @@ class Soak:
             *(self.post_loop(devices[i], i, stop_at, interval, counters[i]) for i in range(CLIENTS)),
             *(self.live_socket(token, site, stop_at) for _ in range(LIVE_SOCKETS)),
             self.chaos(stop_at),
+            self.sample_memory(stop_at),
         )
 
     def counts(self) -> dict:
@@ -326,18 +337,18 @@ class Soak:
             self.readings_ok = 0
             asyncio.run(self.soak(devices[:CLIENTS], token, setup["site"], args.minutes * 60, rate))
             memory_end = self.memory()
-            deadline = time.monotonic() + DRAIN_SECONDS
             # Every stored batch fires the rule once, the capacity phase's too.
             expected_total = statuses_before[201] + self.batches_ok
-            while time.monotonic() < deadline:
-                counts = self.counts()
-                delivered = httpx.get(f"http://127.0.0.1:{receiver_port}/", timeout=10).json()
-                if counts["deliveries"] >= expected_total and delivered["distinct"] >= expected_total:
-                    break
-                time.sleep(5)
+            # Whatever has not arrived when the load stops is late if it arrives within the drain
+            # bound, lost if not; which of the two was unknown before (issue 17's quick run).
+            drain = self.drain(receiver_port, expected_total, args.drain_seconds)
             counts = self.counts()
             delivered = httpx.get(f"http://127.0.0.1:{receiver_port}/", timeout=10).json()
-            self.report(memory_start, memory_end, counts, delivered, expected_total, statuses_before)
+            # What did not arrive is either still queued (late: the worker is behind) or nowhere
+            # (lost): the worker stops, and the broker's queue is counted by task.
+            self.children["worker"].kill(signal.SIGTERM)
+            drain["queued"] = broker_backlog(self.broker_url)
+            self.report(memory_start, memory_end, counts, delivered, expected_total, statuses_before, drain)
             failed = (
                 any(code >= 500 or code == 0 for code in self.statuses)
                 or counts["deliveries"] != expected_total
@@ -351,7 +362,26 @@ class Soak:
             self.platform.drop_database()
             print(f"logs: {self.logdir}")
 
-    def report(self, memory_start, memory_end, counts, delivered, expected_total, statuses_before) -> None:
+    def drain(self, receiver_port: int, expected_total: int, bound: float) -> dict:
+        """Wait up to `bound` seconds for the evaluations and deliveries still under way when
+        the load stopped; returns what had arrived then, and when everything had (or None)."""
+        started = time.monotonic()
+        at_stop = None
+        complete_after = None
+        while True:
+            counts = self.counts()
+            delivered = httpx.get(f"http://127.0.0.1:{receiver_port}/", timeout=10).json()
+            if at_stop is None:
+                at_stop = {"deliveries": counts["deliveries"], "distinct": delivered["distinct"]}
+            if counts["deliveries"] >= expected_total and delivered["distinct"] >= expected_total:
+                complete_after = time.monotonic() - started
+                break
+            if time.monotonic() - started >= bound:
+                break
+            time.sleep(2)
+        return {"at_stop": at_stop, "complete_after": complete_after, "bound": bound}
+
+    def report(self, memory_start, memory_end, counts, delivered, expected_total, statuses_before, drain) -> None:
         print("\nevents:")
         for line in self.events:
             print(f"  {line}")
@@ -361,6 +391,12 @@ class Soak:
             growth = (end - start) / start * 100 if start else 0.0
             note = " (restarted: new processes)" if name in ("worker", "redis") else ""
             print(f"  {name:<20} {start:8.1f} {end:8.1f} {growth:+7.1f} %{note}")
+        if self.memory_samples:
+            names = list(self.memory_samples[0])
+            print("\nmemory per minute (RSS, MiB; worker and redis are new processes after each restart):")
+            print("  minute " + "".join(f"{name:>12}" for name in names))
+            for minute, sample in enumerate(self.memory_samples):
+                print(f"  {minute:6d} " + "".join(f"{sample.get(name, 0) / 1024:12.1f}" for name in names))
         print("\nresponses by status (soak):", dict(sorted(self.statuses.items())), "(0 = connection error)")
         print("responses by status (capacity phase):", dict(sorted(statuses_before.items())))
         print("\np99 latency per minute (bulk request of", BATCH, "readings):")
@@ -375,8 +411,47 @@ class Soak:
             f"succeeded {counts['succeeded']}, delivered to the receiver {delivered['distinct']} distinct "
             f"({delivered['count']} requests); deliveries by status at the end: {counts['by_status']}"
         )
-        print(f"lost evaluations: {expected_total - counts['deliveries']}, "
-              f"lost deliveries: {expected_total - delivered['distinct']}")  # fmt: skip
+        at_stop = drain["at_stop"]
+        print(
+            f"when the load stopped: {at_stop['deliveries']} evaluated, {at_stop['distinct']} delivered; "
+            + (
+                f"all {expected_total} delivered {drain['complete_after']:.0f} s later"
+                if drain["complete_after"] is not None
+                else f"not all within the {drain['bound']:.0f} s drain bound"
+            )
+        )
+        print(
+            f"late (arrived during the drain): evaluations {counts['deliveries'] - at_stop['deliveries']}, "
+            f"deliveries {delivered['distinct'] - at_stop['distinct']}"
+        )
+        print(f"not arrived within the drain bound: evaluations {expected_total - counts['deliveries']}, "
+              f"deliveries {expected_total - delivered['distinct']}")  # fmt: skip
+        queued = drain.get("queued") or {}
+        print(f"still queued in the broker when the drain ended, by task: {queued}")
+        queued_evaluations = queued.get("automations.tasks.rules_evaluate_event", 0)
+        print(
+            f"evaluations not done: {expected_total - counts['deliveries']}, of which queued (late) "
+            f"{queued_evaluations}; deliveries not succeeded: {counts['deliveries'] - counts['succeeded']} "
+            f"(by status {counts['by_status']})"
+        )
+        for row in counts["unfinished"][:2]:
+            print(
+                f"  unfinished delivery {row['id']}: status {row['status']}, attempts {row['attempts']}, "
+                f"created {row['created_at']}, last error {row['last_error']!r}"
+            )
+
+
+def broker_backlog(broker_url: str) -> dict[str, int]:
+    """Messages waiting in the default queue, by task name: each is fetched unacknowledged and
+    goes back to the queue when the connection closes (nobody else consumes by then)."""
+    from kombu import Connection
+
+    tasks: Counter = Counter()
+    with Connection(broker_url) as connection:
+        channel = connection.channel()
+        while (message := channel.basic_get("default", no_ack=False)) is not None:
+            tasks[(message.headers or {}).get("task")] += 1
+    return dict(tasks.most_common())
 
 
 def batch_body(client: int, seq: int) -> bytes:
@@ -397,6 +472,10 @@ def main() -> None:
     parser.add_argument("--capacity-seconds", type=float, default=20.0)
     parser.add_argument("--quick", action="store_true", help="2 minutes, a kill every 40 s, 8 s of capacity")
     parser.add_argument("--vhost", default="jp_bench_soak", help="RabbitMQ vhost of this run")
+    parser.add_argument("--database", default="jp_bench_soak", help="PostgreSQL database of this run (dropped after)")
+    parser.add_argument(
+        "--drain-seconds", type=float, default=DRAIN_SECONDS, help="bound on the wait for late deliveries"
+    )
     args = parser.parse_args()
     if args.quick:
         args.minutes, args.kill_every, args.capacity_seconds = 2.0, 40.0, 8.0

@@ -13,6 +13,8 @@ CLOSE_UNAUTHENTICATED = 4401  # no, malformed, unknown, disabled or rotated cred
 CLOSE_FORBIDDEN = 4403  # token without energy:read, or a browser session from a foreign Origin
 CLOSE_AUTH_TIMEOUT = 4401  # no auth message within WS_AUTH_TIMEOUT_SECONDS (detail "auth_timeout")
 CLOSE_RATE_LIMITED = 4429  # kept flooding after rate_limited error frames
+# RFC 6455's "Try Again Later": dashboard, the channel layer (Redis) was unreachable as it joined
+CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_TOO_SLOW = 4503  # dashboard: fell relay.LOCAL_QUEUE_SIZE messages behind; reconnect and reload
 
 # An ingest socket re-reads its device this often, so a rotated or disabled key is cut off.

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from redis.asyncio.retry import Retry as AsyncRedisRetry
+from redis.backoff import NoBackoff
 
 from joulepoint.platform.environ import env, envbool, envfloat, envint
 
@@ -146,7 +148,17 @@ if REDIS_URL:
                 # keepalive to notice a dead connection. A finite read timeout longer than the pop
                 # was tried: a consumer's pending receive then sometimes never finished cancelling
                 # (a test's event loop hung at teardown).
-                "hosts": [{"address": REDIS_URL, "socket_timeout": None, "socket_keepalive": True}],
+                # One retry on a fresh connection: after a Redis restart the pool still holds
+                # connections to the old server, and the first command on each would otherwise fail
+                # (redis-py's asyncio connections retry nothing unless told to).
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": None,
+                        "socket_keepalive": True,
+                        "retry": AsyncRedisRetry(NoBackoff(), 1),
+                    }
+                ],
                 "capacity": 1000,
             },
         }

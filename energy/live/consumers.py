@@ -22,6 +22,7 @@ from energy.live import fanout, relay, selectors
 from energy.sockets import (
     CLOSE_FORBIDDEN,
     CLOSE_TOO_SLOW,
+    CLOSE_TRY_AGAIN_LATER,
     CLOSE_UNAUTHENTICATED,
     AuthWaitMixin,
     json_text,
@@ -48,6 +49,10 @@ class LiveConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
     Authenticated by the Django session (same-origin browsers) or an OAuth2 access token with
     energy:read, given as `?token=` or in a first message {"type": "auth", "token": "..."}."""
 
+    # No channel of its own: everything reaches this socket through the process's relay
+    # (energy.live.relay). Channels would otherwise keep a receive pending on a per-socket
+    # channel, which raises when Redis goes away and kills every open socket with it.
+    channel_layer_alias = None
     organization_ids: list[int] | None = None
     token_checker: asyncio.Task | None = None
 
@@ -61,7 +66,8 @@ class LiveConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
         self.topology_flushes = 0  # numbers the scheduled flushes (a superseded one is skipped)
         self.topology_pushed: dict[int, float] = {}
         self.topology_stale_timers: dict[int, asyncio.TimerHandle] = {}
-        self.groups: set[str] = set()
+        # Not `groups`: that is Channels' own list, which it leaves on the channel layer itself.
+        self.relay_groups: set[str] = set()
         # Messages from this process's relay, written by one task in order; bounded so a slow
         # browser cannot hold the server's memory (it is closed with 4503 instead).
         self.outbox: asyncio.Queue = asyncio.Queue(maxsize=relay.LOCAL_QUEUE_SIZE)
@@ -100,10 +106,12 @@ class LiveConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
             detail = "The token lacks energy:read." if code == CLOSE_FORBIDDEN else "Invalid or expired token."
             await self.refuse(code, why, detail)
             return
-        await self.authenticated([org_id])
+        if not await self.authenticated([org_id]):
+            return
         # A token can be revoked, expire or lose energy:read while the socket is open: its
         # revocation is announced to this group, and a periodic check catches the rest.
-        await self.join(fanout.token_group(hashlib.sha256(token.encode()).hexdigest()))
+        if not await self.join(fanout.token_group(hashlib.sha256(token.encode()).hexdigest())):
+            return
         self.token_checker = asyncio.ensure_future(self._token_recheck_loop(token))
 
     async def _token_recheck_loop(self, token: str) -> None:
@@ -125,24 +133,36 @@ class LiveConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
         else:
             await self.refuse(CLOSE_UNAUTHENTICATED, "token_revoked", "The token was revoked or has expired.")
 
-    async def authenticated(self, org_ids: list[int]) -> None:
+    async def authenticated(self, org_ids: list[int]) -> bool:
+        """Join the organizations' groups and say ready; False if the socket was closed instead."""
         if not org_ids:
             await self.refuse(CLOSE_FORBIDDEN, "forbidden", "This user belongs to no organization.")
-            return
+            return False
         self.stop_auth_timer()
         self.organization_ids = org_ids
         for org_id in org_ids:
-            await self.join(fanout.org_group(org_id))
+            if not await self.join(fanout.org_group(org_id)):
+                return False
         await self.reply({"type": "ready", "organizations": org_ids})
+        return True
 
     async def refuse(self, code: int, error: str, detail: str) -> None:
         await self.reply({"type": "error", "code": error, "detail": detail})
         await self.close(code=code)
 
-    async def join(self, group: str) -> None:
-        if group not in self.groups:
-            self.groups.add(group)
+    async def join(self, group: str) -> bool:
+        """Receive `group`'s messages; False (the socket closed with 1013) when the channel layer
+        is unreachable, since this socket could then never get them."""
+        if group in self.relay_groups:
+            return True
+        try:
             await relay.relay().add(group, self)
+        except relay.ChannelLayerUnavailable as error:
+            logger.warning("live socket refused: could not join %s (%s)", group, error)
+            await self.refuse(CLOSE_TRY_AGAIN_LATER, "live_unavailable", "Live updates are unavailable; reconnect.")
+            return False
+        self.relay_groups.add(group)
+        return True
 
     async def disconnect(self, code) -> None:
         self.stop_auth_timer()
@@ -154,7 +174,7 @@ class LiveConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
             *self.topology_stale_timers.values(),
         ]:
             handle.cancel()
-        for group in self.groups:
+        for group in self.relay_groups:
             await relay.relay().discard(group, self)
 
     def relay_deliver(self, message: dict) -> None:
@@ -219,7 +239,7 @@ class LiveConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
     async def subscribe(self, data: dict) -> None:
         if data.get("topology") is not None:
             await self.subscribe_topology(data["topology"])
-            if not any(data.get(name) for name in ("sites", "meters", "groups")):
+            if self.closing or not any(data.get(name) for name in ("sites", "meters", "groups")):
                 return
         try:
             targets = await database_sync_to_async(selectors.live_targets_resolve)(
@@ -245,7 +265,8 @@ class LiveConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
                 self.sites[site_id] = None
             else:
                 self.sites[site_id] = current | meters
-            await self.join(fanout.site_group(org_id, site_id))
+            if not await self.join(fanout.site_group(org_id, site_id)):
+                return
         await self.reply({"type": "subscribed", **self.describe()})
 
     async def subscribe_topology(self, site_ids: object) -> None:
@@ -270,7 +291,8 @@ class LiveConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
             return
         for site_id, overlay in loaded.items():
             self.topology[site_id] = overlay
-            await self.join(fanout.site_group(overlay.organization_id, site_id))
+            if not await self.join(fanout.site_group(overlay.organization_id, site_id)):
+                return
         await self.reply({"type": "subscribed", **self.describe()})
         for overlay in loaded.values():
             await self.topology_send(overlay)

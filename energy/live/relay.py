@@ -10,6 +10,15 @@ number of dashboards.
 Each socket has a bounded queue and its own writer task, so one slow browser delays nobody
 else; a socket that falls `LOCAL_QUEUE_SIZE` messages behind is told so and closed (4503).
 Memberships are renewed well within the channel layer's group expiry.
+
+The process's own `members` are the truth, Redis's group sets a copy of them: a Redis restarted
+without persistence comes back with no group at all, so nothing reaches the relay channel
+although its receive works again. The receive loop is what notices an outage (its blocking pop
+fails as the connection drops), so after one it joins every group of its sockets again before
+receiving, retrying until Redis answers; sockets open through the outage then get readings
+again without reconnecting. A socket that must join a group while Redis is unreachable cannot
+be served and is refused (`ChannelLayerUnavailable`; the consumer closes it with 1013, and the
+browser reconnects).
 """
 
 from __future__ import annotations
@@ -20,16 +29,22 @@ import time
 import weakref
 from collections import defaultdict
 
+from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from energy.live import fanout
+from joulepoint.events.listeners import listeners_changed
 
 logger = logging.getLogger(__name__)
 
 LOCAL_QUEUE_SIZE = 500
 RENEW_SECONDS = 3600.0  # channels_redis forgets group members after group_expiry (1 day)
 RETRY_SECONDS = 1.0  # between receives while the channel layer is down
+
+
+class ChannelLayerUnavailable(Exception):
+    """The relay could not join a group for a new member: the channel layer is unreachable."""
 
 
 class Relay:
@@ -51,9 +66,16 @@ class Relay:
             self.renewer = asyncio.ensure_future(self._renew())
 
     async def add(self, group: str, member) -> None:
+        """Deliver `group`'s messages to `member`; raises ChannelLayerUnavailable (nothing
+        recorded) when the group must be joined and Redis does not answer."""
         await self._start()
-        if not self.members[group]:
-            await fanout.group_join(self.layer, group, self.channel)
+        if not self.members.get(group):
+            try:
+                await fanout.group_join(self.layer, group, self.channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                raise ChannelLayerUnavailable(f"{type(error).__name__}: {error}") from error
         self.members[group].add(member)
 
     async def discard(self, group: str, member) -> None:
@@ -63,12 +85,36 @@ class Relay:
         members.discard(member)
         if not members:
             del self.members[group]
-            await fanout.group_leave(self.layer, group, self.channel)
+            try:
+                await fanout.group_leave(self.layer, group, self.channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                # The membership then lapses with Redis (a restart) or the group expiry; messages
+                # meanwhile find no local member and are dropped here.
+                logger.warning("live relay could not leave %s (%s: %s)", group, type(error).__name__, error)
+
+    async def _rejoin(self) -> int:
+        """Join every group this process has members in (again): after an outage Redis may
+        have come back empty. Raises while Redis still does not answer."""
+        groups = [group for group, members in self.members.items() if members]
+        for group in groups:
+            await self.layer.group_add(group, self.channel)
+        await sync_to_async(listeners_changed, thread_sensitive=False)()
+        return len(groups)
 
     async def _run(self) -> None:
         outage_since: float | None = None
         while True:
             try:
+                if outage_since is not None:
+                    rejoined = await self._rejoin()
+                    logger.warning(
+                        "live relay back after %.0f s; %d groups joined again",
+                        time.monotonic() - outage_since,
+                        rejoined,
+                    )
+                    outage_since = None
                 message = await self.layer.receive(self.channel)
             except asyncio.CancelledError:
                 raise
@@ -90,9 +136,6 @@ class Relay:
                     )
                 await asyncio.sleep(RETRY_SECONDS)
                 continue
-            if outage_since is not None:
-                logger.warning("live relay receiving again after %.0f s", time.monotonic() - outage_since)
-                outage_since = None
             for member in list(self.members.get(message.get("group", ""), ())):
                 member.relay_deliver(message)
 

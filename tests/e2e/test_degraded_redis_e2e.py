@@ -136,35 +136,64 @@ def test_ingest_goes_on_while_redis_is_down(server_on_own_redis, own_redis):
     assert " 500 " not in full_log(server), server.output()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="found 2026-12-03, not fixed: after a Redis restart the server process's live relay "
-    "receives nothing more on its channel (channels_redis's receive loop does not recover), so "
-    "new dashboard sockets get no readings until the server restarts; docs/deploy.md",
-)
+async def subscribed_socket(base_url: str, token: str, meter):
+    live = await websockets.connect(ws_url(base_url, f"/ws/live/?token={token}"))
+    await next_frame(live, "ready")
+    await live.send(orjson.dumps({"type": "subscribe", "meters": [meter.pk]}).decode())
+    await next_frame(live, "subscribed")
+    return live
+
+
 def test_live_streams_recover_when_redis_returns(server_on_own_redis, own_redis):
-    """Dashboard sockets open during the outage lose it (Channels' per-consumer receive needs
-    the layer; the browser reconnects), but the server process recovers without a restart: once
-    Redis is back (empty), a socket subscribing again gets the next reading through the same
-    relay, and ingest never failed meanwhile."""
+    """Redis restarted empty (no persistence): a dashboard socket open through the outage gets
+    readings again without reconnecting (the server process joins its groups again), a socket
+    opening while Redis is down that needs a group the server has not joined is closed with
+    1013 "Try Again Later" (the browser reconnects),
+    a new socket after the restart streams, and ingest never failed meanwhile."""
     base_url, server = server_on_own_redis
     meter = factories.MeterFactory()
     token = _token(meter.organization, ["energy:read"])
+    # Its own token, so its own revocation group, which no socket of the server has joined yet.
+    other_token = _token(meter.organization, ["energy:read"])
 
-    async def subscribed_reading(seconds: int) -> dict:
-        async with websockets.connect(ws_url(base_url, f"/ws/live/?token={token}")) as live:
-            await next_frame(live, "ready")
-            await live.send(orjson.dumps({"type": "subscribe", "meters": [meter.pk]}).decode())
-            await next_frame(live, "subscribed")
+    async def scenario() -> tuple[dict, int, dict, dict]:
+        through = await subscribed_socket(base_url, token, meter)
+        assert (await asyncio.to_thread(post_reading, base_url, meter, 0))[0] == 201
+        before = await next_frame(through, "readings", timeout=15)
+
+        await asyncio.to_thread(own_redis.kill)
+        assert (await asyncio.to_thread(post_reading, base_url, meter, 1))[0] == 201  # stored, not streamed
+        during = await websockets.connect(ws_url(base_url, f"/ws/live/?token={other_token}"))
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            while True:
+                await asyncio.wait_for(during.recv(), timeout=30)
+        refused_code = closed.value.rcvd.code
+
+        await asyncio.to_thread(own_redis.start)
+        # The old socket's next reading: posted until one arrives, since the server process
+        # notices Redis is back at its next retry (every second).
+        old_socket = None
+        for seconds in range(2, 32):
             assert (await asyncio.to_thread(post_reading, base_url, meter, seconds))[0] == 201
-            return await next_frame(live, "readings", timeout=15)
+            try:
+                old_socket = await next_frame(through, "readings", timeout=1)
+                break
+            except TimeoutError:
+                continue
+        assert old_socket is not None, server.output()
+        await through.close()
 
-    before = asyncio.run(subscribed_reading(0))
-    own_redis.kill()
-    assert post_reading(base_url, meter, 1)[0] == 201  # stored, not streamed
-    own_redis.start()
-    after = asyncio.run(subscribed_reading(2))
+        fresh = await subscribed_socket(base_url, token, meter)
+        assert (await asyncio.to_thread(post_reading, base_url, meter, 100))[0] == 201
+        new_socket = await next_frame(fresh, "readings", timeout=15)
+        await fresh.close()
+        return before, refused_code, old_socket, new_socket
+
+    before, refused_code, old_socket, new_socket = asyncio.run(scenario())
     assert [r["total_power"] for r in before["readings"]] == [1000.0]
-    assert [r["total_power"] for r in after["readings"]] == [1002.0], server.output()
-    assert Reading.objects.filter(meter=meter).count() == 3
-    assert " 500 " not in full_log(server)
+    assert refused_code == 1013
+    assert len(old_socket["readings"]) == 1 and old_socket["readings"][0]["total_power"] >= 1002.0
+    assert [r["total_power"] for r in new_socket["readings"]] == [1100.0]
+    log = full_log(server)
+    assert "groups joined again" in log, server.output()
+    assert " 500 " not in log and "Exception in ASGI application" not in log, server.output()
