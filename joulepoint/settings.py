@@ -358,6 +358,9 @@ AUTOMATIONS_RETRY_FACTOR = envfloat("AUTOMATIONS_RETRY_FACTOR", 4)
 AUTOMATIONS_RETRY_MAX_DELAY_SECONDS = envfloat("AUTOMATIONS_RETRY_MAX_DELAY_SECONDS", 6 * 3600)
 AUTOMATIONS_RETRY_JITTER = envfloat("AUTOMATIONS_RETRY_JITTER", 0.2)
 AUTOMATIONS_MAX_ATTEMPTS = envint("AUTOMATIONS_MAX_ATTEMPTS", 8)
+# With a broker, the sweeper re-queues a due delivery only once it has waited this long (its first
+# message was lost), and then at most once per this period (docs/automations.md).
+AUTOMATIONS_SWEEP_GRACE_SECONDS = envfloat("AUTOMATIONS_SWEEP_GRACE_SECONDS", 60)
 # Circuit breaker per endpoint: opens after N consecutive failures, half-opens after COOLDOWN.
 AUTOMATIONS_BREAKER_FAILURES = envint("AUTOMATIONS_BREAKER_FAILURES", 5)
 AUTOMATIONS_BREAKER_COOLDOWN_SECONDS = envfloat("AUTOMATIONS_BREAKER_COOLDOWN_SECONDS", 60)

@@ -8,7 +8,8 @@ from automations import taskqueue
 from joulepoint.platform.enqueue import enqueue
 
 
-def _eager() -> bool:
+def queue_is_eager() -> bool:
+    """Tasks run in-process (the embedded default): nothing can be queued for later."""
     return bool(current_app.conf.task_always_eager)
 
 
@@ -20,7 +21,7 @@ def deliveries_enqueue(ids: list[int], *, countdown: float = 0) -> None:
     broker messages, not 2,000). In-process (eager) Celery cannot wait, so delayed retries are left
     to the sweeper; with a broker they are also queued with a countdown (the sweeper is the
     safety net for a countdown held by a worker that died)."""
-    if not ids or (countdown > 0 and _eager()):
+    if not ids or (countdown > 0 and queue_is_eager()):
         return
     for start in range(0, len(ids), ENQUEUE_CHUNK):
         enqueue(taskqueue.DELIVERY_ATTEMPT_MANY, ids[start : start + ENQUEUE_CHUNK], countdown=countdown or None)

@@ -19,7 +19,7 @@ from automations.deliveries.actions import wallet_topup
 from automations.deliveries.actions.base import Outcome
 from automations.deliveries.actions.registry import handler_for
 from automations.deliveries.breaker import breaker_allow, breaker_record, healthy_endpoints
-from automations.deliveries.enqueue import deliveries_enqueue
+from automations.deliveries.enqueue import deliveries_enqueue, queue_is_eager
 from automations.deliveries.sender import webhooks_send
 from automations.models import Delivery
 from automations.relay import relay_commands_expire
@@ -213,22 +213,42 @@ def delivery_retry(*, delivery: Delivery) -> Delivery:
     return delivery
 
 
-def deliveries_due(*, now: datetime | None = None, limit: int = 1000) -> list[int]:
+def deliveries_due(*, now: datetime | None = None, limit: int = 1000, overdue_seconds: float = 0) -> list[int]:
+    """Deliveries an attempt may take now (due for at least `overdue_seconds`), or whose lease
+    ran out; oldest first."""
     now = now or timezone.now()
-    due = Q(status__in=CLAIMABLE, next_attempt_at__lte=now) | Q(status=Delivery.Status.IN_FLIGHT, lease_until__lt=now)
+    due = Q(status__in=CLAIMABLE, next_attempt_at__lte=now - timedelta(seconds=overdue_seconds)) | Q(
+        status=Delivery.Status.IN_FLIGHT, lease_until__lt=now
+    )
     return list(Delivery.objects.filter(due).order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
 
 
 def deliveries_sweep(*, now: datetime | None = None) -> dict:
     """Periodic safety net (beat): queue due and abandoned deliveries, release waiting wallet
-    top-ups once billing is installed, expire unapproved relay commands."""
+    top-ups once billing is installed, expire unapproved relay commands.
+
+    With a broker every due delivery already has a message on its way (queued when it was
+    created, or with its retry's countdown); the sweep is for those whose message was lost. So
+    it takes only deliveries due for longer than AUTOMATIONS_SWEEP_GRACE_SECONDS and marks them
+    due as of now (an abandoned lease becomes pending), so each is queued again at most once per
+    grace period: re-queueing every due delivery every 5 s multiplied a backlog (the 20-minute
+    soak ended with 6,555 attempt messages queued for 3,408 deliveries). In-process Celery
+    queues no countdowns, so there the sweep is how retries happen, as soon as they are due."""
     now = now or timezone.now()
-    ids = deliveries_due(now=now)
-    deliveries_enqueue(ids)
-    released = 0
+    grace = 0.0 if queue_is_eager() else settings.AUTOMATIONS_SWEEP_GRACE_SECONDS
+    ids = deliveries_due(now=now, overdue_seconds=grace)
+    if grace and ids:
+        Delivery.objects.filter(pk__in=ids, status__in=CLAIMABLE).update(next_attempt_at=now)
+        Delivery.objects.filter(pk__in=ids, status=Delivery.Status.IN_FLIGHT, lease_until__lt=now).update(
+            status=Delivery.Status.PENDING, next_attempt_at=now, lease_until=None
+        )
+    released: list[int] = []
     if wallet_topup.billing_topup_service() is not None:
-        released = Delivery.objects.filter(status=Delivery.Status.WAITING, action_type="wallet_topup").update(
+        waiting = Delivery.objects.filter(status=Delivery.Status.WAITING, action_type="wallet_topup")
+        released = list(waiting.values_list("pk", flat=True)[:1000])
+        Delivery.objects.filter(pk__in=released, status=Delivery.Status.WAITING).update(
             status=Delivery.Status.PENDING, next_attempt_at=now
         )
+    deliveries_enqueue(ids + released)
     expired = relay_commands_expire(now=now)
-    return {"queued": len(ids), "released": released, "expired": expired}
+    return {"queued": len(ids), "released": len(released), "expired": expired}

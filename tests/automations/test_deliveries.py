@@ -272,6 +272,29 @@ def test_sweeper_requeues_due_deliveries_and_expires_commands(org, meter, rule, 
     assert delivery.status == "succeeded"
 
 
+def test_with_a_broker_the_sweeper_requeues_a_delivery_once_per_grace_period(org, meter, rule, settings, monkeypatch):
+    """Its first message is on its way (or in a backlog); only one lost for the whole grace
+    period is queued again, and then not again on every 5-second run."""
+    settings.AUTOMATIONS_SWEEP_GRACE_SECONDS = 60
+    queued: list[list[int]] = []
+    monkeypatch.setattr(delivery_services, "queue_is_eager", lambda: False)
+    monkeypatch.setattr(delivery_services, "deliveries_enqueue", lambda ids: queued.append(list(ids)))
+    delivery = fire(org, meter)
+    abandoned = fire(org, meter)
+    t0 = delivery.next_attempt_at
+    Delivery.objects.filter(pk=abandoned.pk).update(status="in_flight", lease_until=t0 + timedelta(seconds=30))
+
+    assert delivery_services.deliveries_sweep(now=t0 + timedelta(seconds=5))["queued"] == 0
+    assert delivery_services.deliveries_sweep(now=t0 + timedelta(seconds=61))["queued"] == 2
+    assert delivery_services.deliveries_sweep(now=t0 + timedelta(seconds=66))["queued"] == 0
+    assert delivery_services.deliveries_sweep(now=t0 + timedelta(seconds=122))["queued"] == 2
+
+    assert [sorted(ids) for ids in queued if ids] == [sorted([delivery.pk, abandoned.pk])] * 2
+    abandoned.refresh_from_db()
+    assert (abandoned.status, abandoned.lease_until) == ("pending", None)  # claimable by the queued message
+    assert delivery_services.delivery_attempt(delivery_id=abandoned.pk, now=t0 + timedelta(seconds=123)) == "succeeded"
+
+
 def fire_many(org, meter, count: int) -> list[Delivery]:
     event = Event(
         organization_id=org.pk,
