@@ -23,7 +23,7 @@ import numpy as np
 from django.db import transaction
 
 from energy.events import DATA_INGESTED
-from joulepoint.events import publish
+from joulepoint.events import publish_many
 from joulepoint.events.listeners import listener_answer
 from joulepoint.events.types import Event
 from joulepoint.platform.enqueue import enqueue
@@ -127,17 +127,20 @@ def batch_score(*, event: Event) -> dict:
                         "ingest_event_id": str(event.id),
                     }
                 )
+    events = []
+    if published:
+        payload = {
+            "ingest_event_id": str(event.id),
+            "site_id": event.payload.get("site_id"),
+            "scored": sum(item["scored"] for item in published),
+            "anomalies": len(detected),
+            "models": published,
+        }
+        events.append((organization_id, ML_INFERENCE, payload, None))
+    events += [(organization_id, ANOMALY_DETECTED, payload, None) for payload in detected]
     with transaction.atomic():
         InferenceRun.objects.bulk_create(runs)
-        if published:
-            payload = {
-                "ingest_event_id": str(event.id),
-                "site_id": event.payload.get("site_id"),
-                "scored": sum(item["scored"] for item in published),
-                "anomalies": len(detected),
-                "models": published,
-            }
-            publish(organization_id, ML_INFERENCE, payload, source=SOURCE)
-        for payload in detected:
-            publish(organization_id, ANOMALY_DETECTED, payload, source=SOURCE)
+        if events:
+            # One outbox INSERT and one dispatch message for the batch, not one per anomaly.
+            publish_many(events, source=SOURCE)
     return summary
