@@ -226,7 +226,8 @@ class Worker:
         self.hostname = f"bench-ml-{os.getpid()}@{socket.gethostname()}"
         self.log = open(f"/tmp/{args.database}-worker.log", "w")  # noqa: SIM115
         command = [sys.executable, "-m", "celery", "-A", "joulepoint", "worker", "-Q", "ml", "--concurrency", "1",
-                   "--hostname", self.hostname, "-l", "info", "--without-gossip", "--without-mingle"]  # fmt: skip
+                   "--prefetch-multiplier", "4", "--hostname", self.hostname, "-l", "info",
+                   "--without-gossip", "--without-mingle"]  # fmt: skip
         self.process = subprocess.Popen(
             command, cwd=ROOT, env=dict(os.environ), stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
         )
