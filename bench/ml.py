@@ -104,7 +104,7 @@ def readings(meters, start: datetime, size: int, rng) -> list[dict]:
 
 def bench_inference(args, org, meters, version) -> tuple[float, float]:
     from joulepoint.events.types import Event
-    from mlops.features import reading_point
+    from mlops.features import local_hour_circle, reading_point
     from mlops.inference.scoring import batch_score
     from mlops.inference.sessions import session_for
 
@@ -116,7 +116,8 @@ def bench_inference(args, org, meters, version) -> tuple[float, float]:
     zone = ZoneInfo("UTC")
     arrays = [
         np.asarray(
-            [reading_point(r, datetime.fromisoformat(r["timestamp"].replace("Z", "+00:00")), zone, version.features)
+            [reading_point(r, local_hour_circle(datetime.fromisoformat(r["timestamp"].replace("Z", "+00:00")), zone),
+                           version.features)
              for r in batch],
             dtype=np.float32,
         )
