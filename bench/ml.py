@@ -26,7 +26,8 @@ REDIS_URL) is its broker and cache: give it one nobody else uses, since the benc
    sent as the subscriber sends it (`mlops.batch_score` with the data.ingested message) and is
    done when its InferenceRun row exists: the latency of one batch alone (send → scored and
    recorded, events in the outbox), then the throughput of all rounds sent back to back,
-   against onnxruntime's `run` on the same arrays (figure 1's baseline). Target ratio >= 0.5.
+   against onnxruntime's `run` on the burst's arrays measured right after it (the load of a
+   shared machine moves between figure 1 and figure 4). Target ratio >= 0.5.
 5. build through the worker: the same dataset as figure 3 built again by the worker (request →
    ready, polled every 50 ms), against figure 3's in-process build time.
 """
@@ -102,26 +103,46 @@ def readings(meters, start: datetime, size: int, rng) -> list[dict]:
     return out
 
 
+def input_arrays(batches: list[list[dict]], version) -> list[np.ndarray]:
+    """The onnxruntime input of each batch, as the worker builds it (the bench's site is UTC)."""
+    from zoneinfo import ZoneInfo
+
+    from mlops.features import local_hour_circle, reading_point
+
+    zone = ZoneInfo("UTC")
+    return [
+        np.asarray(
+            [reading_point(r, local_hour_circle(datetime.fromisoformat(r["timestamp"].replace("Z", "+00:00")), zone),
+                           version.features)
+             for r in batch],
+            dtype=np.float32,
+        )
+        for batch in batches
+    ]  # fmt: skip
+
+
+def direct_rate(version, arrays: list[np.ndarray]) -> float:
+    """onnxruntime's `run` on the arrays in this process: the median readings/s of a batch."""
+    from mlops.inference.sessions import session_for
+
+    session, input_name = session_for(version_id=version.pk, artifact=version.artifact)
+    rates = []
+    for array in arrays:
+        started = time.perf_counter()
+        session.run(None, {input_name: array})
+        rates.append(len(array) / (time.perf_counter() - started))
+    return statistics.median(rates)
+
+
 def bench_inference(args, org, meters, version) -> tuple[float, float]:
     from joulepoint.events.types import Event
-    from mlops.features import reading_point
     from mlops.inference.scoring import batch_score
     from mlops.inference.sessions import session_for
 
     rng = np.random.default_rng(1)
     batches = [readings(meters, T0 + timedelta(hours=r), args.batch, rng) for r in range(args.rounds)]
     session, input_name = session_for(version_id=version.pk, artifact=version.artifact)
-    from zoneinfo import ZoneInfo
-
-    zone = ZoneInfo("UTC")
-    arrays = [
-        np.asarray(
-            [reading_point(r, datetime.fromisoformat(r["timestamp"].replace("Z", "+00:00")), zone, version.features)
-             for r in batch],
-            dtype=np.float32,
-        )
-        for batch in batches
-    ]  # fmt: skip
+    arrays = input_arrays(batches, version)
     direct, worker = [], []
     for batch, array in zip(batches, arrays, strict=True):
         started = time.perf_counter()
@@ -226,7 +247,8 @@ class Worker:
         self.hostname = f"bench-ml-{os.getpid()}@{socket.gethostname()}"
         self.log = open(f"/tmp/{args.database}-worker.log", "w")  # noqa: SIM115
         command = [sys.executable, "-m", "celery", "-A", "joulepoint", "worker", "-Q", "ml", "--concurrency", "1",
-                   "--hostname", self.hostname, "-l", "info", "--without-gossip", "--without-mingle"]  # fmt: skip
+                   "--prefetch-multiplier", "4", "--hostname", self.hostname, "-l", "info",
+                   "--without-gossip", "--without-mingle"]  # fmt: skip
         self.process = subprocess.Popen(
             command, cwd=ROOT, env=dict(os.environ), stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -275,7 +297,7 @@ def _wait_for(check, timeout: float, poll: float) -> None:
         time.sleep(poll)
 
 
-def bench_worker_inference(args, org, meters, direct_rate: float, worker: Worker) -> float:
+def bench_worker_inference(args, org, meters, version, direct_before: float, worker: Worker) -> float:
     from joulepoint.events.types import Event
     from joulepoint.platform.enqueue import enqueue
     from mlops import taskqueue
@@ -315,10 +337,14 @@ def bench_worker_inference(args, org, meters, direct_rate: float, worker: Worker
         print(f"worker inference: the task itself (the worker's log) median {statistics.median(inside) * 1000:.0f} ms "
               f"per batch = {args.batch / statistics.median(inside):,.0f} readings/s; the rest is the broker, "
               f"the hand-over to the pool process and this process's polling")  # fmt: skip
+    # The baseline again, on the burst's own arrays right after it: on a shared machine the load
+    # moves between figure 1 and now, and a ratio is only fair against a baseline of the moment.
+    direct_after = direct_rate(version, input_arrays([event.payload["readings"] for event in burst], version))
+    ratio = rate / direct_after
     print(f"worker inference: {len(burst)} batches back to back {rate:,.0f} readings/s; onnxruntime run directly "
-          f"{direct_rate:,.0f} readings/s; ratio {rate / direct_rate:.3f} "
-          f"(target >= 0.5: {'PASS' if rate / direct_rate >= 0.5 else 'FAIL'})")  # fmt: skip
-    return rate / direct_rate
+          f"right after {direct_after:,.0f} readings/s (figure 1: {direct_before:,.0f}); ratio {ratio:.3f} "
+          f"(target >= 0.5: {'PASS' if ratio >= 0.5 else 'FAIL'})")  # fmt: skip
+    return ratio
 
 
 def bench_worker_build(dataset, in_process_seconds: float) -> float:
@@ -386,7 +412,7 @@ def main() -> int:
             queues_purge()  # figure 2's sends: the worker starts on an empty queue
             worker = Worker(args)
             print(f"worker: {worker.hostname} answered a ping after {worker.wait_ready():.1f} s")
-            bench_worker_inference(args, org, meters, direct_rate, worker)
+            bench_worker_inference(args, org, meters, version, direct_rate, worker)
             bench_worker_build(dataset, build_seconds)
         return 0
     finally:

@@ -117,17 +117,22 @@ def point_matrix(frame: pd.DataFrame, names: list[str]) -> np.ndarray:
     return np.column_stack(columns).astype(np.float32)
 
 
-def reading_point(reading: dict, timestamp: datetime, zone: ZoneInfo, names: list[str]) -> list[float] | None:
-    """One reading's point features in `names` order, or None when it lacks one of the fields."""
+def local_hour_circle(timestamp: datetime, zone: ZoneInfo) -> tuple[float, float]:
+    """The local hour (fractional) of an instant as sin/cos, as `hour_circle` for training."""
     local = timestamp.astimezone(zone)
-    hour = local.hour + local.minute / 60.0
-    angle = 2 * math.pi * hour / 24.0
+    angle = 2 * math.pi * (local.hour + local.minute / 60.0) / 24.0
+    return math.sin(angle), math.cos(angle)
+
+
+def reading_point(reading: dict, circle: tuple[float, float], names: list[str]) -> list[float] | None:
+    """One reading's point features in `names` order, or None when it lacks one of the fields;
+    `circle` is its `local_hour_circle`."""
     row = []
     for name in names:
         if name == "local_hour_sin":
-            row.append(math.sin(angle))
+            row.append(circle[0])
         elif name == "local_hour_cos":
-            row.append(math.cos(angle))
+            row.append(circle[1])
         else:
             value = reading.get(name)
             if not isinstance(value, int | float) or isinstance(value, bool):

@@ -7,6 +7,7 @@ average power integrated over the 15-minute buckets (method `integrated_power`).
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -224,14 +225,27 @@ def rollups_15m_frame(*, meter_ids: list[int], time_range: TimeRange, fields: li
         # datetime per row make the fetch several times cheaper.
         table = ReadingRollup15m._meta.db_table
         selected = ", ".join(f'"{column}"' for column in columns)
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f'SELECT meter_id, EXTRACT(EPOCH FROM ts)::float8, {selected} FROM "{table}" '  # noqa: S608
-                "WHERE meter_id = ANY(%s) AND ts >= %s AND ts < %s ORDER BY meter_id, ts",
-                [list(meter_ids), time_range.start, time_range.end],
-            )
-            frame = pd.DataFrame(cursor.fetchall(), columns=["meter_id", "ts", *fields])
-        frame["ts"] = pd.to_datetime(frame["ts"].astype("float64"), unit="s", utc=True)
+        # COPY as CSV read by pandas' C parser rather than a Python tuple per row: the fetch and
+        # the frame built from tuples were half of a year's dataset build.
+        query = (
+            f'COPY (SELECT meter_id, EXTRACT(EPOCH FROM ts)::float8, {selected} FROM "{table}" '  # noqa: S608
+            "WHERE meter_id = ANY(%s) AND ts >= %s AND ts < %s ORDER BY meter_id, ts) TO STDOUT (FORMAT csv)"
+        )
+        buffer = io.BytesIO()
+        with (
+            connection.cursor() as cursor,
+            cursor.copy(query, [list(meter_ids), time_range.start, time_range.end]) as copy,
+        ):
+            for chunk in copy:
+                buffer.write(chunk)
+        names = ["meter_id", "ts", *fields]
+        dtypes = {"meter_id": "int64", **{name: "float64" for name in names[1:]}}
+        if buffer.tell() == 0:  # read_csv refuses an empty input
+            frame = pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in dtypes.items()})
+        else:
+            buffer.seek(0)
+            frame = pd.read_csv(buffer, header=None, names=names, dtype=dtypes)
+        frame["ts"] = pd.to_datetime(frame["ts"], unit="s", utc=True)
         return frame
     frame = pd.DataFrame.from_records(
         list(queryset.values_list("meter_id", "ts", *columns)), columns=["meter_id", "ts", *fields]

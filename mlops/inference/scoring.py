@@ -23,13 +23,13 @@ import numpy as np
 from django.db import transaction
 
 from energy.events import DATA_INGESTED
-from joulepoint.events import publish
+from joulepoint.events import publish_many
 from joulepoint.events.listeners import listener_answer
 from joulepoint.events.types import Event
 from joulepoint.platform.enqueue import enqueue
 from mlops import selectors, taskqueue
 from mlops.events import ANOMALY_DETECTED, ML_INFERENCE
-from mlops.features import reading_point
+from mlops.features import local_hour_circle, reading_point
 from mlops.inference.sessions import plan_for, serving_observe, session_for
 from mlops.models import InferenceRun
 
@@ -71,16 +71,23 @@ def batch_score(*, event: Event) -> dict:
     if not plan:
         return {}
     zones: dict[str, ZoneInfo] = {}
+    # A batch's meters mostly share their timestamps (a gateway reads them all at once), so the
+    # local hour is worked out once per timestamp and zone, not once per reading.
+    circles: dict[tuple[str, str], tuple[float, float]] = {}
     # (alias, version id) → (described version, input rows, the readings they came from)
     work: dict[tuple[str, int], tuple[dict, list, list]] = {}
     for reading in event.payload.get("readings", []):
         entry = plan.get(reading.get("meter_id"))
         if entry is None:
             continue
-        zone = zones.setdefault(entry["zone"], ZoneInfo(entry["zone"]))
-        timestamp = datetime.fromisoformat(reading["timestamp"].replace("Z", "+00:00"))
+        key = (reading["timestamp"], entry["zone"])
+        circle = circles.get(key)
+        if circle is None:
+            zone = zones.setdefault(entry["zone"], ZoneInfo(entry["zone"]))
+            timestamp = datetime.fromisoformat(reading["timestamp"].replace("Z", "+00:00"))
+            circle = circles[key] = local_hour_circle(timestamp, zone)
         for alias, described in entry["models"].items():
-            row = reading_point(reading, timestamp, zone, described["features"])
+            row = reading_point(reading, circle, described["features"])
             if row is None:
                 continue
             slot = work.setdefault((alias, described["version_id"]), (described, [], []))
@@ -127,17 +134,20 @@ def batch_score(*, event: Event) -> dict:
                         "ingest_event_id": str(event.id),
                     }
                 )
+    events = []
+    if published:
+        payload = {
+            "ingest_event_id": str(event.id),
+            "site_id": event.payload.get("site_id"),
+            "scored": sum(item["scored"] for item in published),
+            "anomalies": len(detected),
+            "models": published,
+        }
+        events.append((organization_id, ML_INFERENCE, payload, None))
+    events += [(organization_id, ANOMALY_DETECTED, payload, None) for payload in detected]
     with transaction.atomic():
         InferenceRun.objects.bulk_create(runs)
-        if published:
-            payload = {
-                "ingest_event_id": str(event.id),
-                "site_id": event.payload.get("site_id"),
-                "scored": sum(item["scored"] for item in published),
-                "anomalies": len(detected),
-                "models": published,
-            }
-            publish(organization_id, ML_INFERENCE, payload, source=SOURCE)
-        for payload in detected:
-            publish(organization_id, ANOMALY_DETECTED, payload, source=SOURCE)
+        if events:
+            # One outbox INSERT and one dispatch message for the batch, not one per anomaly.
+            publish_many(events, source=SOURCE)
     return summary

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from energy.models import Site
 from joulepoint.celery import app as celery_app
-from joulepoint.events import publish
+from joulepoint.events import publish, publish_many
 from joulepoint.events.models import OutboxEvent
 from joulepoint.events.services import (
     outbox_event_dispatch,
@@ -24,7 +24,7 @@ from joulepoint.events.services import (
     subscribe,
     unsubscribe,
 )
-from joulepoint.events.tasks import outbox_dispatch
+from joulepoint.events.tasks import outbox_dispatch, outbox_dispatch_many
 from joulepoint.events.types import Event
 
 pytestmark = pytest.mark.django_db
@@ -333,3 +333,37 @@ def test_outbox_rows_are_tenant_scoped(org, other_org, django_capture_on_commit_
     mine = publish_uncommitted(django_capture_on_commit_callbacks, org)
     publish_uncommitted(django_capture_on_commit_callbacks, other_org)
     assert [row.pk for row in OutboxEvent.objects.for_org(org)] == [mine.id]
+
+
+def test_publish_many_dispatches_its_rows_in_order_in_one_task(org, received, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True) as hooks:
+        events = publish_many(
+            [(org, "alert.triggered", {**ALERT, "value": value}, None) for value in (1.0, 2.0, 3.0)], source="tests"
+        )
+    assert len(hooks) == 1  # one hand-off to the broker for the three rows
+    assert [event.payload["value"] for event in received.events] == [1.0, 2.0, 3.0]
+    assert [event.id for event in received.events] == [event.id for event in events]
+    assert set(OutboxEvent.objects.values_list("status", flat=True)) == {OutboxEvent.Status.DISPATCHED}
+
+
+def test_a_failing_row_of_publish_many_stays_pending_and_the_others_are_dispatched(
+    org, received, django_capture_on_commit_callbacks
+):
+    def refuse_the_second(event: Event) -> None:
+        if event.payload["value"] == 2.0:
+            raise ConnectionError("webhook endpoint unreachable")
+
+    subscribe(refuse_the_second, keys=["alert.triggered"])
+    try:
+        with django_capture_on_commit_callbacks(execute=False) as hooks:
+            events = publish_many(
+                [(org, "alert.triggered", {**ALERT, "value": value}, None) for value in (1.0, 2.0, 3.0)],
+                source="tests",
+            )
+        assert outbox_dispatch_many.delay([str(event.id) for event in events]).get() == 2
+    finally:
+        unsubscribe(refuse_the_second)
+    assert len(hooks) == 1
+    status = dict(OutboxEvent.objects.values_list("payload__value", "status"))
+    assert status == {1.0: "dispatched", 2.0: "pending", 3.0: "dispatched"}
+    assert "webhook endpoint unreachable" in OutboxEvent.objects.get(payload__value=2.0).last_error
