@@ -45,8 +45,9 @@ def _label(node: Node) -> str:
     return f"node {node.pk} ({node.name})"
 
 
-def _lock_site(site_id: int) -> None:
-    # One writer per site at a time: the cycle and second-parent checks read the whole graph.
+def site_lock(site_id: int) -> None:
+    """Take the site's row lock until the end of the caller's transaction: one writer per site at
+    a time, as the cycle and second-parent checks read the whole graph."""
     list(Site.objects.select_for_update().filter(pk=site_id).values_list("pk", flat=True))
 
 
@@ -118,7 +119,7 @@ def node_create(*, site: Site, values: dict[str, Any]) -> Node:
     """Create a node on `site` (its organization's). `values`: name, kind, and optionally meter
     (a Meter of the same site, on no other node), sign_convention, x, y, z.
     Raises TopologyInvalid, nothing written. Tenant: the site's organization."""
-    _lock_site(site.pk)
+    site_lock(site.pk)
     unknown = set(values) - set(NODE_FIELDS)
     if unknown:
         raise TopologyInvalid({name: "is not a node field" for name in sorted(unknown)})
@@ -133,7 +134,7 @@ def node_create(*, site: Site, values: dict[str, Any]) -> Node:
 def node_update(*, node: Node, values: dict[str, Any]) -> Node:
     """Change a node's fields (not its site: a node with edges cannot move between graphs;
     delete and recreate it). Raises TopologyInvalid, nothing written. Tenant: the node's."""
-    _lock_site(node.site_id)
+    site_lock(node.site_id)
     if "site" in values and getattr(values["site"], "pk", values["site"]) != node.site_id:
         raise TopologyInvalid({"site": "a node cannot move to another site; delete it and create a new one"})
     values = {key: value for key, value in values.items() if key != "site"}
@@ -151,7 +152,7 @@ def node_update(*, node: Node, values: dict[str, Any]) -> Node:
 @transaction.atomic
 def node_delete(*, node: Node) -> None:
     """Delete a node and its edges. Tenant: the node's organization."""
-    _lock_site(node.site_id)
+    site_lock(node.site_id)
     site_id, organization_id, node_id = node.site_id, node.organization_id, node.pk
     node.delete()
     _changed(site_id=site_id, organization_id=organization_id, change="node.deleted", node_id=node_id)
@@ -226,7 +227,7 @@ def edge_create(*, parent: Node, child: Node, values: dict[str, Any] | None = No
     self-loop, no cycle, no node of another site or organization, no second parent unless the
     site allows it. `values`: cable_length_m, resistance_ohm_per_phase (≥ 0), loss_factor (0-1).
     Raises TopologyInvalid, nothing written. Tenant: the parent's organization."""
-    _lock_site(parent.site_id)
+    site_lock(parent.site_id)
     values = dict(values or {})
     unknown = set(values) - set(EDGE_FIELDS)
     if unknown:
@@ -241,7 +242,7 @@ def edge_create(*, parent: Node, child: Node, values: dict[str, Any] | None = No
 @transaction.atomic
 def edge_update(*, edge: Edge, values: dict[str, Any]) -> Edge:
     """Change an edge (its ends too), under the same rules as edge_create. Tenant: the edge's."""
-    _lock_site(edge.site_id)
+    site_lock(edge.site_id)
     unknown = set(values) - set(EDGE_FIELDS)
     if unknown:
         raise TopologyInvalid({name: "is not an edge field" for name in sorted(unknown)})
@@ -258,7 +259,7 @@ def edge_update(*, edge: Edge, values: dict[str, Any]) -> Edge:
 @transaction.atomic
 def edge_delete(*, edge: Edge) -> None:
     """Delete an edge. Tenant: the edge's organization."""
-    _lock_site(edge.site_id)
+    site_lock(edge.site_id)
     site_id, organization_id, edge_id = edge.site_id, edge.organization_id, edge.pk
     edge.delete()
     _changed(site_id=site_id, organization_id=organization_id, change="edge.deleted", edge_id=edge_id)
@@ -309,7 +310,7 @@ def topology_settings_set(*, site: Site, values: dict[str, Any]) -> TopologySett
     (remove the extra edges first). Raises TopologyInvalid, nothing written. Watching sockets
     reload the graph after commit (stale_after_seconds changes what is stale).
     Tenant: the site's organization."""
-    _lock_site(site.pk)
+    site_lock(site.pk)
     unknown = set(values) - set(SETTINGS_FIELDS)
     if unknown:
         raise TopologyInvalid({name: "is not a topology settings field" for name in sorted(unknown)})
