@@ -14,6 +14,7 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
@@ -21,6 +22,7 @@ from energy.live.fanout import live_notice_send
 from energy.models.devices import Meter
 from energy.models.sites import Site
 from energy.topology.models import Edge, Node, TopologySettings
+from energy.topology.selectors import VERSION_KEY
 from joulepoint.platform.cache import cache_window_claim
 
 TOPOLOGY_CHANGED = "topology.changed"
@@ -323,6 +325,28 @@ def topology_settings_set(*, site: Site, values: dict[str, Any]) -> TopologySett
     settings.save()
     _changed(site_id=site.pk, organization_id=site.organization_id, change="settings.updated")
     return settings
+
+
+def topology_version_bump(*, site_id: int) -> None:
+    """Give the site's structure a new version token, now and again when the transaction
+    commits: every process's cached structure of the site is then read afresh
+    (energy.topology.selectors). Now, so this transaction's own reads see the change; at the
+    commit, because a reader in between may have cached the structure as it was before it."""
+    key = VERSION_KEY.format(site_id=int(site_id))
+
+    def bump() -> None:
+        cache.set(key, uuid.uuid4().hex, timeout=None)
+
+    bump()
+    transaction.on_commit(bump)
+
+
+def structure_changed(sender, instance, **kwargs) -> None:
+    """Signal receiver (energy.apps): a node, edge, settings row or site saved or deleted, or a
+    meter deleted (its node loses it), through the services or not."""
+    site_id = instance.pk if isinstance(instance, Site) else instance.site_id
+    if site_id is not None:
+        topology_version_bump(site_id=site_id)
 
 
 def topology_push_claim(*, site_id: int, interval_seconds: float) -> bool:
