@@ -115,6 +115,7 @@ def build(args):
 
 
 def run(args) -> int:
+    from django.conf import settings
     from django.db import connection
     from django.test.utils import override_settings
     from django.utils import timezone
@@ -128,6 +129,9 @@ def run(args) -> int:
     from joulepoint.tenancy.services import api_credential_create
 
     org, site = build(args)
+    # One process here, so its local-memory cache holds the structure versions soundly (a server
+    # enables the structure cache where its cache is Redis, shared by every process).
+    settings.TOPOLOGY_STRUCTURE_CACHE = True
     if not args.cold:
         # As a server process does at start (joulepoint/asgi.py): without it every full collection
         # walks all of Django, and one landing inside a request decides the p95.

@@ -9,6 +9,7 @@ import uuid
 from collections import OrderedDict
 from datetime import datetime
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django.db.models import OuterRef, Subquery
@@ -171,7 +172,7 @@ def topology_version(site_id: int) -> str | None:
 
 def _structure_cached(organization_id: int, site_id: int) -> Structure | None:
     """topology_structure through the per-process cache; None when not this organization's."""
-    token = topology_version(site_id)
+    token = topology_version(site_id) if settings.TOPOLOGY_STRUCTURE_CACHE else None
     if token is None:
         return topology_structure(organization_id=organization_id, site_id=site_id)
     key = (organization_id, site_id)

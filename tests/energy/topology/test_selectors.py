@@ -13,6 +13,14 @@ from tests import factories
 
 pytestmark = pytest.mark.django_db
 
+
+@pytest.fixture(autouse=True)
+def structure_cache(settings):
+    # On where the cache is shared (Redis); this test process is the only one, so the
+    # local-memory cache of the SQLite runs serves as well.
+    settings.TOPOLOGY_STRUCTURE_CACHE = True
+
+
 GRAPH = "/api/energy/topology/nodes/graph"
 
 
@@ -71,6 +79,11 @@ def test_another_tenant_does_not_get_a_cached_structure(api, site, grid, other_o
     factories.NodeFactory(site=foreign, name="Theirs")
     assert api.get(GRAPH, {"site": foreign.pk}).status_code == 404
     assert selectors.topology_graph(organization_id=other_org.pk, site_id=site.pk) is None
+
+
+def test_without_a_shared_cache_the_structure_is_read_every_time(api, site, grid, settings):
+    settings.TOPOLOGY_STRUCTURE_CACHE = False
+    assert _graph(api, site)[1] == _graph(api, site)[1]
 
 
 def test_the_graph_answers_when_the_cache_cannot_be_read(api, site, grid, monkeypatch):
