@@ -66,6 +66,14 @@ class EnergyConfig(AppConfig):
         for model in (Site, DeviceCommand, PQConfig, AnalyticsSettings, Node, Edge, TopologySettings):
             audit_register(model)
 
+        from energy.topology.services import structure_changed
+
+        # The graph endpoint keeps each site's structure per process until it changes (docs/topology.md).
+        for model in (Site, Node, Edge, TopologySettings):
+            post_save.connect(structure_changed, sender=model, dispatch_uid=f"topology-{model.__name__}")
+            post_delete.connect(structure_changed, sender=model, dispatch_uid=f"topology-del-{model.__name__}")
+        post_delete.connect(structure_changed, sender=Meter, dispatch_uid="topology-del-Meter")
+
         from energy.load.models import Charger, DemandResponseEvent, IdToken, LoadSchedule, SiteConstraint
 
         # Load management's configuration; not sessions, EVSE status, allocations or setpoints

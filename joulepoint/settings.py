@@ -166,6 +166,11 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+# The graph endpoint keeps site structures per process, invalidated through the shared cache
+# (docs/topology.md): only where the cache is shared between processes, i.e. Redis. The embedded
+# default's local-memory cache is not (a demo command or a test process writing a node would
+# not reach the server's copy).
+TOPOLOGY_STRUCTURE_CACHE = bool(REDIS_URL)
 
 # Celery: a real broker when REDIS_URL (or CELERY_BROKER_URL) is set, otherwise tasks run
 # in-process so the embedded default needs no other service.

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
@@ -347,11 +348,17 @@ class LiveConsumer(AuthWaitMixin, AsyncWebsocketConsumer):
         overlay = self.topology.get(site_id)
         if overlay is None:
             return
+        claiming_since = asyncio.get_running_loop().time()
         claimed = await sync_to_async(topology_push_claim, thread_sensitive=False)(
             site_id=site_id, interval_seconds=TOPOLOGY_PUSH_INTERVAL_SECONDS
         )
         if not claimed:
-            self.topology_arm(site_id, TOPOLOGY_PUSH_INTERVAL_SECONDS)
+            # The claimer's update may have arrived while the claim was on its way to Redis (a
+            # round trip there, next to nothing on the local-memory cache): it found no flush
+            # pending to cancel, so waiting for it again would push a second update, once the
+            # claim expires, of what that one already carried.
+            if self.topology_pushed.get(site_id, -math.inf) < claiming_since:
+                self.topology_arm(site_id, TOPOLOGY_PUSH_INTERVAL_SECONDS)
             return
         frame = json_text({"type": "topology.update", "site_id": site_id, **overlay.update(now=timezone.now())})
         group = fanout.site_group(overlay.organization_id, site_id)

@@ -7,9 +7,10 @@ from __future__ import annotations
 import copy
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
+from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.forms.models import construct_instance
+from django.forms.models import BaseInlineFormSet, construct_instance
 
 from energy.models import Meter
 from energy.topology import services
@@ -69,7 +70,90 @@ class TopologySettingsForm(forms.ModelForm):
         return cleaned
 
 
+class _DryRun(Exception):
+    """Ends the page's trial save, rolling its savepoint back."""
+
+
+def _rows_save(site, formset) -> None:
+    """Write one inline's rows through the services (which lock the site and re-check the whole
+    graph); raises TopologyInvalid."""
+    instances = formset.save(commit=False)
+    for obj in formset.deleted_objects:
+        if isinstance(obj, Node):
+            services.node_delete(node=obj)
+        elif isinstance(obj, Edge):
+            services.edge_delete(edge=obj)
+        else:
+            obj.delete()
+    for obj in instances:
+        obj.organization_id = site.organization_id
+        if isinstance(obj, Node):
+            values = {name: getattr(obj, name) for name in services.NODE_FIELDS}
+            if obj.pk:
+                services.node_update(node=obj, values=values)
+            else:
+                services.node_create(site=site, values=values)
+        elif isinstance(obj, Edge):
+            values = {name: getattr(obj, name) for name in services.EDGE_FIELDS}
+            if obj.pk:
+                services.edge_update(edge=obj, values=values)
+            else:
+                ends = {"parent": values.pop("parent"), "child": values.pop("child")}
+                services.edge_create(**ends, values=values)
+        elif isinstance(obj, TopologySettings):
+            values = {name: getattr(obj, name) for name in services.SETTINGS_FIELDS}
+            services.topology_settings_set(site=site, values=values)
+
+
+def _page_trial_save(site, formsets: list) -> None:
+    """Save every inline of the page in a savepoint rolled back afterwards; raises TopologyInvalid.
+
+    Rows valid one by one may still clash together (two new edges closing a cycle, one meter on
+    two new nodes), which only the services' whole-graph checks see. Refused at save time, the
+    refusal would come after Django's admin has committed to its redirect, inside its atomic
+    block: a 500. Tried here, from the last formset's clean, it is a form error instead. The site
+    stays locked (outside the savepoint) until the page's transaction ends, so the real save
+    meets the graph the trial did."""
+    services.site_lock(site.pk)
+    deleted_pks: list[tuple[object, object]] = []
+    try:
+        with transaction.atomic():
+            for formset in formsets:
+                _rows_save(site, formset)
+                deleted_pks += [(obj, obj.pk) for obj in formset.deleted_objects]
+            raise _DryRun
+    except _DryRun:
+        pass
+    finally:
+        # Deleting sets an instance's pk to None; the real save deletes the same instances.
+        for obj, pk in deleted_pks:
+            obj.pk = pk
+
+
+class PageCheckedFormSet(BaseInlineFormSet):
+    """An inline formset of a site's topology page; the last of the page tries the whole save in
+    its clean (`page_formsets` is set by SiteTopologyAdmin)."""
+
+    page_formsets: list | None = None
+
+    def clean(self) -> None:
+        super().clean()
+        page = self.page_formsets
+        if not page or self is not page[-1] or any(self.errors) or self.non_form_errors():
+            return
+        if not all(formset.is_valid() for formset in page[:-1]):
+            return
+        try:
+            _page_trial_save(self.instance, page)
+        except services.TopologyInvalid as exc:
+            suffix = f" (nodes {', '.join(map(str, exc.nodes))})" if exc.nodes else ""
+            raise ValidationError(
+                [f"Nothing was saved: {field}: {message}{suffix}" for field, message in exc.errors.items()]
+            ) from None
+
+
 class _SiteRowsInline(MemberInlinePermissions, admin.TabularInline):
+    formset = PageCheckedFormSet
     extra = 0
 
     def get_formset(self, request, obj=None, **kwargs):
@@ -112,6 +196,7 @@ class TopologySettingsInline(MemberInlinePermissions, admin.StackedInline):
     fields = ["allow_multiple_parents", "stale_after_seconds"]
     extra = 0
     max_num = 1
+    formset = PageCheckedFormSet
     verbose_name = "settings (defaults apply when none are set)"
 
 
@@ -134,40 +219,14 @@ class SiteTopologyAdmin(OrganizationScopedAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
-    def save_formset(self, request, form, formset, change):
-        """Each row through its service (which locks the site and re-checks the whole graph:
-        rows valid one by one may still clash together, e.g. two new edges closing a cycle)."""
-        site = form.instance
-        try:
-            self._save_rows(site, formset)
-        except services.TopologyInvalid as exc:
-            transaction.set_rollback(True)
-            messages.error(request, f"Nothing was saved: {exc} (nodes {exc.nodes})")
+    def _create_formsets(self, request, obj, change):
+        # Django's one place where the page's formsets exist together, before they are validated.
+        formsets, inline_instances = super()._create_formsets(request, obj, change)
+        for formset in formsets:
+            formset.page_formsets = formsets
+        return formsets, inline_instances
 
-    def _save_rows(self, site, formset) -> None:
-        instances = formset.save(commit=False)
-        for obj in formset.deleted_objects:
-            if isinstance(obj, Node):
-                services.node_delete(node=obj)
-            elif isinstance(obj, Edge):
-                services.edge_delete(edge=obj)
-            else:
-                obj.delete()
-        for obj in instances:
-            obj.organization_id = site.organization_id
-            if isinstance(obj, Node):
-                values = {name: getattr(obj, name) for name in services.NODE_FIELDS}
-                if obj.pk:
-                    services.node_update(node=obj, values=values)
-                else:
-                    services.node_create(site=site, values=values)
-            elif isinstance(obj, Edge):
-                values = {name: getattr(obj, name) for name in services.EDGE_FIELDS}
-                if obj.pk:
-                    services.edge_update(edge=obj, values=values)
-                else:
-                    ends = {"parent": values.pop("parent"), "child": values.pop("child")}
-                    services.edge_create(**ends, values=values)
-            elif isinstance(obj, TopologySettings):
-                values = {name: getattr(obj, name) for name in services.SETTINGS_FIELDS}
-                services.topology_settings_set(site=site, values=values)
+    def save_formset(self, request, form, formset, change):
+        """Each row through its service; the page's trial save (PageCheckedFormSet) has already
+        met every refusal as a form error, with the site locked since."""
+        _rows_save(form.instance, formset)

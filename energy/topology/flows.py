@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import NamedTuple
 
 from joulepoint.platform.timefmt import isoz
@@ -72,7 +73,19 @@ class Structure:
     edges: list[EdgeInfo]
     stale_after_seconds: int
 
-    @property
+    @cached_property
+    def adjacency(self) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
+        """(node → its children, node → its parents), in edge order; built once per structure,
+        which a process keeps across requests (energy.topology.selectors). Read only."""
+        children: dict[int, list[int]] = defaultdict(list)
+        parents: dict[int, list[int]] = defaultdict(list)
+        for edge in self.edges:
+            children[edge.parent].append(edge.child)
+            parents[edge.child].append(edge.parent)
+        # Plain dicts: a look-up of a missing key must not insert into a structure others read.
+        return dict(children), dict(parents)
+
+    @cached_property  # a cached structure serves many requests (energy.topology.selectors)
     def meter_ids(self) -> set[int]:
         return {node.meter_id for node in self.nodes if node.meter_id is not None}
 
@@ -88,11 +101,7 @@ class _Walk:
         self.structure = structure
         self.samples = samples
         self.ref = ref
-        self.children: dict[int, list[int]] = defaultdict(list)
-        self.parents: dict[int, list[int]] = defaultdict(list)
-        for edge in structure.edges:
-            self.children[edge.parent].append(edge.child)
-            self.parents[edge.child].append(edge.parent)
+        self.children, self.parents = structure.adjacency
         self.measured: dict[int, float | None] = {}
         self.sample_of: dict[int, Sample | None] = {}
         self.stale: dict[int, bool] = {}

@@ -4,8 +4,13 @@ Every query is scoped to the caller's organization."""
 
 from __future__ import annotations
 
+import threading
+import uuid
+from collections import OrderedDict
 from datetime import datetime
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
@@ -137,12 +142,73 @@ def latest_samples(*, organization_id: int, site_id: int, at: datetime | None = 
     return {meter_id: Sample(*values) for meter_id, *values in rows}
 
 
+# The per-process structure cache. A site's structure (nodes, edges, settings, name) changes
+# rarely and is most of what a graph request read and built (2,000 nodes: two thirds of its
+# time, bench/topology.py); its readings change all the time. A structure is kept under its
+# site's version token, which every structure write replaces (energy.topology.services.
+# topology_version_bump: at the write and again at its commit) in the shared cache, so every
+# process drops its copy at the next request. A request then reads the token (one cache get)
+# and the latest samples (one query), and computes.
+VERSION_KEY = "topology:version:{site_id}"
+STRUCTURES_MAX = 64
+_structures: OrderedDict[tuple[int, int], tuple[str, Structure]] = OrderedDict()
+_structures_lock = threading.Lock()
+
+
+def topology_version(site_id: int) -> str | None:
+    """The site's structure version token (made on first use), or None when the cache cannot be
+    read (the caller then reads the structure from the database: never a stale one)."""
+    key = VERSION_KEY.format(site_id=int(site_id))
+    try:
+        token = cache.get(key)
+        if token is None:
+            token = uuid.uuid4().hex
+            if not cache.add(key, token, timeout=None):
+                token = cache.get(key)
+    except Exception:  # an unreachable cache costs the cached structure, not the answer
+        return None
+    return token
+
+
+def _structure_cached(organization_id: int, site_id: int) -> Structure | None:
+    """topology_structure through the per-process cache; None when not this organization's."""
+    token = topology_version(site_id) if settings.TOPOLOGY_STRUCTURE_CACHE else None
+    if token is None:
+        return topology_structure(organization_id=organization_id, site_id=site_id)
+    key = (organization_id, site_id)
+    with _structures_lock:
+        held = _structures.get(key)
+        if held is not None and held[0] == token:
+            _structures.move_to_end(key)
+            return held[1]
+    structure = topology_structure(organization_id=organization_id, site_id=site_id)
+    if structure is not None:
+        with _structures_lock:
+            _structures[key] = (token, structure)
+            _structures.move_to_end(key)
+            while len(_structures) > STRUCTURES_MAX:
+                _structures.popitem(last=False)
+    return structure
+
+
 def topology_graph(
     *, organization_id: int, site_id: int, at: datetime | None = None, now: datetime | None = None
 ) -> dict | None:
     """The graph document of a site (energy.topology.flows.graph_compute), or None when the
     site is not of this organization (the caller answers 404). A site without nodes gives
-    empty lists and zero totals."""
+    empty lists and zero totals. The structure comes from the per-process cache when its
+    version is current; the readings are always read."""
+    structure = _structure_cached(organization_id, site_id)
+    if structure is None:
+        return None
+    samples = latest_samples(organization_id=organization_id, site_id=site_id, at=at) if structure.meter_ids else {}
+    return graph_compute(structure=structure, samples=samples, now=now or timezone.now(), at=at)
+
+
+def topology_graph_uncached(
+    *, organization_id: int, site_id: int, at: datetime | None = None, now: datetime | None = None
+) -> dict | None:
+    """topology_graph reading the structure from the database (bench/topology.py's baseline)."""
     if connection.vendor != "postgresql":
         structure = topology_structure(organization_id=organization_id, site_id=site_id)
         if structure is None:

@@ -14,6 +14,7 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
@@ -21,6 +22,7 @@ from energy.live.fanout import live_notice_send
 from energy.models.devices import Meter
 from energy.models.sites import Site
 from energy.topology.models import Edge, Node, TopologySettings
+from energy.topology.selectors import VERSION_KEY
 from joulepoint.platform.cache import cache_window_claim
 
 TOPOLOGY_CHANGED = "topology.changed"
@@ -45,8 +47,9 @@ def _label(node: Node) -> str:
     return f"node {node.pk} ({node.name})"
 
 
-def _lock_site(site_id: int) -> None:
-    # One writer per site at a time: the cycle and second-parent checks read the whole graph.
+def site_lock(site_id: int) -> None:
+    """Take the site's row lock until the end of the caller's transaction: one writer per site at
+    a time, as the cycle and second-parent checks read the whole graph."""
     list(Site.objects.select_for_update().filter(pk=site_id).values_list("pk", flat=True))
 
 
@@ -118,7 +121,7 @@ def node_create(*, site: Site, values: dict[str, Any]) -> Node:
     """Create a node on `site` (its organization's). `values`: name, kind, and optionally meter
     (a Meter of the same site, on no other node), sign_convention, x, y, z.
     Raises TopologyInvalid, nothing written. Tenant: the site's organization."""
-    _lock_site(site.pk)
+    site_lock(site.pk)
     unknown = set(values) - set(NODE_FIELDS)
     if unknown:
         raise TopologyInvalid({name: "is not a node field" for name in sorted(unknown)})
@@ -133,7 +136,7 @@ def node_create(*, site: Site, values: dict[str, Any]) -> Node:
 def node_update(*, node: Node, values: dict[str, Any]) -> Node:
     """Change a node's fields (not its site: a node with edges cannot move between graphs;
     delete and recreate it). Raises TopologyInvalid, nothing written. Tenant: the node's."""
-    _lock_site(node.site_id)
+    site_lock(node.site_id)
     if "site" in values and getattr(values["site"], "pk", values["site"]) != node.site_id:
         raise TopologyInvalid({"site": "a node cannot move to another site; delete it and create a new one"})
     values = {key: value for key, value in values.items() if key != "site"}
@@ -151,7 +154,7 @@ def node_update(*, node: Node, values: dict[str, Any]) -> Node:
 @transaction.atomic
 def node_delete(*, node: Node) -> None:
     """Delete a node and its edges. Tenant: the node's organization."""
-    _lock_site(node.site_id)
+    site_lock(node.site_id)
     site_id, organization_id, node_id = node.site_id, node.organization_id, node.pk
     node.delete()
     _changed(site_id=site_id, organization_id=organization_id, change="node.deleted", node_id=node_id)
@@ -226,7 +229,7 @@ def edge_create(*, parent: Node, child: Node, values: dict[str, Any] | None = No
     self-loop, no cycle, no node of another site or organization, no second parent unless the
     site allows it. `values`: cable_length_m, resistance_ohm_per_phase (≥ 0), loss_factor (0-1).
     Raises TopologyInvalid, nothing written. Tenant: the parent's organization."""
-    _lock_site(parent.site_id)
+    site_lock(parent.site_id)
     values = dict(values or {})
     unknown = set(values) - set(EDGE_FIELDS)
     if unknown:
@@ -241,7 +244,7 @@ def edge_create(*, parent: Node, child: Node, values: dict[str, Any] | None = No
 @transaction.atomic
 def edge_update(*, edge: Edge, values: dict[str, Any]) -> Edge:
     """Change an edge (its ends too), under the same rules as edge_create. Tenant: the edge's."""
-    _lock_site(edge.site_id)
+    site_lock(edge.site_id)
     unknown = set(values) - set(EDGE_FIELDS)
     if unknown:
         raise TopologyInvalid({name: "is not an edge field" for name in sorted(unknown)})
@@ -258,7 +261,7 @@ def edge_update(*, edge: Edge, values: dict[str, Any]) -> Edge:
 @transaction.atomic
 def edge_delete(*, edge: Edge) -> None:
     """Delete an edge. Tenant: the edge's organization."""
-    _lock_site(edge.site_id)
+    site_lock(edge.site_id)
     site_id, organization_id, edge_id = edge.site_id, edge.organization_id, edge.pk
     edge.delete()
     _changed(site_id=site_id, organization_id=organization_id, change="edge.deleted", edge_id=edge_id)
@@ -309,7 +312,7 @@ def topology_settings_set(*, site: Site, values: dict[str, Any]) -> TopologySett
     (remove the extra edges first). Raises TopologyInvalid, nothing written. Watching sockets
     reload the graph after commit (stale_after_seconds changes what is stale).
     Tenant: the site's organization."""
-    _lock_site(site.pk)
+    site_lock(site.pk)
     unknown = set(values) - set(SETTINGS_FIELDS)
     if unknown:
         raise TopologyInvalid({name: "is not a topology settings field" for name in sorted(unknown)})
@@ -322,6 +325,28 @@ def topology_settings_set(*, site: Site, values: dict[str, Any]) -> TopologySett
     settings.save()
     _changed(site_id=site.pk, organization_id=site.organization_id, change="settings.updated")
     return settings
+
+
+def topology_version_bump(*, site_id: int) -> None:
+    """Give the site's structure a new version token, now and again when the transaction
+    commits: every process's cached structure of the site is then read afresh
+    (energy.topology.selectors). Now, so this transaction's own reads see the change; at the
+    commit, because a reader in between may have cached the structure as it was before it."""
+    key = VERSION_KEY.format(site_id=int(site_id))
+
+    def bump() -> None:
+        cache.set(key, uuid.uuid4().hex, timeout=None)
+
+    bump()
+    transaction.on_commit(bump)
+
+
+def structure_changed(sender, instance, **kwargs) -> None:
+    """Signal receiver (energy.apps): a node, edge, settings row or site saved or deleted, or a
+    meter deleted (its node loses it), through the services or not."""
+    site_id = instance.pk if isinstance(instance, Site) else instance.site_id
+    if site_id is not None:
+        topology_version_bump(site_id=site_id)
 
 
 def topology_push_claim(*, site_id: int, interval_seconds: float) -> bool:

@@ -14,7 +14,7 @@ import os
 import threading
 
 import redis
-from django.core.cache import cache as default_cache
+from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from django.db.models import Model
 from django.db.models.base import ModelState
@@ -149,7 +149,9 @@ def cache_window_claim(key: str, seconds: float, *, cache=None) -> bool:
     Django's `cache.add` would do on both, but its Redis client rounds a timeout down to whole
     seconds (0.25 s would be 0: no window at all), so on Redis the claim is one SET NX with a
     millisecond expiry."""
-    cache = default_cache if cache is None else cache
+    # The backend itself: `django.core.cache.cache` is a proxy that is no RedisCache instance, so
+    # testing it would send the claim down the `cache.add` path and its zero-second window.
+    cache = caches["default"] if cache is None else cache
     if isinstance(cache, RedisCache):
         client = cache._cache.get_client(key, write=True)
         expiry_ms = max(1, round(seconds * 1000))

@@ -174,6 +174,12 @@ def test_a_window_is_claimed_once_across_two_cache_clients():
     assert _claims_over_time(first, second) == [True, False, False, True, False]
 
 
+def test_the_configured_cache_holds_the_window_when_none_is_given():
+    # What the live topology claims through (energy.topology.services.topology_push_claim):
+    # the default cache, in Redis when REDIS_URL is set.
+    assert _claims_over_time(None, None) == [True, False, False, True, False]
+
+
 def test_the_embedded_defaults_window_is_claimed_once_in_the_process():
     shared = LocMemCache("test-window", {})
     assert _claims_over_time(shared, shared) == [True, False, False, True, False]

@@ -102,3 +102,33 @@ def test_settings_saved_in_the_admin_keep_the_several_parents_rule(manager, site
     assert manager.post(_url(site), data).status_code == 302
     settings.refresh_from_db()
     assert settings.allow_multiple_parents is True and settings.stale_after_seconds == 120
+
+
+def test_two_new_edges_closing_a_cycle_together_are_a_form_error_and_nothing_is_saved(manager, site):
+    # Each edge is valid against the stored graph; only saved together do they close a cycle,
+    # which the services refuse: the page shows it and keeps the rows as they were.
+    a, b = factories.NodeFactory(site=site, name="A"), factories.NodeFactory(site=site, name="B")
+    data = _post(
+        site,
+        existing_nodes=[a, b],
+        edges=[{"parent": a.pk, "child": b.pk}, {"parent": b.pk, "child": a.pk}],
+    )
+    data["topology_nodes-0-name"] = "A renamed"
+    response = manager.post(_url(site), data)
+    assert response.status_code == 200
+    assert "Nothing was saved" in response.text and "would close a cycle" in response.text
+    assert Edge.objects.count() == 0
+    assert Node.objects.get(pk=a.pk).name == "A"
+
+
+def test_two_new_parents_of_one_node_are_a_form_error_where_the_site_allows_one(manager, site):
+    a, b, c = (factories.NodeFactory(site=site, name=name) for name in ("A", "B", "C"))
+    edges = [{"parent": a.pk, "child": c.pk}, {"parent": b.pk, "child": c.pk}]
+    response = manager.post(_url(site), _post(site, existing_nodes=[a, b, c], edges=edges))
+    assert response.status_code == 200
+    assert f"node {c.pk} (C) already has parent node" in response.text
+    assert Edge.objects.count() == 0
+
+    response = manager.post(_url(site), _post(site, existing_nodes=[a, b, c], edges=edges[:1]))
+    assert response.status_code == 302
+    assert list(Edge.objects.values_list("parent", "child")) == [(a.pk, c.pk)]

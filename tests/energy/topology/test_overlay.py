@@ -9,7 +9,6 @@ import orjson
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.conf import settings
 
 from energy.ingest import store
 from energy.live import consumers
@@ -145,12 +144,6 @@ async def test_a_reading_turns_stale_on_the_overlay_without_another_reading():
     await ws.disconnect()
 
 
-@pytest.mark.xfail(
-    "postgresql" in settings.DATABASES["default"]["ENGINE"],
-    reason="Known bug (issue 20, open): on PostgreSQL + Redis the second socket "
-    "does not receive the shared update within the test's wait",
-    strict=False,
-)
 async def test_sockets_watching_one_site_share_one_update_per_interval():
     # One claim per site and interval (in Redis when the cache is: tests/platform/test_cache.py
     # claims it from two clients): the claimer computes, every watcher receives that update.
