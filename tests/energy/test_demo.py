@@ -37,10 +37,9 @@ from energy.simulator import (
     NIGHT_CHARGE_KW,
     NIGHT_SOC_TARGET,
     DepotSimulator,
-    MeterCredential,
-    ReadingSender,
     solar_elevation_deg,
 )
+from energy.simulator_senders import MeterCredential, ReadingSender
 from joulepoint.tenancy.models import Application, Membership, Organization
 from tests.net import free_port
 

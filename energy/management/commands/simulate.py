@@ -14,7 +14,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from energy.demo import demo_state_path
 from energy.demo_history import simulator_state_path, simulator_state_save
-from energy.simulator import DepotSimulator, MeterCredential, MqttReadingSender, ReadingSender, SplitSender
+from energy.simulator import DepotSimulator
+from energy.simulator_senders import MeterCredential, MqttReadingSender, ReadingSender, SplitSender
 
 
 class Command(BaseCommand):

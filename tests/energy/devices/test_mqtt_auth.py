@@ -236,7 +236,7 @@ def bridge_started(broker: SecuredBroker) -> MqttBridge:
 @pytest.mark.django_db(transaction=True)
 def test_the_demo_simulator_publishes_as_each_meter_and_its_readings_are_stored(settings, tmp_path, meter):
     """What `make run MQTT_URL=…` runs: the simulator's MQTT meters log in as themselves."""
-    from energy.simulator import MeterCredential, MqttReadingSender
+    from energy.simulator_senders import MeterCredential, MqttReadingSender
 
     settings.MQTT_TOPIC_PREFIX = prefix = f"jpsim{uuid.uuid4().hex[:6]}"
     other = factories.MeterFactory(site=meter.site)
