@@ -51,7 +51,13 @@ def test_a_low_balance_rule_tops_the_wallet_up_exactly_once(worker, org):
     def balance() -> Decimal:
         return Wallet.objects.get(pk=wallet.pk).balance
 
-    wait_for(lambda: balance() == Decimal("24"), 60, worker, "the top-up")
+    # The top-up commits inside the attempt, the delivery's outcome just after it.
+    wait_for(
+        lambda: balance() == Decimal("24") and Delivery.objects.filter(status="succeeded").exists(),
+        60,
+        worker,
+        "the top-up",
+    )
     [delivery] = Delivery.objects.filter(status="succeeded")
 
     # The same delivery attempted again (a redelivered task after its worker lost the ack).
