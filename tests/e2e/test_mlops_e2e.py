@@ -125,7 +125,9 @@ def test_a_promoted_model_flags_the_outlier_and_a_rule_delivers_one_signed_webho
         requests = list(receiver.requests)
 
     assert OutboxEvent.objects.filter(key="anomaly.detected").count() == 1
-    assert [run.anomalies for run in InferenceRun.objects.order_by("id")] == [0, 0, 0, 1, 0, 0]
+    # One batch of the six flagged one reading (the ml worker may score batches out of order;
+    # the webhook below says which reading it was).
+    assert sorted(run.anomalies for run in InferenceRun.objects.all()) == [0, 0, 0, 0, 0, 1]
     [request] = requests
     assert request["code"] == 200
     # The Standard Webhooks reference implementation checks the signature (raises if it is wrong).
