@@ -181,12 +181,14 @@ def _wait_for_worker(server: ServerProcess, hostname: str) -> None:
     raise RuntimeError(f"the Celery worker did not answer a ping within {STARTUP_TIMEOUT}s:\n{server.output()}")
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def celery_worker_process(django_db_setup) -> Iterator[str]:
     """A real Celery worker on the configured broker; yields its hostname.
 
-    Package-scoped: it stops with the last e2e test, so it never consumes tasks that later
-    tests enqueue and write into a test database they are about to flush (a deadlock seen in CI).
+    Module-scoped: it stops with the last test of its module, so it never consumes tasks that
+    later tests enqueue: those of a test database about to be flushed (a deadlock seen in CI), and
+    those meant for the workers later modules start with their own settings (package-scoped, it
+    took the Procfile deployment's webhook attempts and refused their loopback receiver).
 
     Skips when no broker is configured (the embedded default runs tasks in-process)."""
     if not settings.CELERY_BROKER_URL:
