@@ -64,6 +64,7 @@ def test_filters_by_action_time_and_source(api, org):
     "params,field",
     [
         ({"object_type": "energy.nothing"}, "object_type"),
+        ({"object_type": "%e.%s"}, "object_type"),  # a % in the value once made the 400 a 500
         ({"action": "explode"}, "action"),
         ({"start": "yesterday"}, "start"),
         ({"object_id": "-1"}, "object_id"),

@@ -28,8 +28,10 @@ class ObjectTypeField(forms.CharField):
         try:
             return apps.get_model(label, model)
         except (LookupError, ValueError):
+            # The value goes in as a parameter: django-filter %-formats every message, so a `%`
+            # typed into the query would otherwise break the 400 into a 500.
             raise forms.ValidationError(
-                f"Unknown object type {value!r}: give app_label.model, e.g. energy.meter."
+                "Unknown object type %(value)s: give app_label.model, e.g. energy.meter.", params={"value": repr(value)}
             ) from None
 
 
