@@ -41,6 +41,18 @@ class PostResult:
     error: str | None = None
     retry_after: float | None = None
 
+    def add(self, other: PostResult) -> None:
+        """Count `other` in (a meter's or a sender's share of one tick): the first error, the
+        longest retry-after."""
+        self.sent += other.sent
+        self.stored += other.stored
+        self.duplicates += other.duplicates
+        self.dropped += other.dropped
+        self.pending += other.pending
+        self.error = self.error or other.error
+        if other.retry_after is not None:
+            self.retry_after = max(self.retry_after or 0.0, other.retry_after)
+
 
 class ReadingSender:
     """Posts each meter's readings with its key and an HMAC signature; keeps what could not be
@@ -69,13 +81,7 @@ class ReadingSender:
                 self.backlog[kind].append(reading)
         for kind, meter in self.meters.items():
             result = self._flush(meter, self.backlog[kind])
-            total.sent += result.sent
-            total.stored += result.stored
-            total.duplicates += result.duplicates
-            total.dropped += result.dropped
-            total.error = total.error or result.error
-            if result.retry_after is not None:
-                total.retry_after = max(total.retry_after or 0.0, result.retry_after)
+            total.add(result)
             if result.error and result.retry_after is None and self.server_down:
                 break  # the server is unreachable: don't wait on a timeout per meter
         total.pending = sum(len(queue) for queue in self.backlog.values())
@@ -248,12 +254,7 @@ class SplitSender:
     def send(self, readings: dict[str, dict]) -> PostResult:
         total = PostResult()
         for sender in self.senders:
-            result = sender.send({kind: r for kind, r in readings.items() if kind in sender.meters})
-            for name in ("sent", "stored", "duplicates", "dropped", "pending"):
-                setattr(total, name, getattr(total, name) + getattr(result, name))
-            total.error = total.error or result.error
-            if result.retry_after is not None:
-                total.retry_after = max(total.retry_after or 0.0, result.retry_after)
+            total.add(sender.send({kind: r for kind, r in readings.items() if kind in sender.meters}))
         return total
 
     def close(self) -> None:
