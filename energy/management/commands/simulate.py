@@ -79,7 +79,7 @@ class Command(BaseCommand):
         state = self._load_state(state_path, config)
         if state:
             simulator.restore(state)
-        sender = self._sender(options, meters)
+        sender, over_mqtt = self._sender(options, meters)
 
         stop = threading.Event()
         if not options["once"]:
@@ -94,10 +94,9 @@ class Command(BaseCommand):
         log.info(
             "posting %d meters of %r to %s every %g s", len(meters), site["name"], options["url"].rstrip("/"), interval
         )
-        if isinstance(sender, (MqttReadingSender, SplitSender)):
-            over_mqtt = sender if isinstance(sender, MqttReadingSender) else sender.senders[-1]
+        if over_mqtt:
             broker = urlsplit(options["mqtt"])  # printed without any login it may carry
-            log.info("over MQTT at %s:%s instead: %s", broker.hostname, broker.port, ", ".join(over_mqtt.meters))
+            log.info("over MQTT at %s:%s instead: %s", broker.hostname, broker.port, ", ".join(over_mqtt))
         ticks = 0
         try:
             while True:
@@ -133,10 +132,13 @@ class Command(BaseCommand):
         log.info("stopped after %d ticks", ticks)
 
     @staticmethod
-    def _sender(options: dict, meters: list[MeterCredential]):
-        """HTTP for every meter, or MQTT (docs/live.md, "MQTT identity") for those of --mqtt-meters."""
+    def _sender(
+        options: dict, meters: list[MeterCredential]
+    ) -> tuple[ReadingSender | MqttReadingSender | SplitSender, list[str]]:
+        """HTTP for every meter, or MQTT (docs/live.md, "MQTT identity") for those of --mqtt-meters;
+        with the kinds of the meters sent over MQTT."""
         if not options["mqtt"]:
-            return ReadingSender(options["url"], meters)
+            return ReadingSender(options["url"], meters), []
         kinds = {m.kind for m in meters}
         wanted = kinds if options["mqtt_meters"] == "all" else set(filter(None, options["mqtt_meters"].split(",")))
         if unknown := wanted - kinds:
@@ -144,7 +146,8 @@ class Command(BaseCommand):
         over_mqtt = [m for m in meters if m.kind in wanted]
         over_http = [m for m in meters if m.kind not in wanted]
         mqtt = MqttReadingSender(options["mqtt"], over_mqtt, prefix=settings.MQTT_TOPIC_PREFIX)
-        return SplitSender(ReadingSender(options["url"], over_http), mqtt) if over_http else mqtt
+        sender = SplitSender(ReadingSender(options["url"], over_http), mqtt) if over_http else mqtt
+        return sender, [m.kind for m in over_mqtt]
 
     @staticmethod
     def _logger(verbosity: int) -> logging.Logger:
