@@ -11,10 +11,16 @@ from celery import shared_task
 from automations import taskqueue
 from automations.deliveries import services as deliveries
 from automations.engine import evaluation
+from joulepoint.celery import ORJSON
 
 
 @shared_task(
-    name=taskqueue.RULES_EVALUATE_EVENT, acks_late=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=10
+    name=taskqueue.RULES_EVALUATE_EVENT,
+    acks_late=True,
+    autoretry_for=(Exception,),
+    retry_backoff=True,
+    max_retries=10,
+    serializer=ORJSON,
 )
 def rules_evaluate_event(message: dict) -> int:
     """One batch (one `data.ingested` event) → one task, however many readings it holds."""

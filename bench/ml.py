@@ -107,18 +107,15 @@ def input_arrays(batches: list[list[dict]], version) -> list[np.ndarray]:
     """The onnxruntime input of each batch, as the worker builds it (the bench's site is UTC)."""
     from zoneinfo import ZoneInfo
 
-    from mlops.features import local_hour_circle, reading_point
+    from mlops.features import local_hour_circle, readings_point_matrix
 
     zone = ZoneInfo("UTC")
-    return [
-        np.asarray(
-            [reading_point(r, local_hour_circle(datetime.fromisoformat(r["timestamp"].replace("Z", "+00:00")), zone),
-                           version.features)
-             for r in batch],
-            dtype=np.float32,
-        )
-        for batch in batches
-    ]  # fmt: skip
+
+    def circles(batch: list[dict]) -> np.ndarray:
+        stamps = [datetime.fromisoformat(r["timestamp"].replace("Z", "+00:00")) for r in batch]
+        return np.asarray([local_hour_circle(stamp, zone) for stamp in stamps])
+
+    return [readings_point_matrix(batch, circles(batch), version.features)[0] for batch in batches]
 
 
 def direct_rate(version, arrays: list[np.ndarray]) -> float:
@@ -401,7 +398,7 @@ def main() -> int:
         import joulepoint.events.tasks as outbox_tasks
 
         rollup_tasks.rollups_refresh_pending_task.delay = lambda *a, **k: None
-        outbox_tasks.outbox_dispatch_one.delay = lambda *a, **k: None
+        outbox_tasks.outbox_dispatch_one.delay = outbox_tasks.outbox_dispatch_many.delay = lambda *a, **k: None
         if args.worker:
             queues_purge()
         org, site, meters, version, assignment, promote = setup(args.meters)

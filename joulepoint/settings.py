@@ -183,6 +183,11 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# A worker keeps its database connection for this many tasks (and CONN_MAX_AGE), instead of
+# Celery's default of one connection per task; joulepoint/celery.py checks it between tasks.
+# 0 opens one per task again.
+CELERY_DB_REUSE_MAX = envint("CELERY_DB_REUSE_MAX", 1000) or None
+CELERY_ACCEPT_CONTENT = ["json", "orjson"]
 CELERY_BEAT_SCHEDULE = {
     "outbox-dispatch": {"task": "joulepoint.events.tasks.outbox_dispatch", "schedule": 10.0},
     # Rollups are refreshed after each ingest commit; this catches windows whose task was lost.

@@ -124,21 +124,31 @@ def local_hour_circle(timestamp: datetime, zone: ZoneInfo) -> tuple[float, float
     return math.sin(angle), math.cos(angle)
 
 
-def reading_point(reading: dict, circle: tuple[float, float], names: list[str]) -> list[float] | None:
-    """One reading's point features in `names` order, or None when it lacks one of the fields;
-    `circle` is its `local_hour_circle`."""
-    row = []
+def readings_point_matrix(readings: list[dict], circles: np.ndarray, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The point features of `readings` in `names` order, one float32 row per reading that has
+    every field, and the positions of those readings (a reading lacking a field is not scored);
+    `circles` holds each reading's `local_hour_circle` as a (sin, cos) row. Column by column,
+    since this runs on every reading an anomaly model serves."""
+    columns = []
     for name in names:
         if name == "local_hour_sin":
-            row.append(circle[0])
+            columns.append(circles[:, 0])
         elif name == "local_hour_cos":
-            row.append(circle[1])
+            columns.append(circles[:, 1])
         else:
-            value = reading.get(name)
-            if not isinstance(value, int | float) or isinstance(value, bool):
-                return None
-            row.append(float(value))
-    return row
+            columns.append(_number_column([reading.get(name) for reading in readings]))
+    matrix = np.column_stack(columns) if columns else np.empty((len(readings), 0))
+    complete = ~np.isnan(matrix).any(axis=1)
+    return matrix[complete].astype(np.float32), np.flatnonzero(complete)
+
+
+def _number_column(values: list) -> np.ndarray:
+    """float64 makes a missing value (None) NaN; validated readings hold nothing else but numbers."""
+    try:
+        return np.array(values, dtype="float64")
+    except (TypeError, ValueError):  # not from ingest's validation: keep only the numbers
+        numbers = [v if isinstance(v, int | float) and not isinstance(v, bool) else None for v in values]
+        return np.array(numbers, dtype="float64")
 
 
 def clearsky_matrix(stamps: pd.DatetimeIndex, *, latitude: float, longitude: float, step_seconds: int) -> np.ndarray:

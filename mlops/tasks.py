@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from joulepoint.celery import ORJSON
 from mlops import taskqueue
 from mlops.datasets.services import dataset_version_build
 from mlops.inference.scoring import batch_score, event_from_message
@@ -22,7 +23,7 @@ def training_job_execute_task(job_id: int) -> None:
     training_job_execute(job_id=job_id)
 
 
-@shared_task(name=taskqueue.BATCH_SCORE, queue=taskqueue.QUEUE, acks_late=True)
+@shared_task(name=taskqueue.BATCH_SCORE, queue=taskqueue.QUEUE, acks_late=True, serializer=ORJSON)
 def batch_score_task(message: dict) -> None:
     batch_score(event=event_from_message(message))
 

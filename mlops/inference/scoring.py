@@ -29,7 +29,7 @@ from joulepoint.events.types import Event
 from joulepoint.platform.enqueue import enqueue
 from mlops import selectors, taskqueue
 from mlops.events import ANOMALY_DETECTED, ML_INFERENCE
-from mlops.features import local_hour_circle, reading_point
+from mlops.features import local_hour_circle, readings_point_matrix
 from mlops.inference.sessions import plan_for, serving_observe, session_for
 from mlops.models import InferenceRun
 
@@ -74,7 +74,7 @@ def batch_score(*, event: Event) -> dict:
     # A batch's meters mostly share their timestamps (a gateway reads them all at once), so the
     # local hour is worked out once per timestamp and zone, not once per reading.
     circles: dict[tuple[str, str], tuple[float, float]] = {}
-    # (alias, version id) → (described version, input rows, the readings they came from)
+    # (alias, version id) → (described version, the readings it scores, their local hours)
     work: dict[tuple[str, int], tuple[dict, list, list]] = {}
     for reading in event.payload.get("readings", []):
         entry = plan.get(reading.get("meter_id"))
@@ -87,19 +87,19 @@ def batch_score(*, event: Event) -> dict:
             timestamp = datetime.fromisoformat(reading["timestamp"].replace("Z", "+00:00"))
             circle = circles[key] = local_hour_circle(timestamp, zone)
         for alias, described in entry["models"].items():
-            row = reading_point(reading, circle, described["features"])
-            if row is None:
-                continue
             slot = work.setdefault((alias, described["version_id"]), (described, [], []))
-            slot[1].append(row)
-            slot[2].append(reading)
+            slot[1].append(reading)
+            slot[2].append(circle)
     summary: dict = {}
     published: list[dict] = []
     detected: list[dict] = []
     runs = []
-    for (alias, version_id), (described, rows, readings) in work.items():
+    for (alias, version_id), (described, served, served_circles) in work.items():
+        matrix, positions = readings_point_matrix(served, np.asarray(served_circles), described["features"])
+        if not len(positions):
+            continue  # none of them has the model's fields
         session, input_name = session_for(version_id=version_id, artifact=described["artifact"])
-        outputs = session.run(None, {input_name: np.asarray(rows, dtype=np.float32)})
+        outputs = session.run(None, {input_name: matrix})
         scores = -np.asarray(outputs[-1], dtype="float64").ravel()  # `scores` is the decision function
         threshold = described["threshold"]
         over = np.flatnonzero(scores > threshold) if threshold is not None else np.array([], dtype=int)
@@ -110,18 +110,18 @@ def batch_score(*, event: Event) -> dict:
                 version_id=version_id,
                 alias=alias,
                 event_id=str(event.id),
-                scored=len(rows),
+                scored=len(positions),
                 anomalies=len(over),
                 max_score=float(scores.max()),
                 published=production,
             )
         )
         model = {k: described[k] for k in ("model_id", "model", "version_id", "version")}
-        summary[f"{alias}:{version_id}"] = {**model, "alias": alias, "scored": len(rows), "anomalies": len(over)}
+        summary[f"{alias}:{version_id}"] = {**model, "alias": alias, "scored": len(positions), "anomalies": len(over)}
         if production:
-            published.append({**model, "scored": len(rows), "anomalies": len(over), "threshold": threshold})
+            published.append({**model, "scored": len(positions), "anomalies": len(over), "threshold": threshold})
             for index in over:
-                reading = readings[index]
+                reading = served[positions[index]]
                 detected.append(
                     {
                         "meter_id": reading.get("meter_id"),
