@@ -19,8 +19,10 @@ from oauth2_provider.models import AccessToken
 from rest_framework.test import APIClient
 
 from joulepoint.events.listeners import listeners_changed
+from joulepoint.platform import degraded
 from joulepoint.tenancy.services import all_scopes, api_credential_create
 from tests import factories
+from tests.net import free_port
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -154,3 +156,18 @@ class DeviceClient:
 def device_client():
     """`device_client(meter_or_gateway)` → a DeviceClient for it."""
     return DeviceClient
+
+
+@pytest.fixture
+def dead_redis(settings):
+    """Settings pointing the cache at a port where no Redis listens (a Redis that is down)."""
+    degraded._last_logged.clear()  # each test sees its own first warning
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "joulepoint.platform.cache.PooledClientRedisCache",
+            "LOCATION": settings.REDIS_URL,
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
+    return settings.REDIS_URL

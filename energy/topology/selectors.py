@@ -150,6 +150,10 @@ def latest_samples(*, organization_id: int, site_id: int, at: datetime | None = 
 # process drops its copy at the next request. A request then reads the token (one cache get)
 # and the latest samples (one query), and computes.
 VERSION_KEY = "topology:version:{site_id}"
+# A token lives this long, so a change whose new token could not be written (Redis unreachable
+# for a moment) reaches every process within it; an expired token costs each process one read
+# of the structure.
+VERSION_TTL_SECONDS = 300
 STRUCTURES_MAX = 64
 _structures: OrderedDict[tuple[int, int], tuple[str, Structure]] = OrderedDict()
 _structures_lock = threading.Lock()
@@ -163,7 +167,7 @@ def topology_version(site_id: int) -> str | None:
         token = cache.get(key)
         if token is None:
             token = uuid.uuid4().hex
-            if not cache.add(key, token, timeout=None):
+            if not cache.add(key, token, timeout=VERSION_TTL_SECONDS):
                 token = cache.get(key)
     except Exception:  # an unreachable cache costs the cached structure, not the answer
         return None

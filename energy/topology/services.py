@@ -14,6 +14,7 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
+from django.conf import settings as django_settings
 from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
@@ -22,8 +23,9 @@ from energy.live.fanout import live_notice_send
 from energy.models.devices import Meter
 from energy.models.sites import Site
 from energy.topology.models import Edge, Node, TopologySettings
-from energy.topology.selectors import VERSION_KEY
+from energy.topology.selectors import VERSION_KEY, VERSION_TTL_SECONDS
 from joulepoint.platform.cache import cache_window_claim
+from joulepoint.platform.degraded import REDIS_ERRORS, redis_outage_log
 
 TOPOLOGY_CHANGED = "topology.changed"
 NODE_FIELDS = ("name", "kind", "meter", "sign_convention", "x", "y", "z")
@@ -331,11 +333,20 @@ def topology_version_bump(*, site_id: int) -> None:
     """Give the site's structure a new version token, now and again when the transaction
     commits: every process's cached structure of the site is then read afresh
     (energy.topology.selectors). Now, so this transaction's own reads see the change; at the
-    commit, because a reader in between may have cached the structure as it was before it."""
+    commit, because a reader in between may have cached the structure as it was before it.
+    Nothing to do where structures are not cached (no shared cache)."""
+    if not django_settings.TOPOLOGY_STRUCTURE_CACHE:
+        return
     key = VERSION_KEY.format(site_id=int(site_id))
 
     def bump() -> None:
-        cache.set(key, uuid.uuid4().hex, timeout=None)
+        try:
+            cache.set(key, uuid.uuid4().hex, timeout=VERSION_TTL_SECONDS)
+        except REDIS_ERRORS as error:
+            # A structure write must not fail for the cache. Other processes keep their copy
+            # until its token expires (VERSION_TTL_SECONDS); a Redis back without its data has
+            # no token, which drops every copy at once.
+            redis_outage_log("topology structure changes told no other process", error)
 
     bump()
     transaction.on_commit(bump)

@@ -5,25 +5,8 @@ from __future__ import annotations
 import pytest
 
 from energy.devices.services import device_for_key
-from joulepoint.platform import degraded
-from tests.net import free_port
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def dead_redis(settings):
-    """Settings pointing the cache at a port where no Redis listens (a Redis that is down)."""
-    degraded._last_logged.clear()  # each test sees its own first warning
-    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "joulepoint.platform.cache.PooledClientRedisCache",
-            "LOCATION": settings.REDIS_URL,
-            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
-        }
-    }
-    return settings.REDIS_URL
 
 
 def test_rotation_answers_503_and_changes_nothing_while_redis_is_down(api, meter, dead_redis):

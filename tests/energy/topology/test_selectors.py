@@ -8,6 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from energy.models import Node
 from energy.topology import selectors, services
 from tests import factories
 
@@ -93,3 +94,14 @@ def test_the_graph_answers_when_the_cache_cannot_be_read(api, site, grid, monkey
     monkeypatch.setattr(selectors.cache, "get", down)
     body, _ = _graph(api, site)
     assert [node["power_w"] for node in body["nodes"]] == [500.0]
+
+
+def test_structure_writes_are_saved_while_redis_is_down(site, grid, dead_redis, caplog):
+    # The version token cannot be replaced then; other processes' copies expire with it.
+    node = factories.NodeFactory(site=site, name="Feeder", kind="feeder")
+    services.node_update(node=node, values={"name": "Feeder A"})
+    site.name = "Renamed while Redis was down"
+    site.save()
+    grid.meter.delete()
+    assert Node.objects.get(pk=node.pk).name == "Feeder A"
+    assert "topology structure changes told no other process" in caplog.text
