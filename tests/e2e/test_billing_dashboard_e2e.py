@@ -11,7 +11,7 @@ import pytest
 
 from billing.wallets import wallet_move
 from tests import factories
-from tests.e2e.test_live_e2e import CHROMIUM, http_ingest
+from tests.e2e.test_live_e2e import http_ingest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -19,10 +19,9 @@ FLAT = [{"name": "flat", "months": [1, 12], "day_types": ["weekday", "weekend"],
          "rate": "0.25"}]  # fmt: skip
 
 
-def test_the_dashboard_shows_a_prepaid_accounts_balance_and_cycle_cost(live_url, monkeypatch):
-    from playwright.sync_api import expect, sync_playwright
+def test_the_dashboard_shows_a_prepaid_accounts_balance_and_cycle_cost(live_url, chromium):
+    from playwright.sync_api import expect
 
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's loop is in this thread
     membership = factories.MembershipFactory()
     org = membership.organization
     site = factories.SiteFactory(organization=org, name="E2E Depot", timezone="Europe/Berlin")
@@ -45,29 +44,23 @@ def test_the_dashboard_shows_a_prepaid_accounts_balance_and_cycle_cost(live_url,
         stamp = (now - timedelta(minutes=minutes)).isoformat().replace("+00:00", "Z")
         assert http_ingest(live_url, meter, {"timestamp": stamp, "total_energy": register}).status_code == 201
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
-        )
-        try:
-            page = browser.new_context(viewport={"width": 1366, "height": 900}, locale="en-US").new_page()
-            page.clock.install()  # the 30-second refresh is fast-forwarded below, not waited for
-            page.goto(f"{live_url}/dashboard/")
-            page.fill("#id_username", membership.user.username)
-            page.fill("#id_password", "pw-for-tests")
-            page.click("button[type=submit]")
-            page.wait_for_url(f"**/dashboard/sites/{site.pk}")
-            row = page.locator(f"#accounts li[data-account='{account.pk}']")
-            expect(page.locator("#accounts-card")).to_be_visible()
-            expect(row).to_contain_text("Depot (prepaid)")
-            expect(row.locator(".balance")).to_have_text("Balance €5.50")
-            expect(row.locator(".cycle-cost")).to_have_text("This cycle so far €0.50")
-            expect(row).to_have_class("low")  # below its 10.00 threshold
+    browser = chromium()
+    page = browser.new_context(viewport={"width": 1366, "height": 900}, locale="en-US").new_page()
+    page.clock.install()  # the 30-second refresh is fast-forwarded below, not waited for
+    page.goto(f"{live_url}/dashboard/")
+    page.fill("#id_username", membership.user.username)
+    page.fill("#id_password", "pw-for-tests")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"**/dashboard/sites/{site.pk}")
+    row = page.locator(f"#accounts li[data-account='{account.pk}']")
+    expect(page.locator("#accounts-card")).to_be_visible()
+    expect(row).to_contain_text("Depot (prepaid)")
+    expect(row.locator(".balance")).to_have_text("Balance €5.50")
+    expect(row.locator(".cycle-cost")).to_have_text("This cycle so far €0.50")
+    expect(row).to_have_class("low")  # below its 10.00 threshold
 
-            wallet_move(organization_id=org.pk, wallet_id=wallet.pk, kind="topup", amount=Decimal("20"),
-                        currency="EUR", idempotency_key="topup")  # fmt: skip
-            page.clock.run_for(31_000)
-            expect(row.locator(".balance")).to_have_text("Balance €25.50", timeout=10_000)
-            expect(row).not_to_have_class("low")
-        finally:
-            browser.close()
+    wallet_move(organization_id=org.pk, wallet_id=wallet.pk, kind="topup", amount=Decimal("20"),
+                currency="EUR", idempotency_key="topup")  # fmt: skip
+    page.clock.run_for(31_000)
+    expect(row.locator(".balance")).to_have_text("Balance €25.50", timeout=10_000)
+    expect(row).not_to_have_class("low")
