@@ -98,7 +98,8 @@ def test_high_power_rule_fires_on_6kw_not_4kw(live_server, worker, org, site):
         setup_rule(org, receiver.url)
         post_reading(live_server, meter, 4000, 0)
         post_reading(live_server, meter, 6000, 1)
-        wait_for(lambda: Delivery.objects.filter(status="succeeded").exists(), 30, worker, "the delivery")
+        # The first delivery of a run also waits for the worker's cold start (a bound, not a timing).
+        wait_for(lambda: Delivery.objects.filter(status="succeeded").exists(), 90, worker, "the delivery")
         time.sleep(1)  # the 4 kW reading had its chance too
         [delivery] = Delivery.objects.all()
         assert delivery.context["total_power"] == 6000
