@@ -389,7 +389,7 @@ class Soak:
             if now - moved_at >= stall or now - started >= cap:
                 break
             time.sleep(2)
-        return {"at_stop": at_stop, "complete_after": complete_after, "bound": time.monotonic() - started}
+        return {"at_stop": at_stop, "complete_after": complete_after, "waited": time.monotonic() - started}
 
     def report(self, memory_start, memory_end, counts, delivered, expected_total, statuses_before, drain) -> None:
         print("\nevents:")
@@ -427,7 +427,7 @@ class Soak:
             + (
                 f"all {expected_total} delivered {drain['complete_after']:.0f} s later"
                 if drain["complete_after"] is not None
-                else f"not all after {drain['bound']:.0f} s of drain (stalled, or the cap)"
+                else f"not all after {drain['waited']:.0f} s of drain (stalled, or the cap)"
             )
         )
         print(

@@ -44,7 +44,7 @@ def database_connections_check(task=None, **kwargs) -> None:
 
 @signals.task_failure.connect
 @signals.task_retry.connect
-def database_connections_drop(sender=None, request=None, **kwargs) -> None:
+def database_connections_drop(sender=None, **kwargs) -> None:
     """After a task that failed: never reuse its connections (it may have been interrupted
     mid-query)."""
     if getattr(sender, "request", None) is not None and sender.request.is_eager:

@@ -12,6 +12,7 @@ Inference sees one reading at a time, without history, so served anomaly models 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -106,15 +107,14 @@ def point_matrix(frame: pd.DataFrame, names: list[str]) -> np.ndarray:
     """The float32 input matrix of a point-feature model from a frame carrying the fields and
     `local_hour` (training)."""
     sin, cos = hour_circle(frame["local_hour"].to_numpy()) if "local_hour" in frame else (None, None)
-    columns = []
-    for name in names:
-        if name == "local_hour_sin":
-            columns.append(sin)
-        elif name == "local_hour_cos":
-            columns.append(cos)
-        else:
-            columns.append(frame[name].to_numpy(dtype="float64"))
+    columns = _point_columns(names, sin, cos, lambda name: frame[name].to_numpy(dtype="float64"))
     return np.column_stack(columns).astype(np.float32)
+
+
+def _point_columns(names: list[str], sin, cos, field: Callable[[str], np.ndarray]) -> list:
+    """The columns of a point-feature model in `names` order, for training and inference alike:
+    the local hour on the circle, else the field's values (`field(name)`)."""
+    return [sin if name == "local_hour_sin" else cos if name == "local_hour_cos" else field(name) for name in names]
 
 
 def local_hour_circle(timestamp: datetime, zone: ZoneInfo) -> tuple[float, float]:
@@ -129,14 +129,9 @@ def readings_point_matrix(readings: list[dict], circles: np.ndarray, names: list
     every field, and the positions of those readings (a reading lacking a field is not scored);
     `circles` holds each reading's `local_hour_circle` as a (sin, cos) row. Column by column,
     since this runs on every reading an anomaly model serves."""
-    columns = []
-    for name in names:
-        if name == "local_hour_sin":
-            columns.append(circles[:, 0])
-        elif name == "local_hour_cos":
-            columns.append(circles[:, 1])
-        else:
-            columns.append(_number_column([reading.get(name) for reading in readings]))
+    columns = _point_columns(
+        names, circles[:, 0], circles[:, 1], lambda name: _number_column([reading.get(name) for reading in readings])
+    )
     matrix = np.column_stack(columns) if columns else np.empty((len(readings), 0))
     complete = ~np.isnan(matrix).any(axis=1)
     return matrix[complete].astype(np.float32), np.flatnonzero(complete)
