@@ -20,7 +20,7 @@ class MlopsConfig(AppConfig):
 
         event_key_register(ML_INFERENCE)
         event_key_register(ANOMALY_DETECTED)
-        # Ingested batches go to an `ml` worker when the organization serves an anomaly model.
+        # Ingested batches go to an `inference` worker when the organization serves an anomaly model.
         subscribe(on_event, keys=["data.ingested"])
         # GET /api/energy/analytics/forecast?method=model serves the subject's production model.
         forecast_provider_register("model", model_forecast)

@@ -54,12 +54,13 @@ def site_on_ports(*, listen: int, http: int, ws: int) -> str:
 
 def test_the_procfile_starts_every_process_of_the_deployment():
     processes = parse_procfile((ROOT / "Procfile").read_text()).processes
-    assert set(processes) == {"web", "ws", "worker", "ml", "beat", "mqtt", "ocpp"}
+    assert set(processes) == {"web", "ws", "worker", "ml", "inference", "beat", "mqtt", "ocpp"}
     assert processes["web"].startswith("gunicorn joulepoint.wsgi:application")
     assert "--worker-class gthread" in processes["web"]
     assert "uvicorn joulepoint.asgi:application" in processes["ws"]
     assert processes["worker"].startswith("celery -A joulepoint worker -Q default")
-    assert processes["ml"].startswith("celery -A joulepoint worker -Q ml")  # dataset builds, training, inference
+    assert processes["ml"].startswith("celery -A joulepoint worker -Q ml")  # dataset builds, training
+    assert processes["inference"].startswith("celery -A joulepoint worker -Q inference")  # anomaly scoring
     assert processes["beat"].startswith("celery -A joulepoint beat")
     assert processes["mqtt"].startswith("python manage.py mqtt_bridge")
     assert processes["ocpp"].startswith("python manage.py ocpp_server")  # the chargers' OCPP 2.0.1 door

@@ -38,6 +38,7 @@ class Worker:
         concurrency: int = 2,
         beat: bool = True,
         queues: str = "default",
+        extra_args: tuple[str, ...] = (),
     ):
         self.env = {
             **os.environ,
@@ -50,6 +51,7 @@ class Worker:
         self.concurrency = concurrency
         self.beat = beat
         self.queues = queues
+        self.extra_args = extra_args
         self.process: subprocess.Popen | None = None
         self.log = tempfile.NamedTemporaryFile(prefix="jp-worker-", suffix=".log", delete=False)  # noqa: SIM115
 
@@ -69,6 +71,7 @@ class Worker:
             self.queues,
             "-n",
             f"e2e-{os.getpid()}-{time.time_ns()}@%h",
+            *self.extra_args,
         ]
         if self.beat:
             command += ["-B", "-s", str(schedule)]
@@ -104,4 +107,4 @@ def purge_queue(broker_url: str) -> None:
     import redis
 
     client = redis.Redis.from_url(broker_url)
-    client.delete("default", "ml", "unacked", "unacked_index")
+    client.delete("default", "ml", "inference", "unacked", "unacked_index")

@@ -1,6 +1,6 @@
 """MLOps end to end on PostgreSQL and Redis: an anomaly model promoted through the API, readings
-ingested over the device HTTP API of the real ASGI server, a real Celery worker on the `default`
-and `ml` queues scoring each batch, and a rule on `anomaly.detected` delivering a signed webhook
+ingested over the device HTTP API of the real ASGI server, a real Celery worker on the `default`,
+`ml` and `inference` queues scoring each batch, and a rule on `anomaly.detected` delivering a signed webhook
 to a real receiver: exactly one, for the outlier, none for the normal readings."""
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ def worker():
     purge_queue(settings.CELERY_BROKER_URL)
     # The worker reads the model's ONNX artifact from the media root this test process wrote it to.
     running = Worker(
-        {"AUTOMATIONS_WEBHOOK_ALLOW_PRIVATE": "1", "MEDIA_ROOT": str(settings.MEDIA_ROOT)}, queues="default,ml"
+        {"AUTOMATIONS_WEBHOOK_ALLOW_PRIVATE": "1", "MEDIA_ROOT": str(settings.MEDIA_ROOT)},
+        queues="default,ml,inference",
     ).start()
     yield running
     running.stop()

@@ -119,3 +119,47 @@ def test_sessions_are_kept_and_reloaded_after_a_promotion(org, trained, history,
     assert sessions.sessions_loaded() == loads + 2
     latest = InferenceRun.objects.order_by("-id").first()
     assert latest.version_id == newer["id"]
+
+
+def test_batches_scored_together_are_recorded_and_published_as_if_scored_alone(
+    org, trained, history, device_client, site, monkeypatch
+):
+    """What a coalesced run of the `inference` worker does (mlops.tasks.batch_score_task with the
+    messages of several ingested batches): one model run for all, each batch its own results."""
+    from mlops import tasks
+    from mlops.inference import scoring
+
+    _model, _job, version = trained
+    promote(org, version["id"], history)
+    promote(org, version["id"], history, alias="staging")
+    messages = []
+    monkeypatch.setattr(scoring, "enqueue", lambda _name, message: messages.append(message))
+    device = device_client(history)
+    assert device.post("/api/energy/energy-data/", reading(4300.0, 0)).status_code == 201
+    mixed_batch = [reading(60000.0, 1), reading(4250.0, 2)]
+    assert device.post("/api/energy/energy-data/bulk", mixed_batch, sign=True).status_code == 201
+    unwatched = device_client(factories.MeterFactory(site=site))
+    assert unwatched.post("/api/energy/energy-data/", reading(60000.0, 3)).status_code == 201
+    assert len(messages) == 3  # the organization serves a model: every batch goes to the worker
+
+    tasks.batch_score_task(*messages)
+    normal, mixed, _unwatched = (message["id"] for message in messages)  # no model serves the third
+    together = {(run.event_id, run.alias): run for run in InferenceRun.objects.all()}
+    assert set(together) == {(normal, "production"), (normal, "staging"), (mixed, "production"), (mixed, "staging")}
+    assert (together[normal, "production"].scored, together[normal, "production"].anomalies) == (1, 0)
+    assert (together[mixed, "production"].scored, together[mixed, "production"].anomalies) == (2, 1)
+    inferences = {payload["ingest_event_id"]: payload for payload in events("ml.inference")}
+    assert set(inferences) == {normal, mixed}  # staging publishes nothing
+    assert (inferences[normal]["scored"], inferences[mixed]["scored"], inferences[mixed]["anomalies"]) == (1, 2, 1)
+    [detected] = events("anomaly.detected")
+    assert detected["ingest_event_id"] == mixed and detected["reading"]["total_power"] == 60000.0
+
+    # The same batches scored one by one score the same.
+    InferenceRun.objects.all().delete()
+    for message in messages:
+        tasks.batch_score_task(message)
+    alone = {(run.event_id, run.alias): run for run in InferenceRun.objects.all()}
+    assert set(alone) == set(together)
+    for key, run in alone.items():
+        assert (run.scored, run.anomalies) == (together[key].scored, together[key].anomalies)
+        assert run.max_score == pytest.approx(together[key].max_score)
