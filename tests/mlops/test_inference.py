@@ -5,6 +5,7 @@ records; sessions are kept per process and reloaded when a promotion moves an al
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 
@@ -142,9 +143,13 @@ def test_batches_scored_together_are_recorded_and_published_as_if_scored_alone(
     assert unwatched.post("/api/energy/energy-data/", reading(60000.0, 3)).status_code == 201
     assert len(messages) == 3  # the organization serves a model: every batch goes to the worker
 
-    tasks.batch_score_task(*messages)
+    # Another organization's batch in the same run, naming this organization's meter: its own
+    # organization serves nothing, so it is not scored (each batch is planned in its own tenant).
+    foreign = {**messages[1], "id": str(uuid.uuid4()), "organization_id": factories.OrganizationFactory().pk}
+    tasks.batch_score_task(*messages, foreign)
     normal, mixed, _unwatched = (message["id"] for message in messages)  # no model serves the third
     together = {(run.event_id, run.alias): run for run in InferenceRun.objects.all()}
+    assert {run.organization_id for run in together.values()} == {org.pk}
     assert set(together) == {(normal, "production"), (normal, "staging"), (mixed, "production"), (mixed, "staging")}
     assert (together[normal, "production"].scored, together[normal, "production"].anomalies) == (1, 0)
     assert (together[mixed, "production"].scored, together[mixed, "production"].anomalies) == (2, 1)
