@@ -148,7 +148,7 @@ class _HandingTo:
 
 class CoalescedTask(Task):
     #: the most messages one run takes
-    coalesce_max = 8
+    coalesce_max = 16
 
     def start_strategy(self, app, consumer, **kwargs):
         # Celery's default strategy does everything for each message (revoked, expired, ETA,

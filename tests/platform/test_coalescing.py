@@ -1,4 +1,4 @@
-"""joulepoint/platform/coalescing.py with a real worker (one pool process, prefetch 16) and broker:
+"""joulepoint/platform/coalescing.py with a real worker (one pool process, prefetch 64) and broker:
 a message alone runs at once, the ones that queue up behind a run are run together, and each
 message is acknowledged, failed or given back exactly as its run is."""
 
@@ -45,13 +45,13 @@ def send(*values: str) -> None:
         coalesced_record.apply_async(args=(value,))
 
 
-def worker_for(runs_log: Path) -> Worker:
+def worker_for(runs_log: Path, seconds: float = 0.3) -> Worker:
     return Worker(
-        {"JP_COALESCED_LOG": str(runs_log), "JP_COALESCED_SECONDS": "0.3"},
+        {"JP_COALESCED_LOG": str(runs_log), "JP_COALESCED_SECONDS": str(seconds)},
         concurrency=1,
         beat=False,
         queues=QUEUE,
-        extra_args=("-I", "tests.platform.coalesced_tasks", "--prefetch-multiplier", "16"),
+        extra_args=("-I", "tests.platform.coalesced_tasks", "--prefetch-multiplier", "64"),
     ).start()
 
 
@@ -70,9 +70,9 @@ def wait_for(check, worker: Worker, timeout: float = 60.0) -> None:
 
 
 def test_a_message_alone_runs_at_once_and_those_queued_behind_a_run_run_together(runs_log):
-    values = [f"v{i}" for i in range(20)]
+    values = [f"v{i}" for i in range(40)]  # more than two full groups wait behind the first
     send(*values)  # all queued before the worker starts
-    worker = worker_for(runs_log)
+    worker = worker_for(runs_log, seconds=1.0)  # time for the rest to reach the worker while v0 runs
     try:
         wait_for(lambda: sum(len(run) for run in runs(runs_log)) >= len(values), worker)
         time.sleep(0.5)  # nothing runs twice
@@ -82,8 +82,9 @@ def test_a_message_alone_runs_at_once_and_those_queued_behind_a_run_run_together
     assert sorted(value for run in done for value in run) == sorted(values)  # each exactly once
     assert done[0] == ["v0"]  # the first waits for nobody
     assert [value for run in done for value in run] == values  # in queue order
-    assert 2 <= max(len(run) for run in done) <= CoalescedTask.coalesce_max
-    assert len(done) < len(values)
+    # 39 wait behind v0: groups as large as a run takes (16) and no larger, e.g. 1, 16, 16, 7.
+    assert max(len(run) for run in done) == CoalescedTask.coalesce_max == 16
+    assert len(done) <= 5
     assert queued() == 0  # every message acknowledged: none came back when the worker stopped
 
 
