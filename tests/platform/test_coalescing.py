@@ -75,7 +75,7 @@ def test_a_message_alone_runs_at_once_and_those_queued_behind_a_run_run_together
     worker = worker_for(runs_log, seconds=1.0)  # time for the rest to reach the worker while v0 runs
     try:
         wait_for(lambda: sum(len(run) for run in runs(runs_log)) >= len(values), worker)
-        time.sleep(0.5)  # nothing runs twice
+        time.sleep(1.5)  # the last run ends (a line is written as a run starts); nothing runs twice
     finally:
         worker.stop()
     done = runs(runs_log)
@@ -97,7 +97,7 @@ def test_messages_of_a_run_whose_process_dies_are_given_back_and_run_again(runs_
 
     try:
         wait_for(lambda: len(run_again()) >= 3, worker)
-        time.sleep(0.5)
+        time.sleep(1.0)  # the last run ends
     finally:
         worker.stop()
     done = runs(runs_log)
