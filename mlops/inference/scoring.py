@@ -71,35 +71,10 @@ def batches_score(*, events: list[Event]) -> list[InferenceRun]:
     alone. Returns the runs recorded. Scoring a batch twice records and publishes twice (at
     least once)."""
     serving_observe()
-    zones: dict[str, ZoneInfo] = {}
-    # A batch's meters mostly share their timestamps (a gateway reads them all at once), so the
-    # local hour is worked out once per timestamp and zone, not once per reading.
-    circles: dict[tuple[str, str], tuple[float, float]] = {}
-    # (alias, version id) → (described version, the readings it scores, their local hours, the
-    # index in `events` of each reading's batch)
-    work: dict[tuple[str, int], tuple[dict, list, list, list]] = {}
-    for index, event in enumerate(events):
-        organization_id = event.organization_id
-        plan = plan_for(organization_id, lambda o=organization_id: selectors.anomaly_serving_plan(organization_id=o))
-        for reading in event.payload.get("readings", []) if plan else ():
-            entry = plan.get(reading.get("meter_id"))
-            if entry is None:
-                continue
-            key = (reading["timestamp"], entry["zone"])
-            circle = circles.get(key)
-            if circle is None:
-                zone = zones.setdefault(entry["zone"], ZoneInfo(entry["zone"]))
-                timestamp = datetime.fromisoformat(reading["timestamp"].replace("Z", "+00:00"))
-                circle = circles[key] = local_hour_circle(timestamp, zone)
-            for alias, described in entry["models"].items():
-                slot = work.setdefault((alias, described["version_id"]), (described, [], [], []))
-                slot[1].append(reading)
-                slot[2].append(circle)
-                slot[3].append(index)
     runs: list[InferenceRun] = []
     published: dict[int, list[dict]] = {}  # index in `events` → its ml.inference model entries
     detected: dict[int, list[dict]] = {}  # index in `events` → its anomaly.detected payloads
-    for (alias, version_id), (described, served, served_circles, owners) in work.items():
+    for (alias, version_id), (described, served, served_circles, owners) in _readings_by_version(events).items():
         matrix, positions = readings_point_matrix(served, np.asarray(served_circles), described["features"])
         if not len(positions):
             continue  # none of them has the model's fields
@@ -165,3 +140,33 @@ def batches_score(*, events: list[Event]) -> list[InferenceRun]:
             # One outbox INSERT and one dispatch message for them all, not one per anomaly.
             publish_many(outbox, source=SOURCE)
     return runs
+
+
+def _readings_by_version(events: list[Event]) -> dict[tuple[str, int], tuple[dict, list, list, list]]:
+    """(alias, version id) → (the described version, the readings it scores, their local hours,
+    the index in `events` of each reading's batch), each batch looked up in its own organization's
+    serving plan."""
+    zones: dict[str, ZoneInfo] = {}
+    # A batch's meters mostly share their timestamps (a gateway reads them all at once), so the
+    # local hour is worked out once per timestamp and zone, not once per reading.
+    circles: dict[tuple[str, str], tuple[float, float]] = {}
+    work: dict[tuple[str, int], tuple[dict, list, list, list]] = {}
+    for index, event in enumerate(events):
+        organization_id = event.organization_id
+        plan = plan_for(organization_id, lambda o=organization_id: selectors.anomaly_serving_plan(organization_id=o))
+        for reading in event.payload.get("readings", []) if plan else ():
+            entry = plan.get(reading.get("meter_id"))
+            if entry is None:
+                continue
+            key = (reading["timestamp"], entry["zone"])
+            circle = circles.get(key)
+            if circle is None:
+                zone = zones.setdefault(entry["zone"], ZoneInfo(entry["zone"]))
+                timestamp = datetime.fromisoformat(reading["timestamp"].replace("Z", "+00:00"))
+                circle = circles[key] = local_hour_circle(timestamp, zone)
+            for alias, described in entry["models"].items():
+                slot = work.setdefault((alias, described["version_id"]), (described, [], [], []))
+                slot[1].append(reading)
+                slot[2].append(circle)
+                slot[3].append(index)
+    return work
