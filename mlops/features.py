@@ -19,7 +19,6 @@ from zoneinfo import ZoneInfo
 import holidays
 import numpy as np
 import pandas as pd
-import pvlib
 
 # name → what it adds (per field for rolling means and lags)
 FEATURES = {
@@ -152,6 +151,8 @@ def clearsky_matrix(stamps: pd.DatetimeIndex, *, latitude: float, longitude: flo
     step, and at sunrise the start of the step would read zero for a step that produced."""
     if len(stamps) == 0:
         return np.zeros((0, len(CLEARSKY_FEATURES)), dtype=np.float32)
+    import pvlib  # imported here: pvlib costs a process about 60 MiB, and only PV models use it
+
     middles = pd.DatetimeIndex(stamps).tz_convert("UTC") + pd.Timedelta(seconds=step_seconds / 2)
     location = pvlib.location.Location(latitude, longitude, tz="UTC")
     sky = location.get_clearsky(middles, model="ineichen")

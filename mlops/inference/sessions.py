@@ -17,11 +17,14 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import onnxruntime
 from django.core.cache import cache
 
 from mlops.artifacts import artifact_read
+
+if TYPE_CHECKING:
+    import onnxruntime
 
 EPOCH_KEY = "jp:mlops:serving:epoch"
 MAX_AGE_SECONDS = 60.0
@@ -65,6 +68,9 @@ def session_for(*, version_id: int, artifact: str) -> tuple[onnxruntime.Inferenc
     kept = _kept.sessions.get(version_id)
     if kept is not None:
         return kept
+    # Imported at the first load, not at the top: only processes that score need onnxruntime.
+    import onnxruntime
+
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1  # one worker process per core scales better than threads
     session = onnxruntime.InferenceSession(artifact_read(artifact), options, providers=["CPUExecutionProvider"])

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from skl2onnx import to_onnx
-from sklearn.ensemble import IsolationForest
 
 from mlops.errors import MlopsInvalid
 from mlops.features import POINT_FEATURES, point_matrix
@@ -56,6 +54,11 @@ def robust_z(values: np.ndarray, median: float, mad: float) -> np.ndarray:
 
 
 def anomaly_train(frame: pd.DataFrame, params: dict) -> Trained:
+    # Imported here, not at the top: scikit-learn and skl2onnx would cost every process that
+    # loads mlops (beat, the MQTT bridge, the OCPP server) about 200 MiB; only training uses them.
+    from skl2onnx import to_onnx
+    from sklearn.ensemble import IsolationForest
+
     params = params_clean(params)
     field = params["field"]
     if field not in frame:

@@ -29,8 +29,6 @@ import secrets
 from datetime import timedelta
 
 import httpx
-import onnx
-import onnxruntime
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -135,6 +133,9 @@ def external_dataset_artifact(*, job_id: int, token: str) -> tuple[TrainingJob, 
 
 def onnx_validate(data: bytes) -> None:
     """A well-formed ONNX model that onnxruntime loads, or MlopsInvalid("model")."""
+    import onnx  # imported here: only a completing trainer's request needs it (and onnxruntime)
+    import onnxruntime
+
     try:
         onnx.checker.check_model(onnx.load_model_from_string(data))
         onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])

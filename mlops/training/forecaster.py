@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from skl2onnx import to_onnx
-from sklearn.ensemble import GradientBoostingRegressor
 
 from energy.analytics.forecast import predict
 from mlops.errors import MlopsInvalid
@@ -52,6 +50,9 @@ def feature_names(frame: pd.DataFrame, field: str) -> list[str]:
 
 
 def demand_train(frame: pd.DataFrame, params: dict) -> Trained:
+    from skl2onnx import to_onnx  # imported here: see anomaly.anomaly_train
+    from sklearn.ensemble import GradientBoostingRegressor
+
     params = params_clean(params)
     field = params["field"]
     if field not in frame:

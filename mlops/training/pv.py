@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from skl2onnx import to_onnx
-from sklearn.linear_model import LinearRegression
 
 from energy.analytics.forecast import predict
 from mlops.errors import MlopsInvalid
@@ -47,6 +45,9 @@ def _step_seconds(frame: pd.DataFrame) -> int:
 
 
 def pv_train(frame: pd.DataFrame, params: dict, *, latitude: float, longitude: float) -> Trained:
+    from skl2onnx import to_onnx  # imported here: see anomaly.anomaly_train
+    from sklearn.linear_model import LinearRegression
+
     params = params_clean(params)
     field = params["field"]
     if field not in frame:
