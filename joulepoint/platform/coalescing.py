@@ -9,11 +9,14 @@ message: the deeper the queue, the larger the groups.
 
 The task takes `*args` and must treat a call with the arguments of several messages as those
 messages run one after the other (positional arguments only). Each message keeps its own life in
-the worker: it is acknowledged, failed, retried on a lost worker process (task_reject_on_worker_lost)
-or timed out exactly as its group's run is, through Celery's own request callbacks. In-process
-(eager) calls run one message, as usual. A group is limited by `coalesce_max`; the worker's
-prefetch (prefetch multiplier x concurrency) bounds how many messages can wait, so set it above
-`coalesce_max` to let the broker fill the next group while one runs.
+the worker: it is acknowledged, failed, given back on a lost pool process
+(task_reject_on_worker_lost) or timed out exactly as its group's run is, through Celery's own
+request callbacks. The run logs and traces as its first message (its task id); a result is not
+kept per message, so such a task returns nothing anyone waits for. Messages with an ETA or a rate
+limit run alone, as Celery schedules them; in-process (eager) calls run one message, as usual. A
+group is limited by `coalesce_max`; the worker's prefetch (prefetch multiplier x concurrency)
+bounds how many messages can wait, so set it above `coalesce_max` to let the broker fill the next
+group while one runs.
 
 Written here because the library for this, celery-batches, supports Celery < 5.7 only and
 flushes on a timer (a message alone waits up to its flush interval); this is the part of it we
