@@ -8,13 +8,14 @@ in this process and through real Celery workers on the `inference` and `ml` queu
 Creates its own database (`jp_bench_ml` on 127.0.0.1:5432, user postgres; dropped at the end,
 no other database is touched) and migrates it. The Redis database of `--redis-url` (default
 REDIS_URL) is its broker and cache: give it one nobody else uses, since the bench purges its
-`inference`, `ml` and `default` queues before and after. Figures, each with its baseline from this run:
+`inference`, `ml` and `default` queues before and after. Figures, each with its baseline from
+this run:
 
 1. inference: `mlops.inference.scoring.batches_score` of one batch at a time (the `inference`
-   worker's service: plan, features,
-   one onnxruntime run per model version, InferenceRun rows, ml.inference/anomaly.detected in
-   the outbox) on batches of 1,000 readings from 50 meters with one production model on their
-   site, against onnxruntime's `run` on the same input arrays directly. Target ratio >= 0.5.
+   worker's service: plan, features, one onnxruntime run per model version, InferenceRun rows,
+   ml.inference/anomaly.detected in the outbox) on batches of 1,000 readings from 50 meters with
+   one production model on their site, against onnxruntime's `run` on the same input arrays
+   directly. Target ratio >= 0.5.
 2. ingest: `reading_batch_ingest` of the same batches with that model served (the subscriber
    asks whether anyone serves and sends the batch to the broker's `inference` queue: the web
    process's share) against mlops' subscriber not installed, alternating round by round.
@@ -31,8 +32,8 @@ REDIS_URL) is its broker and cache: give it one nobody else uses, since the benc
    up while it works together, up to 16 per run), against onnxruntime's `run` on the burst's
    arrays one batch at a time, measured right after it (the load of a shared machine moves
    between figure 1 and figure 4). Target ratio >= 0.5.
-5. build through the worker: the same dataset as figure 3 built again by the `ml` worker (request →
-   ready, polled every 50 ms), against figure 3's in-process build time.
+5. build through the worker: the same dataset as figure 3 built again by the `ml` worker
+   (request → ready, polled every 50 ms), against figure 3's in-process build time.
 """
 
 from __future__ import annotations
