@@ -13,7 +13,9 @@ from pathlib import Path
 
 import orjson
 import pytest
+from asgiref.sync import SyncToAsync
 from django.conf import settings
+from django.db import connections
 from django.utils import timezone
 from oauth2_provider.models import AccessToken
 from rest_framework.test import APIClient
@@ -53,6 +55,16 @@ def media_root(settings, tmp_path):
     """Files written through Django's storage (MLOps datasets and models) go to the test's
     temporary directory, never to var/."""
     settings.MEDIA_ROOT = str(tmp_path / "media")
+
+
+@pytest.fixture
+def orm_thread_closed():
+    """For async tests that call the ORM through asgiref's sync_to_async: outside an async_to_sync
+    it runs in one shared executor thread, whose connection Django keeps open, and PostgreSQL then
+    refuses to drop the test database at the end of the run ("being accessed by other users").
+    Closed after each test."""
+    yield
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=30)
 
 
 @pytest.fixture

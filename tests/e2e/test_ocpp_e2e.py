@@ -24,7 +24,11 @@ from tests import factories
 from tests.e2e.conftest import VENV_BIN, ServerProcess, _wait_for_http
 from tests.net import free_port
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.asyncio,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("orm_thread_closed"),
+]
 
 
 @pytest.fixture

@@ -23,7 +23,11 @@ from energy.models import DeviceCommand, Reading
 from tests import factories
 from tests.net import free_port
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.asyncio,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("orm_thread_closed"),
+]
 
 
 @pytest.fixture(autouse=True)
