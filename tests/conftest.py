@@ -57,12 +57,12 @@ def media_root(settings, tmp_path):
     settings.MEDIA_ROOT = str(tmp_path / "media")
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def orm_thread_closed():
-    """For async tests that call the ORM through asgiref's sync_to_async: outside an async_to_sync
-    it runs in one shared executor thread, whose connection Django keeps open, and PostgreSQL then
-    refuses to drop the test database at the end of the run ("being accessed by other users").
-    Closed after each test."""
+    """Async tests call the ORM through sync_to_async (channels' database_sync_to_async too):
+    outside an async_to_sync it runs in asgiref's one shared executor thread, whose connection
+    Django keeps open, and PostgreSQL then refuses to drop the test database at the end of the
+    run ("being accessed by other users"). Closed after each test."""
     yield
     SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=30)
 

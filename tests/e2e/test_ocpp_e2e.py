@@ -24,11 +24,7 @@ from tests import factories
 from tests.e2e.conftest import VENV_BIN, ServerProcess, _wait_for_http
 from tests.net import free_port
 
-pytestmark = [
-    pytest.mark.asyncio,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.usefixtures("orm_thread_closed"),
-]
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture

@@ -23,11 +23,7 @@ from energy.models import DeviceCommand, Reading
 from tests import factories
 from tests.net import free_port
 
-pytestmark = [
-    pytest.mark.asyncio,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.usefixtures("orm_thread_closed"),
-]
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture(autouse=True)
